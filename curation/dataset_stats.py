@@ -1,0 +1,121 @@
+"""Recompute and rewrite the stats of a LeRobot v3 dataset on disk, exactly (see ``curation.stats``).
+
+Reads ``meta/info.json`` for the features, the data parquet files for numeric features and decodes every video
+with PyAV (as lerobot's ``pyav`` backend does) for image features. Writes ``meta/stats.json`` and the
+``stats/<feature>/<stat>`` columns of ``meta/episodes/*.parquet``, each atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
+from dataengine.errors import DataEngineError
+
+_SKIPPED_VECTOR_FEATURES = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
+"""Bookkeeping columns: lerobot computes stats for them too, so we keep them (exactly) as well."""
+
+
+def _read_info(root: Path) -> dict:
+    path = root / "meta" / "info.json"
+    if not path.is_file():
+        raise DataEngineError(f"{root} is not a LeRobot v3 dataset: meta/info.json is missing")
+    return json.loads(path.read_text())
+
+
+def _episode_files(root: Path) -> list[Path]:
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise DataEngineError(f"{root} has no meta/episodes/*/*.parquet: the dataset was never finalized")
+    return files
+
+
+def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (N, H, W, 3) uint8 and their timestamps (s) of one video file."""
+    frames, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            times.append(float(frame.pts * stream.time_base))
+    return np.stack(frames), np.asarray(times)
+
+
+def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
+    """Exact stats accumulators of every episode, keyed by episode index."""
+    info = _read_info(root)
+    features = info["features"]
+    fps = info["fps"]
+    episodes = pa.concat_tables([pq.read_table(f) for f in _episode_files(root)]).to_pylist()
+    per_episode: dict[int, dict[str, FeatureStats]] = defaultdict(dict)
+
+    numeric = [k for k, f in features.items() if f["dtype"] not in ("video", "image", "string")]
+    for data_file in sorted((root / "data").glob("chunk-*/file-*.parquet")):
+        table = pq.read_table(data_file, columns=numeric)
+        episode_index = table.column("episode_index").to_numpy()
+        for key in numeric:
+            column = np.asarray(table.column(key).to_pylist(), dtype=np.float64)
+            for ep in np.unique(episode_index):
+                stats = per_episode[int(ep)].setdefault(key, VectorStats())
+                stats.update(column[episode_index == ep])
+
+    video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
+    for key in video_keys:
+        by_file: dict[tuple[int, int], list[dict]] = defaultdict(list)
+        for ep in episodes:
+            by_file[(ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"])].append(ep)
+        for (chunk, file), eps in by_file.items():
+            path = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+            if not path.is_file():
+                raise DataEngineError(f"video file missing: {path}; the dataset is incomplete")
+            frames, times = _decode_video(path)
+            for ep in eps:
+                start, end = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
+                selected = (times >= start - 0.5 / fps) & (times < end - 0.5 / fps)
+                stats = ImageStats()
+                stats.update(frames[selected])
+                per_episode[ep["episode_index"]][key] = stats
+    return dict(per_episode)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_episode_stats(root: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
+    for path in _episode_files(root):
+        table = pq.read_table(path)
+        indices = table.column("episode_index").to_pylist()
+        for key in per_episode[indices[0]]:
+            for stat in per_episode[indices[0]][key]:
+                name = f"stats/{key}/{stat}"
+                values = pa.array([per_episode[i][key][stat].tolist() for i in indices])
+                if name in table.column_names:
+                    values = values.cast(table.schema.field(name).type)
+                    table = table.set_column(table.column_names.index(name), name, values)
+                else:
+                    table = table.append_column(name, values)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        _atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def recompute_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Recompute every feature's stats of the dataset at ``root`` and write them in. Returns the dataset stats."""
+    root = Path(root)
+    per_episode = compute_episode_stats(root)
+    dataset_stats = to_lerobot(merge_all(list(per_episode.values())))
+    _write_episode_stats(root, {ep: to_lerobot(stats) for ep, stats in per_episode.items()})
+    serialised = {key: {k: v.tolist() for k, v in s.items()} for key, s in dataset_stats.items()}
+    _atomic_write_bytes(root / "meta" / "stats.json", json.dumps(serialised, indent=4).encode())
+    return dataset_stats

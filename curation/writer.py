@@ -1,0 +1,62 @@
+"""Write episodes into a LeRobot v3 dataset through lerobot's own recording API, then give it exact stats.
+
+lerobot's ``LeRobotDataset.create / add_frame / save_episode`` guarantees the on-disk layout is byte-for-byte what
+lerobot reads; its streaming encoder feeds frames straight to the video encoder (no PNG round trip). Its stats are
+wrong for images (see ``curation.stats``), so ``close()`` recomputes every feature's stats from the written files
+(videos decoded as the trainer decodes them) and rewrites ``meta/stats.json`` and the per-episode stats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from curation.dataset_stats import recompute_stats
+from curation.features import ROBOT_TYPE
+
+
+@dataclass(frozen=True)
+class EpisodeFrames:
+    """One episode in memory: T frames of state, action and camera images (keyed by LeRobot feature name)."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    images: dict[str, np.ndarray]
+    task: str
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+
+class DatasetWriter:
+    """Appends episodes to a new LeRobot v3 dataset at ``root`` (which must not exist yet)."""
+
+    def __init__(self, root: Path, repo_id: str, fps: int, features: dict[str, dict], vcodec: str = "libsvtav1"):
+        self.root = Path(root)
+        self._dataset = LeRobotDataset.create(
+            repo_id=repo_id,
+            fps=fps,
+            features=features,
+            root=self.root,
+            robot_type=ROBOT_TYPE,
+            use_videos=True,
+            vcodec=vcodec,
+            streaming_encoding=True,
+        )
+        self.episodes = 0
+
+    def add_episode(self, episode: EpisodeFrames) -> None:
+        for t in range(len(episode)):
+            frame = {"observation.state": episode.states[t], "action": episode.actions[t], "task": episode.task}
+            frame.update({key: frames[t] for key, frames in episode.images.items()})
+            self._dataset.add_frame(frame)
+        self._dataset.save_episode()
+        self.episodes += 1
+
+    def close(self) -> None:
+        """Flush lerobot's writers, then replace its stats with exact ones."""
+        self._dataset.finalize()
+        recompute_stats(self.root)

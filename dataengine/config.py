@@ -1,0 +1,55 @@
+"""Configuration of the engine's commands: dataclasses whose defaults are the single source of truth.
+
+Stage-specific settings live beside their stage (``scenes.pick_place.PickPlaceConfig``,
+``scenes.expert.ExpertConfig``); the command configs here compose them. Every run saves its full config as JSON
+beside its outputs (:func:`to_jsonable`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scenes.expert import ExpertConfig
+from scenes.pick_place import PickPlaceConfig
+
+
+@dataclass
+class DemosConfig:
+    """``dataengine demos``: record scripted-expert episodes as a LeRobot v3 dataset."""
+
+    out: Path
+    n: int = 50
+    repo_id: str = "local/so101_pick_place_demos"
+    seed: int = 0
+    """Episode k of the run uses scene seed ``seed + k`` (attempts, including discarded failures, count)."""
+    include_failures: bool = False
+    max_attempts_per_episode: int = 3
+    """Give up once ``n * this`` attempts have not produced ``n`` kept episodes."""
+    vcodec: str = "libsvtav1"
+    """lerobot's default codec (AV1); ``libx264`` or ``h264`` encode faster."""
+    scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+
+
+def to_jsonable(value):
+    """Dataclasses, paths, enums and numpy values as plain JSON types."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

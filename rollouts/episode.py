@@ -1,0 +1,48 @@
+"""Run one episode in one environment and keep every frame: the simplest rollout, used for expert demos.
+
+The batched engine (many environments, one policy call) comes with the rollout issue; this is its reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.writer import EpisodeFrames
+from scenes.outcome import EpisodeMetrics
+from scenes.pick_place import TASK, Observation, PickPlaceEnv
+from scenes.randomization import SceneSample
+
+
+@dataclass(frozen=True)
+class RecordedEpisode:
+    seed: int
+    scene: SceneSample
+    metrics: EpisodeMetrics
+    frames: EpisodeFrames
+
+
+def record_episode(env: PickPlaceEnv, seed: int, act: Callable[[Observation], np.ndarray],
+                   on_reset: Callable[[int], None] | None = None) -> RecordedEpisode:
+    """Reset ``env`` to ``seed`` and step it with ``act`` until done; frame t pairs observation t with action t."""
+    observation = env.reset(seed)
+    if on_reset is not None:
+        on_reset(seed)
+    states, actions = [], []
+    images: dict[str, list[np.ndarray]] = {key: [] for key in observation.images}
+    while not env.done:
+        action = act(observation)
+        states.append(observation.state)
+        actions.append(np.asarray(action, dtype=np.float32))
+        for key, image in observation.images.items():
+            images[key].append(image)
+        observation = env.step(action)
+    frames = EpisodeFrames(
+        states=np.stack(states),
+        actions=np.stack(actions),
+        images={key: np.stack(values) for key, values in images.items()},
+        task=TASK,
+    )
+    return RecordedEpisode(seed=seed, scene=env.scene, metrics=env.metrics(), frames=frames)
