@@ -8,6 +8,7 @@ wrong for images (see ``curation.stats``), so ``close()`` recomputes every featu
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,14 @@ class DatasetWriter:
             self._dataset.add_frame(frame)
         self._dataset.save_episode()
         self.episodes += 1
+
+    def abort(self) -> None:
+        """Stop lerobot's writers and delete everything written (they would otherwise flush into ``root`` later)."""
+        try:
+            self._dataset.finalize()
+        except Exception:  # noqa: BLE001  (already failing: the files are deleted below either way)
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def close(self) -> None:
         """Flush lerobot's writers, then replace its stats with exact ones."""

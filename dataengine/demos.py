@@ -101,6 +101,9 @@ def _record_into(root: Path, config: DemosConfig, console: Console) -> DemosSumm
                 rate = outcomes[Outcome.SUCCESS.value] / attempts
                 progress.update(bar, status=f"success {rate:.0%} of {attempts}")
         writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     finally:
         env.close()
     meta = {"config": to_jsonable(config), "episodes": kept}
