@@ -12,13 +12,13 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from dataengine.errors import DataEngineError
+from dataengine.video import decode_frames
 
 _SKIPPED_VECTOR_FEATURES = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
 """Bookkeeping columns: lerobot computes stats for them too, so we keep them (exactly) as well."""
@@ -36,17 +36,6 @@ def _episode_files(root: Path) -> list[Path]:
     if not files:
         raise DataEngineError(f"{root} has no meta/episodes/*/*.parquet: the dataset was never finalized")
     return files
-
-
-def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """All frames (N, H, W, 3) uint8 and their timestamps (s) of one video file."""
-    frames, times = [], []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            times.append(float(frame.pts * stream.time_base))
-    return np.stack(frames), np.asarray(times)
 
 
 def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
@@ -76,7 +65,7 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
             path = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
             if not path.is_file():
                 raise DataEngineError(f"video file missing: {path}; the dataset is incomplete")
-            frames, times = _decode_video(path)
+            frames, times = decode_frames(path)
             for ep in eps:
                 start, end = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
                 selected = (times >= start - 0.5 / fps) & (times < end - 0.5 / fps)

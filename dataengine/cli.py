@@ -12,8 +12,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU mac
 from dataengine.errors import DataEngineError  # noqa: E402
 
 PLANNED = {
-    "train": "train a policy (ACT) with lerobot-train",
-    "rollout": "batched policy rollouts into an episode store",
     "classifier": "train / evaluate / label the visual success classifier",
     "curate": "filter rollouts into a curated LeRobot v3 dataset",
     "stats": "recompute the stats of a LeRobot v3 dataset",
@@ -51,10 +49,82 @@ def _run_demos(args: argparse.Namespace) -> None:
     record_demos(config)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a policy (ACT) with lerobot-train, offline",
+                       description="Extra lerobot-train options go after '--', e.g. -- --policy.chunk_size=50")
+    p.add_argument("--policy", default="act", help="policy type (act)")
+    p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
+    p.add_argument("--steps", type=int, default=20_000, help="optimizer steps (default 20000)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/train/...)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--num-workers", type=int, default=4, help="dataloader workers")
+    p.add_argument("--save-freq", type=int, default=5_000)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("extra", nargs="*", help="passed to lerobot-train after '--'")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from dataengine.train import TrainConfig, train
+
+    config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
+                         out=args.out, device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
+                         resume=args.resume, extra_args=list(args.extra))
+    checkpoint = train(config, _workspace(args))
+    print(f"checkpoint: {checkpoint}")
+
+
+def _add_rollout(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
+    p.add_argument("--policy", required=True, help="act (newest trained), scripted, or a pretrained_model path")
+    p.add_argument("--n", type=int, default=1000, help="episodes (default 1000)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
+    p.add_argument("--seed", type=int, default=1_000_000, help="episode k uses scene seed SEED+k")
+    p.add_argument("--num-envs", type=int, default=8, help="environments per worker, stepped together")
+    p.add_argument("--chunk-size", type=int, default=16, help="episodes per dask task")
+    p.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: GPUs or cores/2)")
+    p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.add_argument("--device", default=None, help="policy device (default: cuda when available)")
+    p.add_argument("--temporal-ensemble", type=float, default=None, metavar="COEFF",
+                   help="ACT temporal ensembling with this coefficient (e.g. 0.01) instead of chunk execution")
+    p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per predicted chunk")
+    p.add_argument("--render-preset", default="fast")
+    p.add_argument("--visual-randomization", action="store_true")
+    p.set_defaults(run=_run_rollout)
+
+
+def _run_rollout(args: argparse.Namespace) -> None:
+    from dataengine.config import RolloutConfig
+    from dataengine.executors import ExecutorConfig
+    from dataengine.rollout import rollout
+    from scenes.pick_place import PickPlaceConfig
+    from scenes.randomization import SceneRandomization
+
+    scene = PickPlaceConfig(render_preset=args.render_preset,
+                            randomization=SceneRandomization(visual=args.visual_randomization))
+    config = RolloutConfig(policy=args.policy, n=args.n, out=args.out, seed=args.seed, num_envs=args.num_envs,
+                           chunk_size=args.chunk_size, resume=args.resume, device=args.device,
+                           temporal_ensemble_coeff=args.temporal_ensemble, n_action_steps=args.n_action_steps,
+                           executor=ExecutorConfig(scheduler=args.scheduler, workers=args.workers), scene=scene)
+    rollout(config, _workspace(args))
+
+
+def _workspace(args: argparse.Namespace):
+    from dataengine.workspace import Workspace
+
+    return Workspace(args.workspace) if args.workspace else Workspace.default()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataengine", description="SO-101 policy-distillation data engine")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="where runs and the policy index live (default ./outputs or $DATAENGINE_WORKSPACE)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demos(sub)
+    _add_train(sub)
+    _add_rollout(sub)
     for name, help_text in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
         p.add_argument("rest", nargs=argparse.REMAINDER)

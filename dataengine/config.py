@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataengine.executors import ExecutorConfig
 from scenes.expert import ExpertConfig
 from scenes.pick_place import PickPlaceConfig
 
@@ -53,3 +54,30 @@ def to_jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@dataclass
+class RolloutConfig:
+    """``dataengine rollout``: run a policy over ``n`` seeded episodes into an episode store."""
+
+    policy: str
+    """``act`` (the newest ACT the engine trained), ``scripted``, or a path to a ``pretrained_model`` directory."""
+    n: int = 1000
+    out: Path | None = None
+    """Run directory; default ``<workspace>/rollouts/run-<time>``."""
+    seed: int = 1_000_000
+    """Episode k uses scene seed ``seed + k``. Far from the demo seeds (0, 1, ...) so rollouts see new scenes."""
+    num_envs: int = 8
+    """Environments stepped together per worker (one batched policy call per control step)."""
+    chunk_size: int = 16
+    """Episodes per dask task: the unit of scheduling, retry and resume."""
+    resume: bool = False
+    device: str | None = None
+    temporal_ensemble_coeff: float | None = None
+    """Set (e.g. 0.01) for ACT temporal ensembling: a policy call every step; else chunk execution."""
+    n_action_steps: int | None = None
+    """Actions executed per chunk (default: the checkpoint's)."""
+    codec: str = "libx264"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
+    """The image size is taken from the policy's input features when the policy has cameras."""

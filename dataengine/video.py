@@ -1,4 +1,4 @@
-"""Pick the video decoding backend that works on this machine.
+"""Video: the decoding backend that works on this machine, and PyAV encode/decode helpers.
 
 lerobot 0.4.4 defaults to torchcodec whenever the package is installed, but torchcodec needs the system's FFmpeg
 shared libraries and fails at first use without them ("Could not load libtorchcodec"), deep inside training.
@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
+
+import av
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +26,26 @@ def video_backend() -> str:
         log.info("torchcodec unusable (%s); decoding videos with pyav", str(error).splitlines()[0])
         return "pyav"
     return "torchcodec"
+
+
+def encode_frames(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264", crf: int = 18) -> None:
+    """Write (T, H, W, 3) uint8 frames as an MP4 (yuv420p) with PyAV."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def decode_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (N, H, W, 3) uint8 of a video file and their timestamps in seconds, decoded with PyAV."""
+    frames, times = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            times.append(float(frame.pts * stream.time_base))
+    return np.stack(frames), np.asarray(times)

@@ -1,0 +1,45 @@
+"""Where work runs: a dask cluster, embedded (a ``LocalCluster`` sized to the machine) or an existing one.
+
+Tasks are plain picklable functions of picklable arguments. A task lost with its worker is rescheduled by dask on
+another worker (``distributed.scheduler.allowed-failures``), and retried on ordinary errors (``retries``); our tasks
+are idempotent (they skip what is already stored), so re-running one is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from distributed import Client, LocalCluster
+
+
+@dataclass
+class ExecutorConfig:
+    scheduler: str | None = None
+    """Address of an existing dask scheduler (``tcp://host:8786``); None starts an embedded LocalCluster."""
+    workers: int | None = None
+    """Embedded cluster size; default one worker per GPU, else one per two CPU cores (at least 1)."""
+    retries: int = 2
+
+
+def default_workers() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+@contextmanager
+def dask_client(config: ExecutorConfig) -> Iterator[Client]:
+    if config.scheduler:
+        with Client(config.scheduler) as client:
+            yield client
+        return
+    workers = config.workers or default_workers()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      memory_limit=0) as cluster, Client(cluster) as client:
+        yield client
+

@@ -1,0 +1,175 @@
+"""``dataengine rollout``: a policy drives ``n`` seeded episodes, distributed over a dask cluster, into a store.
+
+The run is split into chunks of episode ids (dask tasks). Progress is read from the store itself (every finished
+episode is a directory with its outcome), so it is live whatever the cluster. ``--resume`` re-submits only the
+episodes that are missing; the manifest guarantees it is the same run (policy hash, seeds, n, scene).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from distributed import wait
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dataengine.config import RolloutConfig, to_jsonable
+from dataengine.errors import DataEngineError
+from dataengine.executors import dask_client
+from dataengine.preflight import check_positive
+from dataengine.workspace import Workspace
+from rollouts.engine import ChunkTask, PolicySpec, run_chunk
+from rollouts.policies import checkpoint_sha256, inspect_act_checkpoint
+from rollouts.store import EpisodeStore
+from scenes.outcome import Outcome
+from scenes.render import get_preset
+
+_COMPATIBLE_KEYS = ("n", "seed", "policy", "scene")
+"""Manifest entries that must match for ``--resume`` to continue a run."""
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    run_dir: Path
+    episodes: int
+    outcomes: dict[str, int]
+    pick_rate: float
+    drop_rate: float
+    mean_success_steps: float
+    env_steps: int
+    seconds: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.outcomes.get(Outcome.SUCCESS.value, 0) / max(self.episodes, 1)
+
+    @property
+    def env_steps_per_second(self) -> float:
+        return self.env_steps / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicySpec, dict, int | None]:
+    """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
+    if config.policy == "scripted":
+        return PolicySpec("scripted"), {"kind": "scripted", "path": None, "sha256": None}, None
+    checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy)
+    if not checkpoint.is_dir():
+        raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory")
+    image_size = inspect_act_checkpoint(checkpoint)
+    spec = PolicySpec("act", str(checkpoint.resolve()), config.device, config.temporal_ensemble_coeff,
+                      config.n_action_steps)
+    identity = {"kind": "act", "path": str(checkpoint.resolve()), "sha256": checkpoint_sha256(checkpoint)}
+    return spec, identity, image_size
+
+
+def _open_store(out: Path, manifest: dict, resume: bool) -> EpisodeStore:
+    if not resume:
+        return EpisodeStore.create(out, manifest)
+    store = EpisodeStore.open(out)
+    previous = store.manifest
+    differing = [k for k in _COMPATIBLE_KEYS if to_jsonable(previous.get(k)) != to_jsonable(manifest[k])]
+    if differing:
+        raise DataEngineError(
+            f"{out} belongs to another run ({', '.join(differing)} differ): use a new --out, or the same settings"
+        )
+    store.remove_partials()
+    return store
+
+
+def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None = None) -> RolloutSummary:
+    console = console or Console(stderr=True)
+    check_positive("--n", config.n)
+    check_positive("--num-envs", config.num_envs)
+    check_positive("--chunk-size", config.chunk_size)
+    get_preset(config.scene.render_preset)
+    spec, identity, image_size = resolve_policy(config, workspace)
+    scene = dataclasses.replace(config.scene, image_size=image_size or config.scene.image_size)
+    out = Path(config.out or workspace.new_rollout_dir())
+    manifest = {"n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
+                "config": to_jsonable(config), "created": time.time()}
+    store = _open_store(out, manifest, config.resume)
+    done = set(store.completed_ids())
+    missing = [i for i in range(config.n) if i not in done]
+    tasks = [ChunkTask(str(out), tuple(missing[i : i + config.chunk_size]), config.seed, spec, scene,
+                       config.num_envs, config.codec) for i in range(0, len(missing), config.chunk_size)]
+    start = time.perf_counter()
+    env_steps = _run_tasks(tasks, config, store, console, already=len(done))
+    summary = summarize(store, env_steps, time.perf_counter() - start)
+    (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
+    print_summary(console, summary)
+    return summary
+
+
+def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStore, console: Console,
+               already: int) -> int:
+    """Run the tasks on dask with a live progress bar read from the store; returns env-steps done now."""
+    outcomes: collections.Counter[str] = collections.Counter()
+    seen = set(store.completed_ids())
+    env_steps = 0
+    columns = (TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    start = time.perf_counter()
+    with Progress(*columns, console=console) as progress, dask_client(config.executor) as client:
+        bar = progress.add_task("rollout", total=config.n, completed=already, status="")
+        pending = client.map(run_chunk, tasks, pure=False, retries=config.executor.retries)
+        while True:
+            for episode_id in sorted(set(store.completed_ids()) - seen):
+                seen.add(episode_id)
+                meta = store.read_meta(episode_id)
+                outcomes[meta["metrics"]["outcome"]] += 1
+                env_steps += meta["length"]
+            rate = outcomes[Outcome.SUCCESS.value] / max(sum(outcomes.values()), 1)
+            speed = env_steps / max(time.perf_counter() - start, 1e-9)
+            progress.update(bar, completed=len(seen), status=f"success {rate:.0%}  {speed:,.0f} env-steps/s")
+            if not pending:
+                return env_steps
+            try:
+                finished, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished in this half second: refresh the progress
+                continue
+            for future in finished:
+                if future.status == "error":
+                    raise future.exception()
+            pending = list(still)
+
+
+def summarize(store: EpisodeStore, env_steps: int, seconds: float) -> RolloutSummary:
+    metas = [store.read_meta(i) for i in store.completed_ids()]
+    outcomes = collections.Counter(m["metrics"]["outcome"] for m in metas)
+    picked = sum(m["metrics"]["picked"] for m in metas)
+    success_steps = [m["metrics"]["steps"] for m in metas if m["metrics"]["outcome"] == Outcome.SUCCESS.value]
+    return RolloutSummary(
+        run_dir=store.root,
+        episodes=len(metas),
+        outcomes=dict(outcomes),
+        pick_rate=picked / max(len(metas), 1),
+        drop_rate=outcomes.get(Outcome.DROPPED_DURING_TRANSPORT.value, 0) / max(picked, 1),
+        mean_success_steps=sum(success_steps) / len(success_steps) if success_steps else float("nan"),
+        env_steps=env_steps,
+        seconds=seconds,
+    )
+
+
+_FAILURE_LABELS = {
+    Outcome.NEVER_PICKED_UP: "never picked",
+    Outcome.DROPPED_DURING_TRANSPORT: "dropped",
+    Outcome.MISSED_GOAL: "missed goal",
+    Outcome.TIMEOUT: "timeout",
+}
+
+
+def print_summary(console: Console, s: RolloutSummary) -> None:
+    table = Table(title=f"dataengine rollout -> {s.run_dir}")
+    for column in ("episodes", "success", *_FAILURE_LABELS.values(), "pick rate", "drop rate", "steps/success",
+                   "env-steps/s"):
+        table.add_column(column)
+    table.add_row(str(s.episodes), f"{s.success_rate:.1%}", *[str(s.outcomes.get(o.value, 0)) for o in _FAILURE_LABELS],
+                  f"{s.pick_rate:.1%}", f"{s.drop_rate:.1%}", f"{s.mean_success_steps:.0f}",
+                  f"{s.env_steps_per_second:,.0f}")
+    console.print(table)

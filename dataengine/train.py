@@ -1,0 +1,138 @@
+"""``dataengine train``: train a policy with lerobot's own training entry point (``lerobot-train``), offline.
+
+What this adds over calling ``lerobot-train`` by hand, each a trap the users fell into:
+* the dataset is resolved (a local LeRobot v3 directory or a repo id already in the local cache) and checked
+  before the run starts; the video backend is chosen so torchcodec without FFmpeg cannot crash it;
+* the ResNet backbone's ImageNet weights are used only if torchvision already has them on disk: nothing is
+  downloaded;
+* runs are step-targeted (lerobot-train cycles its dataloader, so ``--steps`` is never cut at an epoch end; a test
+  trains past several epochs);
+* the run is recorded in the workspace, so ``--policy act`` later finds the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dataengine.config import to_jsonable
+from dataengine.errors import DataEngineError
+from dataengine.video import video_backend
+from dataengine.workspace import Workspace
+
+SUPPORTED_POLICIES = ("act",)
+RESNET18_WEIGHTS = "resnet18-f37072fd.pth"
+"""torchvision's file name for ``ResNet18_Weights.IMAGENET1K_V1`` in ``$TORCH_HOME/hub/checkpoints``."""
+
+
+@dataclass
+class TrainConfig:
+    """``dataengine train``. Defaults are the recipe measured in docs/benchmarks.md."""
+
+    dataset: str
+    policy: str = "act"
+    steps: int = 20_000
+    batch_size: int = 8
+    out: Path | None = None
+    """Run directory; default ``<workspace>/train/<policy>-<time>``."""
+    device: str | None = None
+    """``cuda`` when available, else ``cpu``."""
+    num_workers: int = 4
+    save_freq: int = 5_000
+    resume: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    """Passed to lerobot-train as they are (e.g. ``--policy.chunk_size=50``)."""
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    repo_id: str
+    root: Path
+
+
+def resolve_dataset(spec: str) -> ResolvedDataset:
+    """A local dataset directory, or a repo id whose copy is already in lerobot's cache (we never download)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        info = path / "meta" / "info.json"
+        if not info.is_file():
+            raise DataEngineError(f"{path} is not a LeRobot v3 dataset (no meta/info.json)")
+        engine_meta = path / "meta" / "dataengine.json"
+        repo_id = json.loads(engine_meta.read_text())["config"]["repo_id"] if engine_meta.is_file() else f"local/{path.name}"
+        return ResolvedDataset(repo_id, path.resolve())
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    cached = HF_LEROBOT_HOME / spec
+    if (cached / "meta" / "info.json").is_file():
+        return ResolvedDataset(spec, cached)
+    raise DataEngineError(
+        f"dataset {spec!r} is neither a local directory nor in the lerobot cache ({HF_LEROBOT_HOME}): "
+        "pass the path of a dataset made by 'dataengine demos'"
+    )
+
+
+def _backbone_args() -> list[str]:
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
+    if (hub / RESNET18_WEIGHTS).is_file():
+        return []  # lerobot's default ImageNet weights, loaded from disk
+    return ["--policy.pretrained_backbone_weights=null"]
+
+
+def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path) -> list[str]:
+    executable = Path(sys.executable).with_name("lerobot-train")
+    if config.resume:
+        return [str(executable), f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
+                "--resume=true", f"--steps={config.steps}", *config.extra_args]
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return [
+        str(executable),
+        f"--dataset.repo_id={dataset.repo_id}",
+        f"--dataset.root={dataset.root}",
+        f"--dataset.video_backend={video_backend()}",
+        f"--policy.type={config.policy}",
+        f"--policy.device={device}",
+        "--policy.push_to_hub=false",
+        *_backbone_args(),
+        f"--steps={config.steps}",
+        f"--batch_size={config.batch_size}",
+        f"--num_workers={config.num_workers}",
+        f"--save_freq={min(config.save_freq, config.steps)}",
+        "--wandb.enable=false",
+        f"--output_dir={out}",
+        *config.extra_args,
+    ]
+
+
+def train(config: TrainConfig, workspace: Workspace) -> Path:
+    """Run lerobot-train; returns the final checkpoint's ``pretrained_model`` directory."""
+    if config.policy not in SUPPORTED_POLICIES:
+        raise DataEngineError(f"unknown policy {config.policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
+    if config.steps < 1:
+        raise DataEngineError(f"--steps must be at least 1, got {config.steps}")
+    dataset = resolve_dataset(config.dataset)
+    out = Path(config.out or workspace.new_train_dir(config.policy)).resolve()
+    if config.resume and not (out / "checkpoints" / "last").exists():
+        raise DataEngineError(f"nothing to resume in {out}: no checkpoints/last; drop --resume to start a new run")
+    if not config.resume and out.exists():
+        raise DataEngineError(f"{out} already exists: pass --resume to continue that run, or a new --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = lerobot_train_command(config, dataset, out)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    started = time.time()
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise DataEngineError(f"lerobot-train failed with exit status {result.returncode} (its log is above)")
+    checkpoint = out / "checkpoints" / "last" / "pretrained_model"
+    record = {"config": to_jsonable(config), "dataset": to_jsonable(dataset), "command": command,
+              "seconds": time.time() - started, "checkpoint": str(checkpoint)}
+    (out / "dataengine_train.json").write_text(json.dumps(record, indent=2))
+    workspace.record_policy(config.policy, checkpoint)
+    return checkpoint
+

@@ -1,0 +1,147 @@
+"""The rollout loop: many environments in lock-step, one batched policy call per control step.
+
+    while episodes remain:
+        observations of every active environment     (physics + rendering happened in the last step)
+        actions = policy.act(active slots, observations)   one batched forward pass
+        for each active environment: record (obs, action), step it; if done: store the episode, start the next
+
+Environments that finish are reset on their own (partial resets); their policy state is reset with them.
+``run_chunk`` is what a dask task runs: it skips episodes already in the store, so a retried or resumed chunk
+never duplicates work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from curation.writer import EpisodeFrames
+from dataengine.config import to_jsonable
+from rollouts.episode import RecordedEpisode
+from rollouts.policies import ActPolicy, ScriptedPolicy
+from rollouts.store import EpisodeStore
+from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """How a worker builds the policy (a picklable recipe, not the policy itself)."""
+
+    kind: str
+    """``act`` or ``scripted``."""
+    checkpoint: str | None = None
+    device: str | None = None
+    temporal_ensemble_coeff: float | None = None
+    n_action_steps: int | None = None
+
+    def build(self) -> ActPolicy | ScriptedPolicy:
+        if self.kind == "scripted":
+            return ScriptedPolicy()
+        return ActPolicy(Path(self.checkpoint), self.device, self.temporal_ensemble_coeff, self.n_action_steps)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One unit of distributed work: some episode ids of one run."""
+
+    run_dir: str
+    episode_ids: tuple[int, ...]
+    first_seed: int
+    policy: PolicySpec
+    scene: PickPlaceConfig
+    num_envs: int
+    codec: str = "libx264"
+
+
+@dataclass
+class ChunkResult:
+    episodes: int = 0
+    env_steps: int = 0
+    seconds: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    env: PickPlaceEnv
+    episode_id: int = -1
+    seed: int = 0
+    observation: Observation | None = None
+    states: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    images: dict = field(default_factory=dict)
+
+    def start(self, episode_id: int, seed: int, policy, slot: int) -> None:
+        self.episode_id, self.seed = episode_id, seed
+        self.observation = self.env.reset(seed)
+        policy.reset(slot, self.env, seed)
+        self.states, self.actions = [], []
+        self.images = {key: [] for key in self.observation.images}
+
+    def record(self, action: np.ndarray) -> None:
+        self.states.append(self.observation.state)
+        self.actions.append(action)
+        for key, image in self.observation.images.items():
+            self.images[key].append(image)
+
+    def finish(self) -> RecordedEpisode:
+        frames = EpisodeFrames(np.stack(self.states), np.stack(self.actions).astype(np.float32),
+                               {k: np.stack(v) for k, v in self.images.items()}, TASK)
+        return RecordedEpisode(self.seed, self.env.scene, self.env.metrics(), frames)
+
+
+_POLICY_CACHE: dict[PolicySpec, ActPolicy | ScriptedPolicy] = {}
+
+
+def _policy(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
+    """One policy per worker process and spec: loading a checkpoint per chunk would dominate small chunks."""
+    if spec not in _POLICY_CACHE:
+        _POLICY_CACHE[spec] = spec.build()
+    return _POLICY_CACHE[spec]
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
+    """Roll out the task's episodes that are not in the store yet; store each as soon as it ends."""
+    store = EpisodeStore.open(Path(task.run_dir))
+    done = set(store.completed_ids())
+    todo = [i for i in task.episode_ids if i not in done]
+    result = ChunkResult()
+    if not todo:
+        return result
+    policy = _policy(task.policy)
+    identity = to_jsonable(policy.identity)
+    start = time.perf_counter()
+    slots = [_Slot(PickPlaceEnv(task.scene)) for _ in range(min(task.num_envs, len(todo)))]
+    queue = list(reversed(todo))
+    for index, slot in enumerate(slots):
+        episode_id = queue.pop()
+        slot.start(episode_id, task.first_seed + episode_id, policy, index)
+    active = list(range(len(slots)))
+    while active:
+        actions = policy.act(active, [slots[i].observation for i in active])
+        still_active = []
+        for i, action in zip(active, actions):
+            slot = slots[i]
+            slot.record(action)
+            slot.observation = slot.env.step(action)
+            result.env_steps += 1
+            if not slot.env.done:
+                still_active.append(i)
+                continue
+            episode = slot.finish()
+            if store.write(slot.episode_id, episode, identity, task.scene.fps, task.codec):
+                result.episodes += 1
+                outcome = episode.metrics.outcome.value
+                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
+            if queue:
+                episode_id = queue.pop()
+                slot.start(episode_id, task.first_seed + episode_id, policy, i)
+                still_active.append(i)
+        active = still_active
+    for slot in slots:
+        slot.env.close()
+    result.seconds = time.perf_counter() - start
+    return result
