@@ -90,6 +90,8 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temporal-ensemble", type=float, default=None, metavar="COEFF",
                    help="ACT temporal ensembling with this coefficient (e.g. 0.01) instead of chunk execution")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per predicted chunk")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="camera size (default: the policy's input size; 224 for the scripted policy)")
     p.add_argument("--render-preset", default="fast")
     p.add_argument("--visual-randomization", action="store_true")
     p.set_defaults(run=_run_rollout)
@@ -102,7 +104,7 @@ def _run_rollout(args: argparse.Namespace) -> None:
     from scenes.pick_place import PickPlaceConfig
     from scenes.randomization import SceneRandomization
 
-    scene = PickPlaceConfig(render_preset=args.render_preset,
+    scene = PickPlaceConfig(image_size=args.image_size, render_preset=args.render_preset,
                             randomization=SceneRandomization(visual=args.visual_randomization))
     config = RolloutConfig(policy=args.policy, n=args.n, out=args.out, seed=args.seed, num_envs=args.num_envs,
                            chunk_size=args.chunk_size, resume=args.resume, device=args.device,

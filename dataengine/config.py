@@ -79,5 +79,5 @@ class RolloutConfig:
     """Actions executed per chunk (default: the checkpoint's)."""
     codec: str = "libx264"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
-    scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
-    """The image size is taken from the policy's input features when the policy has cameras."""
+    scene: PickPlaceConfig = field(default_factory=lambda: PickPlaceConfig(image_size=None))
+    """``image_size`` None: the policy's input size (224 for the scripted policy)."""

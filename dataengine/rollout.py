@@ -28,6 +28,7 @@ from rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from rollouts.policies import checkpoint_sha256, inspect_act_checkpoint
 from rollouts.store import EpisodeStore
 from scenes.outcome import Outcome
+from scenes.pick_place import DEFAULT_IMAGE_SIZE
 from scenes.render import get_preset
 
 _COMPATIBLE_KEYS = ("n", "seed", "policy", "scene")
@@ -68,6 +69,15 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     return spec, identity, image_size
 
 
+def _image_size(requested: int | None, policy_size: int | None) -> int:
+    """The policy's input size wins; an explicit, different request is an error, not a silent resize."""
+    if policy_size is not None and requested is not None and requested != policy_size:
+        raise DataEngineError(
+            f"the scene renders {requested} px but the policy was trained on {policy_size} px: drop --image-size"
+        )
+    return policy_size or requested or DEFAULT_IMAGE_SIZE
+
+
 def _open_store(out: Path, manifest: dict, resume: bool) -> EpisodeStore:
     if not resume:
         return EpisodeStore.create(out, manifest)
@@ -88,8 +98,8 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     check_positive("--num-envs", config.num_envs)
     check_positive("--chunk-size", config.chunk_size)
     get_preset(config.scene.render_preset)
-    spec, identity, image_size = resolve_policy(config, workspace)
-    scene = dataclasses.replace(config.scene, image_size=image_size or config.scene.image_size)
+    spec, identity, policy_size = resolve_policy(config, workspace)
+    scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))
     out = Path(config.out or workspace.new_rollout_dir())
     manifest = {"n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
                 "config": to_jsonable(config), "created": time.time()}
@@ -165,11 +175,12 @@ _FAILURE_LABELS = {
 
 
 def print_summary(console: Console, s: RolloutSummary) -> None:
-    table = Table(title=f"dataengine rollout -> {s.run_dir}")
-    for column in ("episodes", "success", *_FAILURE_LABELS.values(), "pick rate", "drop rate", "steps/success",
-                   "env-steps/s"):
-        table.add_column(column)
-    table.add_row(str(s.episodes), f"{s.success_rate:.1%}", *[str(s.outcomes.get(o.value, 0)) for o in _FAILURE_LABELS],
-                  f"{s.pick_rate:.1%}", f"{s.drop_rate:.1%}", f"{s.mean_success_steps:.0f}",
-                  f"{s.env_steps_per_second:,.0f}")
+    table = Table(title=f"dataengine rollout -> {s.run_dir}", show_header=False)
+    rows = [("episodes", str(s.episodes)), ("success", f"{s.success_rate:.1%}")]
+    rows += [(label, str(s.outcomes.get(o.value, 0))) for o, label in _FAILURE_LABELS.items()]
+    rows += [("pick rate", f"{s.pick_rate:.1%}"), ("drop rate (of picked)", f"{s.drop_rate:.1%}"),
+             ("mean steps of successes", f"{s.mean_success_steps:.0f}"),
+             ("env-steps/s", f"{s.env_steps_per_second:,.0f}")]
+    for name, value in rows:
+        table.add_row(name, value)
     console.print(table)

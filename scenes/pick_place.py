@@ -8,6 +8,7 @@ returns the next observation. The simulator's ground truth feeds an ``OutcomeTra
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from scenes.so101 import JOINT_NAMES, lerobot_to_sim, sim_to_lerobot
 
 ASSETS = Path(__file__).parent / "assets"
 TASK = "pick up the cube and place it in the bowl"
+DEFAULT_IMAGE_SIZE = 224
 
 
 @dataclass
@@ -31,8 +33,8 @@ class PickPlaceConfig:
     fps: int = 30
     max_episode_steps: int = 450
     """15 s at 30 Hz; the scripted expert needs ~7 s."""
-    image_size: int = 224
-    """Square camera images. 224 px is what Pi0/Pi0.5 (PaliGemma) and SigLIP-based VLAs consume, so datasets are
+    image_size: int | None = DEFAULT_IMAGE_SIZE
+    """Square camera images (None: decided by the policy that will act, see ``dataengine rollout``). 224 px is what Pi0/Pi0.5 (PaliGemma) and SigLIP-based VLAs consume, so datasets are
     stored at the size they are trained at (no per-step resize), and ACT's ResNet takes any size."""
     render_preset: str = "fast"
     render: bool = True
@@ -61,6 +63,8 @@ class PickPlaceEnv:
 
     def __init__(self, config: PickPlaceConfig | None = None):
         self.config = config or PickPlaceConfig()
+        if self.config.image_size is None:
+            self.config = dataclasses.replace(self.config, image_size=DEFAULT_IMAGE_SIZE)
         if self.config.image_size < 16:
             raise DataEngineError(f"image_size {self.config.image_size} is too small: use at least 16 pixels")
         self.model = build_model(self.config)

@@ -25,3 +25,27 @@ def demo_dataset(tmp_path_factory):
                          scene=PickPlaceConfig(image_size=SMALL_IMAGE))
     record_demos(config)
     return config
+
+
+TINY_ACT = ["--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
+            "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1", "--policy.chunk_size=10",
+            "--policy.n_action_steps=5"]
+"""A small ACT (same code, smaller layers) so CPU training and inference stay fast in tests."""
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    from dataengine.workspace import Workspace
+
+    return Workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture(scope="session")
+def act_checkpoint(demo_dataset, workspace):
+    """A real ACT checkpoint trained by ``dataengine train`` (lerobot-train) on the demo dataset: 60 steps at
+    batch 8 is more than one epoch of the ~400-frame dataset, which exercises step-targeted training."""
+    from dataengine.train import TrainConfig, train
+
+    config = TrainConfig(dataset=str(demo_dataset.out), steps=60, batch_size=8, num_workers=0, save_freq=1000,
+                         device="cpu", extra_args=TINY_ACT)
+    return train(config, workspace)
