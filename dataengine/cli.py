@@ -33,6 +33,8 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render-preset", default="fast", help="fast (no shadows, default) or pretty")
     p.add_argument("--visual-randomization", action="store_true", help="randomise lights, colours, camera poses")
     p.add_argument("--vcodec", default="libsvtav1", help="video codec (default libsvtav1, lerobot's default)")
+    p.add_argument("--workers", type=int, default=1, help="record shards in parallel on dask workers, then merge")
+    p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler (with --workers)")
     p.set_defaults(run=_run_demos)
 
 
@@ -45,7 +47,8 @@ def _run_demos(args: argparse.Namespace) -> None:
     scene = PickPlaceConfig(image_size=args.image_size, render_preset=args.render_preset,
                             randomization=SceneRandomization(visual=args.visual_randomization))
     config = DemosConfig(out=args.out, n=args.n, repo_id=args.repo_id, seed=args.seed,
-                         include_failures=args.include_failures, vcodec=args.vcodec, scene=scene)
+                         include_failures=args.include_failures, vcodec=args.vcodec, workers=args.workers,
+                         scheduler=args.scheduler, scene=scene)
     record_demos(config)
 
 

@@ -33,6 +33,10 @@ class DemosConfig:
     """Give up once ``n * this`` attempts have not produced ``n`` kept episodes."""
     vcodec: str = "libsvtav1"
     """lerobot's default codec (AV1); ``libx264`` or ``h264`` encode faster."""
+    workers: int = 1
+    """Record shards in parallel on this many dask workers, then merge them (1: in this process)."""
+    scheduler: str | None = None
+    """Run the shards on an existing dask cluster instead of an embedded one."""
     scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
 

@@ -7,6 +7,7 @@ metadata written), so an interrupted or failed run never leaves a partial datase
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -14,14 +15,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributed import wait
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from curation.features import so101_features
+from curation.dataset_stats import recompute_stats
 from curation.writer import DatasetWriter
 from dataengine.config import DemosConfig, to_jsonable
 from dataengine.errors import DataEngineError
+from dataengine.executors import ExecutorConfig, dask_client
 from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert
@@ -48,58 +52,147 @@ class DemosSummary:
 
 def validate(config: DemosConfig) -> None:
     check_positive("--n", config.n)
+    check_positive("--workers", config.workers)
     check_repo_id(config.repo_id)
     get_preset(config.scene.render_preset)
     check_new_output_dir(config.out)
 
 
 def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSummary:
-    """Record ``config.n`` expert episodes into a new dataset at ``config.out``."""
+    """Record ``config.n`` expert episodes into a new dataset at ``config.out``.
+
+    With ``config.workers > 1`` the episodes are split into shards recorded in parallel by dask workers (each a
+    dataset of its own, seeds disjoint), then merged with lerobot's ``aggregate_datasets`` and given exact stats.
+    """
     console = console or Console(stderr=True)
     validate(config)
     out = Path(config.out)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
-        summary = _record_into(staging, config, console)
+        staging.mkdir()
+        summary = _record_sharded(staging, config, console)
         if out.exists():
             out.rmdir()  # validated empty above
-        os.replace(staging, out)
+        os.replace(staging / "dataset", out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _print_summary(console, summary, out)
     return summary
 
 
-def _record_into(root: Path, config: DemosConfig, console: Console) -> DemosSummary:
+@dataclass(frozen=True)
+class _Shard:
+    root: str
+    config: DemosConfig
+    progress_file: str
+
+
+def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
+    """Split n over the workers; shard j's seeds start at seed + j * n * max_attempts, so no two shards share one."""
+    workers = min(config.workers, config.n)
+    sizes = [config.n // workers + (j < config.n % workers) for j in range(workers)]
+    stride = config.n * config.max_attempts_per_episode
+    return [
+        _Shard(str(staging / f"shard-{j:03d}"),
+               dataclasses.replace(config, n=size, seed=config.seed + j * stride, workers=1),
+               str(staging / f"shard-{j:03d}.progress"))
+        for j, size in enumerate(sizes)
+    ]
+
+
+def _record_shard(shard: _Shard) -> DemosSummary:
+    """A dask task: record one shard, reporting kept/attempted episodes through a small progress file."""
+    progress = Path(shard.progress_file)
+
+    def report(kept: int, attempts: int, successes: int) -> None:
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(f"{kept} {attempts} {successes}")
+        os.replace(tmp, progress)
+
+    return _record_into(Path(shard.root), shard.config, report)
+
+
+def _record_sharded(staging: Path, config: DemosConfig, console: Console) -> DemosSummary:
+    columns = (TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    start = time.perf_counter()
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("demos", total=config.n, status="")
+
+        def show(kept: int, attempts: int, successes: int) -> None:
+            progress.update(bar, completed=kept, status=f"success {successes / max(attempts, 1):.0%} of {attempts}")
+
+        if config.workers == 1:
+            summaries = [_record_into(staging / "dataset", config, show)]
+        else:
+            shards = _shards(staging, config)
+            summaries = _run_shards(shards, config, show)
+            _merge_shards([Path(s.root) for s in shards], staging / "dataset", config)
+    outcomes: collections.Counter[str] = collections.Counter()
+    for summary in summaries:
+        outcomes.update(summary.outcomes)
+    return DemosSummary(sum(s.episodes for s in summaries), sum(s.attempts for s in summaries), dict(outcomes),
+                        sum(s.frames for s in summaries), time.perf_counter() - start)
+
+
+def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[DemosSummary]:
+    def poll() -> None:
+        counts = [Path(s.progress_file).read_text().split() for s in shards if Path(s.progress_file).is_file()]
+        show(*(sum(int(c[i]) for c in counts) for i in range(3)))
+
+    with dask_client(ExecutorConfig(scheduler=config.scheduler, workers=len(shards))) as client:
+        pending = client.map(_record_shard, shards, pure=False)
+        futures = list(pending)
+        while pending:
+            poll()
+            try:
+                _, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            pending = list(still)
+        poll()
+        return client.gather(futures)
+
+
+def _merge_shards(roots: list[Path], out: Path, config: DemosConfig) -> None:
+    """lerobot's own aggregation (data, videos, episode indices), then exact stats and the merged provenance."""
+    from lerobot.datasets.aggregate import aggregate_datasets
+
+    aggregate_datasets(repo_ids=[config.repo_id] * len(roots), aggr_repo_id=config.repo_id, roots=roots, aggr_root=out)
+    recompute_stats(out)
+    episodes = []
+    for root in roots:
+        for episode in json.loads((root / "meta" / ENGINE_META).read_text())["episodes"]:
+            episodes.append({**episode, "episode_index": len(episodes)})
+    meta = {"config": to_jsonable(config), "episodes": episodes}
+    (out / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
+
+
+def _record_into(root: Path, config: DemosConfig, report) -> DemosSummary:
+    """Record one dataset in this process; ``report(kept, attempts, successes)`` after every episode."""
     env = PickPlaceEnv(config.scene)
     expert = ScriptedExpert(env, config.expert)
     writer = DatasetWriter(root, config.repo_id, config.scene.fps, so101_features(config.scene.image_size), config.vcodec)
     outcomes: collections.Counter[str] = collections.Counter()
     kept, frames, attempts = [], 0, 0
     start = time.perf_counter()
-    columns = (TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("demos", total=config.n, status="")
-            while len(kept) < config.n:
-                if attempts >= config.n * config.max_attempts_per_episode:
-                    raise DataEngineError(
-                        f"only {len(kept)} of {config.n} episodes succeeded in {attempts} attempts: "
-                        "check the scene randomisation ranges or pass --include-failures"
-                    )
-                seed = config.seed + attempts
-                attempts += 1
-                episode = record_episode(env, seed, lambda _obs: expert.act(), expert.reset)
-                outcomes[episode.metrics.outcome.value] += 1
-                if episode.metrics.outcome is Outcome.SUCCESS or config.include_failures:
-                    writer.add_episode(episode.frames)
-                    kept.append({"episode_index": len(kept), "seed": seed, "scene": episode.scene.to_dict(),
-                                 "metrics": episode.metrics.to_dict()})
-                    frames += len(episode.frames)
-                    progress.advance(bar)
-                rate = outcomes[Outcome.SUCCESS.value] / attempts
-                progress.update(bar, status=f"success {rate:.0%} of {attempts}")
+        while len(kept) < config.n:
+            if attempts >= config.n * config.max_attempts_per_episode:
+                raise DataEngineError(
+                    f"only {len(kept)} of {config.n} episodes succeeded in {attempts} attempts: "
+                    "check the scene randomisation ranges or pass --include-failures"
+                )
+            seed = config.seed + attempts
+            attempts += 1
+            episode = record_episode(env, seed, lambda _obs: expert.act(), expert.reset)
+            outcomes[episode.metrics.outcome.value] += 1
+            if episode.metrics.outcome is Outcome.SUCCESS or config.include_failures:
+                writer.add_episode(episode.frames)
+                kept.append({"episode_index": len(kept), "seed": seed, "scene": episode.scene.to_dict(),
+                             "metrics": episode.metrics.to_dict()})
+                frames += len(episode.frames)
+            report(len(kept), attempts, outcomes[Outcome.SUCCESS.value])
         writer.close()
     except BaseException:
         writer.abort()

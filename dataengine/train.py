@@ -86,13 +86,13 @@ def _backbone_args() -> list[str]:
 
 
 def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path) -> list[str]:
-    executable = Path(sys.executable).with_name("lerobot-train")
+    executable = [sys.executable, "-m", "lerobot.scripts.lerobot_train"]  # = lerobot-train, also without its script
     if config.resume:
-        return [str(executable), f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
+        return [*executable, f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
                 "--resume=true", f"--steps={config.steps}", *config.extra_args]
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return [
-        str(executable),
+        *executable,
         f"--dataset.repo_id={dataset.repo_id}",
         f"--dataset.root={dataset.root}",
         f"--dataset.video_backend={video_backend()}",

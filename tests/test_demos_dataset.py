@@ -131,3 +131,22 @@ def test_interrupted_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         demos.record_demos(DemosConfig(out=tmp_path / "ds", n=1, scene=PickPlaceConfig(image_size=32)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sharded_demos_on_dask_merge_into_one_exact_dataset(tmp_path):
+    """--workers 2: two shards recorded by dask workers, merged by lerobot's aggregate, stats exact again."""
+    from curation.dataset_stats import compute_episode_stats
+    from curation.stats import merge_all, to_lerobot
+
+    out = tmp_path / "ds"
+    assert main(["demos", "--n", "3", "--workers", "2", "--image-size", "32", "--out", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"], "staging shards must be cleaned up"
+    dataset = LeRobotDataset("local/so101_pick_place_demos", root=out, video_backend=video_backend())
+    assert dataset.num_episodes == 3
+    seeds = [e["seed"] for e in json.loads((out / "meta" / "dataengine.json").read_text())["episodes"]]
+    assert len(set(seeds)) == 3
+    exact = to_lerobot(merge_all(list(compute_episode_stats(out).values())))
+    for key in CAMERAS + ["observation.state", "action"]:
+        np.testing.assert_allclose(np.asarray(dataset.meta.stats[key]["std"]).ravel(), exact[key]["std"].ravel(),
+                                   atol=1e-9)
+    assert len(dataset) == sum(dataset.meta.episodes[i]["length"] for i in range(3))
