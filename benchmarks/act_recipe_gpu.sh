@@ -14,7 +14,7 @@ LR=${LR:-5e-5}
 mkdir -p "$W"
 case "$1" in
   demos)
-    python3 -m dataengine.cli demos --n "$DEMOS" --workers 12 --out "$W/demos" 2>&1 | grep -v '^Svt' | tail -8 ;;
+    python3 -m dataengine.cli demos --n "$DEMOS" --workers 14 --out "$W/demos" 2>&1 | grep -v '^Svt' | tail -8 ;;
   train)
     setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
       --batch-size "$BATCH" --num-workers 12 --save-freq 2500 --out "$W/act" -- \

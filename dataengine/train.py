@@ -86,7 +86,7 @@ def _backbone_args() -> list[str]:
 
 
 def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path) -> list[str]:
-    executable = [sys.executable, "-m", "lerobot.scripts.lerobot_train"]  # = lerobot-train, also without its script
+    executable = [sys.executable, "-m", "dataengine.lerobot_compat"]  # lerobot-train, with a video-decode fallback
     if config.resume:
         return [*executable, f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
                 "--resume=true", f"--steps={config.steps}", *config.extra_args]

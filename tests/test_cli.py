@@ -24,3 +24,21 @@ def test_video_backend_falls_back_to_pyav_when_torchcodec_cannot_load(monkeypatc
         assert video.video_backend() == "pyav"
     finally:
         video.video_backend.cache_clear()
+
+
+def test_pyav_fallback_decodes_what_lerobot_decodes(demo_dataset, monkeypatch):
+    """torchvision >= 0.26 has no io.VideoReader; the fallback must return lerobot's frames exactly."""
+    import torch
+    import torchvision
+    from lerobot.datasets import video_utils
+
+    from dataengine.lerobot_compat import decode_video_frames_pyav, install_video_fallback
+
+    video = next((demo_dataset.out / "videos" / "observation.images.wrist").rglob("*.mp4"))
+    timestamps = [0.0, 0.5, 1.0, 1.0333333]
+    reference = video_utils.decode_video_frames_torchvision(video, timestamps, 1e-4, "pyav")
+    torch.testing.assert_close(decode_video_frames_pyav(video, timestamps, 1e-4), reference, atol=0, rtol=0)
+    monkeypatch.delattr(torchvision.io, "VideoReader")
+    monkeypatch.setattr(video_utils, "decode_video_frames_torchvision", video_utils.decode_video_frames_torchvision)
+    assert install_video_fallback()
+    assert video_utils.decode_video_frames_torchvision is decode_video_frames_pyav

@@ -1,0 +1,61 @@
+"""Keep lerobot 0.4.4's video decoding working where its ``pyav`` backend cannot.
+
+lerobot 0.4.4's ``pyav`` backend decodes through ``torchvision.io.VideoReader``, which torchvision 0.26 removed
+(the GPU machine's torch 2.11 image has it, and lerobot-train died there on the first batch with
+"module 'torchvision.io' has no attribute 'VideoReader'"), and its ``torchcodec`` backend needs the system's
+FFmpeg. When VideoReader is missing, we replace that one function with the same algorithm written on PyAV
+directly (seek to the key frame before the first timestamp, decode to the last, pick the closest frames within
+the tolerance), so lerobot's loader and trainer keep working unchanged.
+
+``python -m dataengine.lerobot_compat ARGS...`` runs ``lerobot-train ARGS...`` with the fallback installed.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import torch
+
+
+def decode_video_frames_pyav(video_path, timestamps: list[float], tolerance_s: float, backend: str = "pyav",
+                             log_loaded_timestamps: bool = False) -> torch.Tensor:
+    """Drop-in for ``lerobot.datasets.video_utils.decode_video_frames_torchvision``: (N, 3, H, W) float in [0, 1]."""
+    from lerobot.datasets.video_utils import FrameTimestampError
+
+    first, last = min(timestamps), max(timestamps)
+    frames, times = [], []
+    with av.open(str(video_path)) as container:
+        stream = container.streams.video[0]
+        container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            frames.append(frame)
+            times.append(float(frame.pts * stream.time_base))
+            if times[-1] >= last:
+                break
+        distance = torch.cdist(torch.tensor(timestamps)[:, None], torch.tensor(times)[:, None], p=1)
+        closest_distance, closest = distance.min(1)
+        if not bool((closest_distance < tolerance_s).all()):
+            raise FrameTimestampError(
+                f"query timestamps {timestamps} are further than {tolerance_s} s from any frame of {video_path}"
+            )
+        images = np.stack([frames[i].to_ndarray(format="rgb24") for i in closest.tolist()])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def install_video_fallback() -> bool:
+    """Route lerobot's pyav decoding through PyAV directly if torchvision lacks VideoReader; True if installed."""
+    import torchvision
+
+    if hasattr(torchvision.io, "VideoReader"):
+        return False
+    from lerobot.datasets import video_utils
+
+    video_utils.decode_video_frames_torchvision = decode_video_frames_pyav
+    return True
+
+
+if __name__ == "__main__":
+    install_video_fallback()
+    from lerobot.scripts.lerobot_train import main
+
+    main()
