@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     spec, identity, policy_size = resolve_policy(config, workspace)
     scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))
     out = Path(config.out or workspace.new_rollout_dir())
-    manifest = {"n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
+    manifest = {"run_id": uuid.uuid4().hex, "n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
                 "config": to_jsonable(config), "created": time.time()}
     store = _open_store(out, manifest, config.resume)
     done = set(store.completed_ids())

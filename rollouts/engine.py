@@ -23,7 +23,8 @@ from dataengine.config import to_jsonable
 from rollouts.episode import RecordedEpisode
 from rollouts.policies import ActPolicy, ScriptedPolicy
 from rollouts.store import EpisodeStore
-from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv
+from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
+from scenes.render import CameraRenderer
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     policy = _policy(task.policy)
     identity = to_jsonable(policy.identity)
     start = time.perf_counter()
-    slots = [_Slot(PickPlaceEnv(task.scene)) for _ in range(min(task.num_envs, len(todo)))]
+    model = build_model(task.scene)
+    renderer = CameraRenderer(model, task.scene.image_size) if task.scene.render else None
+    slots = [_Slot(PickPlaceEnv(task.scene, model, renderer)) for _ in range(min(task.num_envs, len(todo)))]
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
@@ -141,7 +144,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
                 slot.start(episode_id, task.first_seed + episode_id, policy, i)
                 still_active.append(i)
         active = still_active
-    for slot in slots:
-        slot.env.close()
+    if renderer is not None:
+        renderer.close()
     result.seconds = time.perf_counter() - start
     return result

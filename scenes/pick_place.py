@@ -59,15 +59,21 @@ def build_model(config: PickPlaceConfig) -> mujoco.MjModel:
 
 
 class PickPlaceEnv:
-    """One simulated pick-and-place scene."""
+    """One simulated pick-and-place scene.
 
-    def __init__(self, config: PickPlaceConfig | None = None):
+    Environments stepped together may share one compiled ``model`` and one ``renderer`` (one GL context per
+    process instead of one per environment): physics state lives in each env's own ``MjData``, and each env's
+    visual draw (colours, lights, camera jitter) is written into the shared model just before it is rendered.
+    """
+
+    def __init__(self, config: PickPlaceConfig | None = None, model: mujoco.MjModel | None = None,
+                 renderer: CameraRenderer | None = None):
         self.config = config or PickPlaceConfig()
         if self.config.image_size is None:
             self.config = dataclasses.replace(self.config, image_size=DEFAULT_IMAGE_SIZE)
         if self.config.image_size < 16:
             raise DataEngineError(f"image_size {self.config.image_size} is too small: use at least 16 pixels")
-        self.model = build_model(self.config)
+        self.model = model if model is not None else build_model(self.config)
         self.data = mujoco.MjData(self.model)
         period = 1.0 / self.config.fps
         self.substeps = int(round(period / self.model.opt.timestep))
@@ -81,7 +87,11 @@ class PickPlaceEnv:
         self._pad_geoms = {self.model.geom("fixed_jaw").id, self.model.geom("moving_jaw_pad").id}
         self._home = self.model.key("home").id
         self._defaults = _VisualDefaults.read(self.model)
-        self._renderer = CameraRenderer(self.model, self.config.image_size) if self.config.render else None
+        self._owns_renderer = renderer is None
+        if not self.config.render:
+            self._renderer = None
+        else:
+            self._renderer = renderer or CameraRenderer(self.model, self.config.image_size)
         self.scene: SceneSample | None = None
         self.tracker = OutcomeTracker(self.config.rules, self.config.max_episode_steps)
 
@@ -95,7 +105,6 @@ class PickPlaceEnv:
         self.data.qpos[self._cube_qpos : self._cube_qpos + 3] = (s.cube_xy[0], s.cube_xy[1], half)
         self.data.qpos[self._cube_qpos + 3 : self._cube_qpos + 7] = (np.cos(s.cube_yaw / 2), 0, 0, np.sin(s.cube_yaw / 2))
         self.data.mocap_pos[0] = (s.bowl_xy[0], s.bowl_xy[1], 0.0)
-        self._defaults.apply(self.model, s)
         mujoco.mj_forward(self.model, self.data)
         self.tracker = OutcomeTracker(self.config.rules, self.config.max_episode_steps)
         return self.observe()
@@ -126,7 +135,10 @@ class PickPlaceEnv:
         return self.data.qpos[self._arm_qpos].copy()
 
     def observe(self) -> Observation:
-        images = self._renderer.render(self.data) if self._renderer is not None else {}
+        images = {}
+        if self._renderer is not None:
+            self._defaults.apply(self.model, self.scene)  # this env's look, also when the model is shared
+            images = self._renderer.render(self.data)
         return Observation(state=sim_to_lerobot(self.joint_positions()), images=images)
 
     def cube_grasped(self) -> bool:
@@ -145,9 +157,9 @@ class PickPlaceEnv:
         )
 
     def close(self) -> None:
-        if self._renderer is not None:
+        if self._renderer is not None and self._owns_renderer:
             self._renderer.close()
-            self._renderer = None
+        self._renderer = None
 
 
 @dataclass(frozen=True)

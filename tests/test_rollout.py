@@ -57,6 +57,7 @@ def test_cli_rollout_on_embedded_dask_cluster_with_summary(tmp_path, capsys):
                  "--workers", "2", "--image-size", "32", "--out", str(out)]) == 0
     store = EpisodeStore.open(out)
     assert store.completed_ids() == [0, 1, 2, 3]
+    assert len(store.manifest["run_id"]) == 32
     meta = store.read_meta(2)
     assert meta["seed"] == 1_000_002 and meta["policy"]["kind"] == "scripted"
     assert meta["metrics"]["outcome"] == "SUCCESS"
@@ -106,8 +107,10 @@ def test_killed_run_resumes_to_exactly_n_episodes(tmp_path):
     store = EpisodeStore.open(out)
     partial = len(store.completed_ids())
     assert 2 <= partial < 6
+    run_id = store.manifest["run_id"]
     assert main([*args, "--resume"]) == 0
     assert store.completed_ids() == list(range(6))
+    assert store.manifest["run_id"] == run_id, "resume must continue the same run, not replace its manifest"
     assert not [p for p in store.episodes_dir.iterdir() if p.name.startswith(".tmp-")]
 
 
