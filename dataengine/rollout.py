@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def print_summary(console: Console, s: RolloutSummary) -> None:
     rows = [("episodes", str(s.episodes)), ("success", f"{s.success_rate:.1%}")]
     rows += [(label, str(s.outcomes.get(o.value, 0))) for o, label in _FAILURE_LABELS.items()]
     rows += [("pick rate", f"{s.pick_rate:.1%}"), ("drop rate (of picked)", f"{s.drop_rate:.1%}"),
-             ("mean steps of successes", f"{s.mean_success_steps:.0f}"),
+             ("mean steps of successes", "-" if math.isnan(s.mean_success_steps) else f"{s.mean_success_steps:.0f}"),
              ("env-steps/s", f"{s.env_steps_per_second:,.0f}")]
     for name, value in rows:
         table.add_row(name, value)
