@@ -1,9 +1,9 @@
 """The rollout loop: many environments in lock-step, one batched policy call per control step.
 
     while episodes remain:
-        observations of every active environment     (physics + rendering happened in the last step)
+        render every camera of every active environment   one tiled render, one pixel readback
         actions = policy.act(active slots, observations)   one batched forward pass
-        for each active environment: record (obs, action), step it; if done: store the episode, start the next
+        for each active environment: record (obs, action), step its physics; if done: store it, start the next
 
 Environments that finish are reset on their own (partial resets); their policy state is reset with them.
 ``run_chunk`` is what a dask task runs: it skips episodes already in the store, so a retried or resumed chunk
@@ -12,6 +12,7 @@ never duplicates work.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from rollouts.episode import RecordedEpisode
 from rollouts.policies import ActPolicy, ScriptedPolicy
 from rollouts.store import EpisodeStore
 from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
-from scenes.render import CameraRenderer
+from scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class _Slot:
         self.observation = self.env.reset(seed)
         policy.reset(slot, self.env, seed)
         self.states, self.actions = [], []
-        self.images = {key: [] for key in self.observation.images}
+        self.images = {image_feature_key(camera): [] for camera in CAMERA_NAMES}
 
     def record(self, action: np.ndarray) -> None:
         self.states.append(self.observation.state)
@@ -92,6 +93,16 @@ class _Slot:
         frames = EpisodeFrames(np.stack(self.states), np.stack(self.actions).astype(np.float32),
                                {k: np.stack(v) for k, v in self.images.items()}, TASK)
         return RecordedEpisode(self.seed, self.env.scene, self.env.metrics(), frames)
+
+
+def _render(renderer: TiledRenderer, slots: list[_Slot]) -> None:
+    """Every camera of every given environment in one tiled render and one readback."""
+    views = [(slot.env.data, camera) for slot in slots for camera in CAMERA_NAMES]
+    images = renderer.render(views, before_each=lambda i: slots[i // len(CAMERA_NAMES)].env.apply_visuals())
+    for k, slot in enumerate(slots):
+        tiles = images[k * len(CAMERA_NAMES) : (k + 1) * len(CAMERA_NAMES)]
+        by_key = {image_feature_key(camera): tile for camera, tile in zip(CAMERA_NAMES, tiles)}
+        slot.observation = Observation(slot.observation.state, by_key)
 
 
 _POLICY_CACHE: dict[PolicySpec, ActPolicy | ScriptedPolicy] = {}
@@ -115,15 +126,18 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     policy = _policy(task.policy)
     identity = to_jsonable(policy.identity)
     start = time.perf_counter()
-    model = build_model(task.scene)
-    renderer = CameraRenderer(model, task.scene.image_size) if task.scene.render else None
-    slots = [_Slot(PickPlaceEnv(task.scene, model, renderer)) for _ in range(min(task.num_envs, len(todo)))]
+    num_envs = min(task.num_envs, len(todo))
+    model = build_model(task.scene, tiles=num_envs * len(CAMERA_NAMES))
+    renderer = TiledRenderer(model, task.scene.image_size, num_envs * len(CAMERA_NAMES))
+    physics_only = dataclasses.replace(task.scene, render=False)
+    slots = [_Slot(PickPlaceEnv(physics_only, model)) for _ in range(num_envs)]
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
         slot.start(episode_id, task.first_seed + episode_id, policy, index)
     active = list(range(len(slots)))
     while active:
+        _render(renderer, [slots[i] for i in active])
         actions = policy.act(active, [slots[i].observation for i in active])
         still_active = []
         for i, action in zip(active, actions):
@@ -144,7 +158,6 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
                 slot.start(episode_id, task.first_seed + episode_id, policy, i)
                 still_active.append(i)
         active = still_active
-    if renderer is not None:
-        renderer.close()
+    renderer.close()
     result.seconds = time.perf_counter() - start
     return result

@@ -18,7 +18,7 @@ import numpy as np
 from dataengine.errors import DataEngineError
 from scenes.outcome import EpisodeMetrics, GroundTruth, OutcomeRules, OutcomeTracker
 from scenes.randomization import SceneRandomization, SceneSample, sample_scene
-from scenes.render import CameraRenderer, apply_preset, get_preset
+from scenes.render import CameraRenderer, apply_preset, get_preset, tile_grid
 from scenes.so101 import JOINT_NAMES, lerobot_to_sim, sim_to_lerobot
 
 ASSETS = Path(__file__).parent / "assets"
@@ -51,10 +51,12 @@ class Observation:
     images: dict[str, np.ndarray]
 
 
-def build_model(config: PickPlaceConfig) -> mujoco.MjModel:
-    """Compile the scene with the render preset applied."""
+def build_model(config: PickPlaceConfig, tiles: int = 1) -> mujoco.MjModel:
+    """Compile the scene with the render preset applied and an offscreen buffer for ``tiles`` images."""
     spec = mujoco.MjSpec.from_file(str(ASSETS / "pick_place.xml"))
-    apply_preset(spec, get_preset(config.render_preset), config.image_size)
+    size = config.image_size or DEFAULT_IMAGE_SIZE
+    columns, rows = tile_grid(tiles)
+    apply_preset(spec, get_preset(config.render_preset), (columns * size, rows * size))
     return spec.compile()
 
 
@@ -137,9 +139,14 @@ class PickPlaceEnv:
     def observe(self) -> Observation:
         images = {}
         if self._renderer is not None:
-            self._defaults.apply(self.model, self.scene)  # this env's look, also when the model is shared
+            self.apply_visuals()
             images = self._renderer.render(self.data)
         return Observation(state=sim_to_lerobot(self.joint_positions()), images=images)
+
+    def apply_visuals(self) -> None:
+        """Write this episode's look (colours, lights, camera jitter) into the model, which may be shared by
+        several environments: call it right before rendering this environment."""
+        self._defaults.apply(self.model, self.scene)
 
     def cube_grasped(self) -> bool:
         touching = set()
