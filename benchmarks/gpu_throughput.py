@@ -1,0 +1,107 @@
+"""End-to-end env-steps/s (both cameras rendered, ACT in the loop, physics, recording) of the naive loop vs the
+rollout engine at several sizes, with GPU utilisation and memory. Produces the throughput rows of
+docs/benchmarks.md (run on the GPU machine; works on CPU too).
+
+    python benchmarks/gpu_throughput.py --policy CKPT --configs 1x8,8x16,14x32 --max-steps 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from dataengine.config import RolloutConfig  # noqa: E402
+from dataengine.executors import ExecutorConfig  # noqa: E402
+from dataengine.rollout import rollout  # noqa: E402
+from dataengine.workspace import Workspace  # noqa: E402
+from rollouts.policies import ActPolicy  # noqa: E402
+from scenes.pick_place import PickPlaceConfig, PickPlaceEnv  # noqa: E402
+
+
+def naive_loop(checkpoint: Path, steps: int, preset: str) -> float:
+    """One env, one Renderer call per camera, batch-1 inference (lerobot-eval style), frames kept in memory."""
+    policy = ActPolicy(checkpoint)
+    env = PickPlaceEnv(PickPlaceConfig(image_size=policy.image_size, render_preset=preset))
+    frames, done, seed = [], 0, 0
+    observation = env.reset(seed)
+    policy.reset(0, env, seed)
+    start = time.perf_counter()
+    while done < steps:
+        action = policy.act([0], [observation])[0]
+        frames.append((observation, action))
+        observation = env.step(action)
+        done += 1
+        if env.done:
+            seed += 1
+            observation = env.reset(seed)
+            policy.reset(0, env, seed)
+            frames.clear()
+    return done / (time.perf_counter() - start)
+
+
+class GpuMonitor:
+    """nvidia-smi sampled every 200 ms while the engine runs (absent on CPU machines)."""
+
+    def __enter__(self):
+        self.file = tempfile.NamedTemporaryFile("w+", suffix=".csv")
+        try:
+            self.process = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                             "--format=csv,noheader,nounits", "-lms", "200"], stdout=self.file)
+        except FileNotFoundError:
+            self.process = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+        self.file.seek(0)
+        rows = [[float(v) for v in line.split(",")] for line in self.file.read().splitlines() if line.strip()]
+        self.util_mean = sum(r[0] for r in rows) / len(rows) if rows else None
+        self.memory_max_mib = max((r[1] for r in rows), default=None)
+
+
+def engine(checkpoint: Path, workers: int, envs: int, max_steps: int, root: Path) -> dict:
+    config = RolloutConfig(policy=str(checkpoint), n=workers * envs, out=root / f"run-{workers}x{envs}", num_envs=envs,
+                           chunk_size=envs, executor=ExecutorConfig(workers=workers),
+                           scene=PickPlaceConfig(image_size=None, max_episode_steps=max_steps))
+    with GpuMonitor() as gpu:
+        summary = rollout(config, Workspace(root / "ws"))
+    return {"workers": workers, "envs_per_worker": envs, "env_steps": summary.env_steps,
+            "seconds_incl_startup": summary.seconds, "env_steps_per_s": summary.env_steps_per_second,
+            "gpu_util_mean_pct": gpu.util_mean, "gpu_memory_max_mib": gpu.memory_max_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", required=True)
+    parser.add_argument("--configs", default="1x8,8x16", help="WORKERSxENVS,...")
+    parser.add_argument("--max-steps", type=int, default=150)
+    parser.add_argument("--naive-steps", type=int, default=300)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    checkpoint = Path(args.policy)
+    results = {"naive_fast_preset": naive_loop(checkpoint, args.naive_steps, "fast"),
+               "naive_default_shadows": naive_loop(checkpoint, args.naive_steps, "pretty"), "engine": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in args.configs.split(","):
+            workers, envs = (int(v) for v in config.split("x"))
+            results["engine"].append(engine(checkpoint, workers, envs, args.max_steps, Path(tmp)))
+            print(json.dumps(results["engine"][-1]), flush=True)
+    best = max(r["env_steps_per_s"] for r in results["engine"])
+    results["best_vs_naive_shadows"] = best / results["naive_default_shadows"]
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
