@@ -8,7 +8,6 @@ with PyAV (as lerobot's ``pyav`` backend does) for image features. Writes ``meta
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,10 +17,8 @@ import pyarrow.parquet as pq
 
 from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from dataengine.errors import DataEngineError
-from dataengine.video import decode_frames
-
-_SKIPPED_VECTOR_FEATURES = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
-"""Bookkeeping columns: lerobot computes stats for them too, so we keep them (exactly) as well."""
+from dataengine.files import write_atomic
+from dataengine.video import iter_frames
 
 
 def _read_info(root: Path) -> dict:
@@ -65,20 +62,13 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
             path = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
             if not path.is_file():
                 raise DataEngineError(f"video file missing: {path}; the dataset is incomplete")
-            frames, times = decode_frames(path)
-            for ep in eps:
-                start, end = ep[f"videos/{key}/from_timestamp"], ep[f"videos/{key}/to_timestamp"]
-                selected = (times >= start - 0.5 / fps) & (times < end - 0.5 / fps)
-                stats = ImageStats()
-                stats.update(frames[selected])
-                per_episode[ep["episode_index"]][key] = stats
+            windows = [(ep[f"videos/{key}/from_timestamp"] - 0.5 / fps, ep[f"videos/{key}/to_timestamp"] - 0.5 / fps,
+                        per_episode[ep["episode_index"]].setdefault(key, ImageStats())) for ep in eps]
+            for frame, time in iter_frames(path):  # frame by frame: a 200 MB video file never sits in memory
+                for start, end, stats in windows:
+                    if start <= time < end:
+                        stats.update(frame[None])
     return dict(per_episode)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _write_episode_stats(root: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
@@ -96,7 +86,7 @@ def _write_episode_stats(root: Path, per_episode: dict[int, dict[str, dict[str, 
                     table = table.append_column(name, values)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        _atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        write_atomic(path, sink.getvalue().to_pybytes())
 
 
 def recompute_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -106,5 +96,5 @@ def recompute_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
     dataset_stats = to_lerobot(merge_all(list(per_episode.values())))
     _write_episode_stats(root, {ep: to_lerobot(stats) for ep, stats in per_episode.items()})
     serialised = {key: {k: v.tolist() for k, v in s.items()} for key, s in dataset_stats.items()}
-    _atomic_write_bytes(root / "meta" / "stats.json", json.dumps(serialised, indent=4).encode())
+    write_atomic(root / "meta" / "stats.json", json.dumps(serialised, indent=4))
     return dataset_stats

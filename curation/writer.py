@@ -47,7 +47,6 @@ class DatasetWriter:
             vcodec=vcodec,
             streaming_encoding=True,
         )
-        self.episodes = 0
 
     def add_episode(self, episode: EpisodeFrames) -> None:
         for t in range(len(episode)):
@@ -55,7 +54,6 @@ class DatasetWriter:
             frame.update({key: frames[t] for key, frames in episode.images.items()})
             self._dataset.add_frame(frame)
         self._dataset.save_episode()
-        self.episodes += 1
 
     def abort(self) -> None:
         """Stop lerobot's writers and delete everything written (they would otherwise flush into ``root`` later)."""
@@ -65,7 +63,9 @@ class DatasetWriter:
             pass
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def close(self) -> None:
-        """Flush lerobot's writers, then replace its stats with exact ones."""
+    def close(self, exact_stats: bool = True) -> None:
+        """Flush lerobot's writers, then replace its stats with exact ones (skip for a shard that is merged and
+        recomputed anyway)."""
         self._dataset.finalize()
-        recompute_stats(self.root)
+        if exact_stats:
+            recompute_stats(self.root)

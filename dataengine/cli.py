@@ -22,6 +22,13 @@ PLANNED = {
 }
 
 
+INTERRUPTED = {
+    "demos": "nothing was written at --out",
+    "rollout": "finished episodes are kept; run the same command with --resume --out RUN to finish",
+    "train": "checkpoints saved so far are kept; continue with --resume --out RUN",
+}
+
+
 def _add_demos(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demos", help="record scripted-expert demonstrations as a LeRobot v3 dataset")
     p.add_argument("--n", type=int, default=50, help="episodes to record (default 50)")
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing was written at the output", file=sys.stderr)
+        print(f"interrupted: {INTERRUPTED.get(args.command, 'stopped')}", file=sys.stderr)
         return 130
     return 0
 

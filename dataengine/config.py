@@ -32,7 +32,7 @@ class DemosConfig:
     max_attempts_per_episode: int = 3
     """Give up once ``n * this`` attempts have not produced ``n`` kept episodes."""
     vcodec: str = "libsvtav1"
-    """lerobot's default codec (AV1); ``libx264`` or ``h264`` encode faster."""
+    """lerobot's default codec (AV1); ``h264`` encodes faster."""
     workers: int = 1
     """Record shards in parallel on this many dask workers, then merge them (1: in this process)."""
     scheduler: str | None = None

@@ -26,6 +26,7 @@ from curation.writer import DatasetWriter
 from dataengine.config import DemosConfig, to_jsonable
 from dataengine.errors import DataEngineError
 from dataengine.executors import ExecutorConfig, dask_client
+from dataengine.files import write_atomic
 from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert
@@ -51,8 +52,12 @@ class DemosSummary:
 
 
 def validate(config: DemosConfig) -> None:
+    from lerobot.datasets.video_utils import VALID_VIDEO_CODECS
+
     check_positive("--n", config.n)
     check_positive("--workers", config.workers)
+    if config.vcodec not in VALID_VIDEO_CODECS:
+        raise DataEngineError(f"unknown --vcodec {config.vcodec!r}: use one of {', '.join(sorted(VALID_VIDEO_CODECS))}")
     check_repo_id(config.repo_id)
     get_preset(config.scene.render_preset)
     check_new_output_dir(config.out)
@@ -66,14 +71,12 @@ def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSu
     """
     console = console or Console(stderr=True)
     validate(config)
-    out = Path(config.out)
+    out = Path(config.out).resolve()  # dask workers may run elsewhere: give them absolute paths
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         staging.mkdir()
         summary = _record_sharded(staging, config, console)
-        if out.exists():
-            out.rmdir()  # validated empty above
-        os.replace(staging / "dataset", out)
+        os.replace(staging / "dataset", out)  # replaces an empty directory; fails rather than overwrite files
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _print_summary(console, summary, out)
@@ -105,11 +108,10 @@ def _record_shard(shard: _Shard) -> DemosSummary:
     progress = Path(shard.progress_file)
 
     def report(kept: int, attempts: int, successes: int) -> None:
-        tmp = progress.with_suffix(".tmp")
-        tmp.write_text(f"{kept} {attempts} {successes}")
-        os.replace(tmp, progress)
+        write_atomic(progress, f"{kept} {attempts} {successes}")
 
-    return _record_into(Path(shard.root), shard.config, report)
+    shutil.rmtree(shard.root, ignore_errors=True)  # a retried shard starts over (lerobot refuses existing roots)
+    return _record_into(Path(shard.root), shard.config, report, exact_stats=False)
 
 
 def _record_sharded(staging: Path, config: DemosConfig, console: Console) -> DemosSummary:
@@ -146,9 +148,12 @@ def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[DemosSu
         while pending:
             poll()
             try:
-                _, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                finished, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 continue
+            for future in finished:
+                if future.status == "error":
+                    future.result()  # raises the shard's error now, not after the other shards
             pending = list(still)
         poll()
         return client.gather(futures)
@@ -168,11 +173,16 @@ def _merge_shards(roots: list[Path], out: Path, config: DemosConfig) -> None:
     (out / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
 
 
-def _record_into(root: Path, config: DemosConfig, report) -> DemosSummary:
+def _record_into(root: Path, config: DemosConfig, report, exact_stats: bool = True) -> DemosSummary:
     """Record one dataset in this process; ``report(kept, attempts, successes)`` after every episode."""
     env = PickPlaceEnv(config.scene)
     expert = ScriptedExpert(env, config.expert)
-    writer = DatasetWriter(root, config.repo_id, config.scene.fps, so101_features(config.scene.image_size), config.vcodec)
+    try:
+        writer = DatasetWriter(root, config.repo_id, config.scene.fps, so101_features(config.scene.image_size),
+                               config.vcodec)
+    except BaseException:
+        env.close()
+        raise
     outcomes: collections.Counter[str] = collections.Counter()
     kept, frames, attempts = [], 0, 0
     start = time.perf_counter()
@@ -193,7 +203,7 @@ def _record_into(root: Path, config: DemosConfig, report) -> DemosSummary:
                              "metrics": episode.metrics.to_dict()})
                 frames += len(episode.frames)
             report(len(kept), attempts, outcomes[Outcome.SUCCESS.value])
-        writer.close()
+        writer.close(exact_stats)
     except BaseException:
         writer.abort()
         raise

@@ -61,7 +61,7 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
     if config.policy == "scripted":
         return PolicySpec("scripted"), {"kind": "scripted", "path": None, "sha256": None}, None
-    checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy)
+    checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy).resolve()
     if not checkpoint.is_dir():
         raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory")
     image_size = inspect_act_checkpoint(checkpoint)
@@ -102,7 +102,9 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     get_preset(config.scene.render_preset)
     spec, identity, policy_size = resolve_policy(config, workspace)
     scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))
-    out = Path(config.out or workspace.new_rollout_dir())
+    if config.resume and config.out is None:
+        raise DataEngineError("--resume needs --out: the run directory to continue")
+    out = Path(config.out or workspace.new_rollout_dir()).resolve()  # dask workers may run elsewhere
     manifest = {"run_id": uuid.uuid4().hex, "n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
                 "config": to_jsonable(config), "created": time.time()}
     store = _open_store(out, manifest, config.resume)
@@ -111,7 +113,7 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     tasks = [ChunkTask(str(out), tuple(missing[i : i + config.chunk_size]), config.seed, spec, scene,
                        config.num_envs, config.codec) for i in range(0, len(missing), config.chunk_size)]
     start = time.perf_counter()
-    env_steps = _run_tasks(tasks, config, store, console, already=len(done))
+    env_steps = _run_tasks(tasks, config, store, console, already=len(done)) if tasks else 0
     summary = summarize(store, env_steps, time.perf_counter() - start)
     (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
     print_summary(console, summary)
@@ -147,7 +149,7 @@ def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStor
                 continue
             for future in finished:
                 if future.status == "error":
-                    raise future.exception()
+                    future.result()  # re-raises the task's error with its traceback
             pending = list(still)
 
 

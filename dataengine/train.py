@@ -79,7 +79,7 @@ def resolve_dataset(spec: str) -> ResolvedDataset:
 
 
 def _backbone_args() -> list[str]:
-    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
+    hub = Path(torch.hub.get_dir()) / "checkpoints"  # where torchvision looks (TORCH_HOME, XDG_CACHE_HOME)
     if (hub / RESNET18_WEIGHTS).is_file():
         return []  # lerobot's default ImageNet weights, loaded from disk
     return ["--policy.pretrained_backbone_weights=null"]

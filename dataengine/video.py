@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -48,12 +49,15 @@ def encode_frames(path: Path, frames: np.ndarray, fps: int, codec: str = "libx26
         container.mux(stream.encode())
 
 
-def decode_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """All frames (N, H, W, 3) uint8 of a video file and their timestamps in seconds, decoded with PyAV."""
-    frames, times = [], []
+def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
+    """Each frame (H, W, 3) uint8 of a video file with its timestamp in seconds, decoded with PyAV, one at a time."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            times.append(float(frame.pts * stream.time_base))
+            yield frame.to_ndarray(format="rgb24"), float(frame.pts * stream.time_base)
+
+
+def decode_frames(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All frames (N, H, W, 3) uint8 of a (short) video file and their timestamps in seconds."""
+    frames, times = zip(*iter_frames(path))
     return np.stack(frames), np.asarray(times)

@@ -13,6 +13,8 @@ never duplicates work.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,9 +63,8 @@ class ChunkTask:
 @dataclass
 class ChunkResult:
     episodes: int = 0
+    """Episodes this task stored (a retried task stores only what was missing)."""
     env_steps: int = 0
-    seconds: float = 0.0
-    outcomes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,39 +99,22 @@ class _Slot:
 def _render(renderer: TiledRenderer, slots: list[_Slot]) -> None:
     """Every camera of every given environment in one tiled render and one readback."""
     views = [(slot.env.data, camera) for slot in slots for camera in CAMERA_NAMES]
-    images = renderer.render(views, before_each=lambda i: slots[i // len(CAMERA_NAMES)].env.apply_visuals())
+    cameras = len(CAMERA_NAMES)
+
+    def look_of(i: int) -> None:  # each env's look is written once, before its first camera
+        if i % cameras == 0:
+            slots[i // cameras].env.apply_visuals()
+
+    images = renderer.render(views, before_each=look_of)
     for k, slot in enumerate(slots):
         tiles = images[k * len(CAMERA_NAMES) : (k + 1) * len(CAMERA_NAMES)]
         by_key = {image_feature_key(camera): tile for camera, tile in zip(CAMERA_NAMES, tiles)}
         slot.observation = Observation(slot.observation.state, by_key)
 
 
-_POLICY_CACHE: dict[PolicySpec, ActPolicy | ScriptedPolicy] = {}
-
-
-def _policy(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
-    """One policy per worker process and spec: loading a checkpoint per chunk would dominate small chunks."""
-    if spec not in _POLICY_CACHE:
-        _POLICY_CACHE[spec] = spec.build()
-    return _POLICY_CACHE[spec]
-
-
-def run_chunk(task: ChunkTask) -> ChunkResult:
-    """Roll out the task's episodes that are not in the store yet; store each as soon as it ends."""
-    store = EpisodeStore.open(Path(task.run_dir))
-    done = set(store.completed_ids())
-    todo = [i for i in task.episode_ids if i not in done]
-    result = ChunkResult()
-    if not todo:
-        return result
-    policy = _policy(task.policy)
-    identity = to_jsonable(policy.identity)
-    start = time.perf_counter()
-    num_envs = min(task.num_envs, len(todo))
-    model = build_model(task.scene, tiles=num_envs * len(CAMERA_NAMES))
-    renderer = TiledRenderer(model, task.scene.image_size, num_envs * len(CAMERA_NAMES))
-    physics_only = dataclasses.replace(task.scene, render=False)
-    slots = [_Slot(PickPlaceEnv(physics_only, model)) for _ in range(num_envs)]
+def _run_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
+               store: EpisodeStore, identity: dict, result: ChunkResult) -> None:
+    """The lock-step loop over the task's episodes (see the module docstring)."""
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
@@ -151,13 +135,60 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
             episode = slot.finish()
             if store.write(slot.episode_id, episode, identity, task.scene.fps, task.codec):
                 result.episodes += 1
-                outcome = episode.metrics.outcome.value
-                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
             if queue:
                 episode_id = queue.pop()
                 slot.start(episode_id, task.first_seed + episode_id, policy, i)
                 still_active.append(i)
         active = still_active
-    renderer.close()
-    result.seconds = time.perf_counter() - start
+
+
+_POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
+
+
+def _policy(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
+    """One policy per worker thread and spec: loading a checkpoint per chunk would dominate small chunks, and a
+    policy keeps per-slot state, so two tasks running in threads of one worker must not share one."""
+    key = (spec, threading.get_ident())
+    if key not in _POLICY_CACHE:
+        _POLICY_CACHE[key] = spec.build()
+    return _POLICY_CACHE[key]
+
+
+def _pin_gpu(spec: PolicySpec) -> PolicySpec:
+    """On a machine with several GPUs, worker k of an embedded cluster uses GPU k % count for the policy and
+    for EGL rendering (set before this process creates its first GL context)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if spec.device is not None or count < 2:
+        return spec
+    try:
+        from distributed import get_worker
+
+        index = int(get_worker().name) % count
+    except (ValueError, TypeError):  # not in a dask worker, or a worker not named by a number
+        return spec
+    os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(index))
+    return dataclasses.replace(spec, device=f"cuda:{index}")
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
+    """Roll out the task's episodes that are not in the store yet; store each as soon as it ends."""
+    store = EpisodeStore.open(Path(task.run_dir))
+    done = set(store.completed_ids())
+    todo = [i for i in task.episode_ids if i not in done]
+    result = ChunkResult()
+    if not todo:
+        return result
+    policy = _policy(_pin_gpu(task.policy))
+    identity = to_jsonable(policy.identity)
+    num_envs = min(task.num_envs, len(todo))
+    model = build_model(task.scene, tiles=num_envs * len(CAMERA_NAMES))
+    renderer = TiledRenderer(model, task.scene.image_size, num_envs * len(CAMERA_NAMES))
+    physics_only = dataclasses.replace(task.scene, render=False)
+    slots = [_Slot(PickPlaceEnv(physics_only, model)) for _ in range(num_envs)]
+    try:
+        _run_slots(slots, todo, task, policy, renderer, store, identity, result)
+    finally:
+        renderer.close()
     return result

@@ -120,6 +120,10 @@ class ActPolicy:
         if temporal_ensemble_coeff is not None:
             config.temporal_ensemble_coeff, config.n_action_steps = temporal_ensemble_coeff, 1
         elif n_action_steps is not None:
+            if not 1 <= n_action_steps <= config.chunk_size:
+                raise DataEngineError(
+                    f"--n-action-steps {n_action_steps} must be between 1 and the chunk size {config.chunk_size}"
+                )
             config.n_action_steps = n_action_steps
         self.policy = ACTPolicy.from_pretrained(checkpoint, config=config).to(self.device).eval()
         self.preprocess, self.postprocess = make_pre_post_processors(
@@ -127,8 +131,7 @@ class ActPolicy:
             preprocessor_overrides={"device_processor": {"device": self.device}},
         )
         self.config = config
-        self.image_keys = [k for k, f in read_policy_config(checkpoint)["input_features"].items()
-                           if f["type"] == "VISUAL"]
+        self.image_keys = list(config.image_features)
         self.identity = PolicyIdentity("act", str(checkpoint.resolve()), checkpoint_sha256(checkpoint))
         self._make_ensembler = lambda: ACTTemporalEnsembler(config.temporal_ensemble_coeff, config.chunk_size)
         self._queues: dict[int, collections.deque] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dataengine.errors import DataEngineError
+from dataengine.files import write_atomic
 from dataengine.video import decode_frames, encode_frames
 from rollouts.episode import RecordedEpisode
 
@@ -44,12 +45,6 @@ class StoredEpisode:
     images: dict[str, np.ndarray]
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 class EpisodeStore:
     """A run directory of finished episodes."""
 
@@ -64,7 +59,7 @@ class EpisodeStore:
         if root.exists() and any(root.iterdir()):
             raise DataEngineError(f"{root} already exists and is not empty: pass --resume to continue it, or a new --out")
         (root / EPISODES).mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(root / MANIFEST, manifest)
+        write_atomic(root / MANIFEST, json.dumps(manifest, indent=2))
         return cls(root)
 
     @classmethod
@@ -82,7 +77,8 @@ class EpisodeStore:
     def completed_ids(self) -> list[int]:
         if not self.episodes_dir.is_dir():
             return []
-        return sorted(int(p.name[1:]) for p in self.episodes_dir.iterdir() if p.name.startswith("e") and p.is_dir())
+        return sorted(int(p.name[1:]) for p in self.episodes_dir.iterdir()
+                      if p.name.startswith("e") and p.name[1:].isdigit() and p.is_dir())
 
     def remove_partials(self) -> int:
         """Delete temporary episode directories left by killed workers; returns how many."""
@@ -98,6 +94,21 @@ class EpisodeStore:
             return False
         tmp = self.episodes_dir / f"{_TMP_PREFIX}{episode_dirname(episode_id)}-{uuid.uuid4().hex}"
         tmp.mkdir()
+        try:
+            self._write_files(tmp, episode_id, episode, policy, fps, codec)
+            os.rename(tmp, final)
+        except FileExistsError:  # another attempt finished the same episode first
+            return False
+        except OSError as error:
+            if final.exists():  # same race, reported as "directory not empty"
+                return False
+            raise error
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+    @staticmethod
+    def _write_files(tmp: Path, episode_id: int, episode: RecordedEpisode, policy: dict, fps: int, codec: str) -> None:
         frames = episode.frames
         np.savez_compressed(tmp / "data.npz", state=frames.states, action=frames.actions,
                             timestamp=np.arange(len(frames), dtype=np.float32) / fps)
@@ -107,12 +118,6 @@ class EpisodeStore:
                 "scene": episode.scene.to_dict(), "metrics": episode.metrics.to_dict(), "policy": policy,
                 "cameras": sorted(frames.images)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another attempt finished the same episode first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return False
-        return True
 
     def read_meta(self, episode_id: int) -> dict:
         return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
@@ -120,6 +125,7 @@ class EpisodeStore:
     def read(self, episode_id: int) -> StoredEpisode:
         path = self.episodes_dir / episode_dirname(episode_id)
         meta = json.loads((path / "meta.json").read_text())
-        data = np.load(path / "data.npz")
+        with np.load(path / "data.npz") as data:
+            arrays = (data["state"], data["action"], data["timestamp"])
         images = {key: decode_frames(path / f"{key}.mp4")[0] for key in meta["cameras"]}
-        return StoredEpisode(meta, data["state"], data["action"], data["timestamp"], images)
+        return StoredEpisode(meta, *arrays, images)

@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 
 from scenes.pick_place import PickPlaceEnv
-from scenes.so101 import sim_to_lerobot
+from scenes.so101 import GRIPPER_RANGE_RAD, sim_to_lerobot
 
 _ARM_DOF = 5
 _DOWN = np.array([0.0, 0.0, -1.0])
@@ -36,7 +36,8 @@ class ExpertConfig:
     xy_noise: float = 0.004
     """Approach and release offsets in x and y."""
     gripper_open: tuple[float, float] = (0.7, 1.0)
-    gripper_closed: float = -0.174533
+    gripper_closed: float = GRIPPER_RANGE_RAD[0]
+    """Fully closed: the position servo squeezes the cube with its force limit."""
     speed: tuple[float, float] = (0.85, 1.2)
     """Multiplies every phase duration."""
 
@@ -148,11 +149,6 @@ class ScriptedExpert:
         self._start_pos = self.env.data.site_xpos[self.ik.site].copy()
         self._goal_pos = self._start_pos.copy()
         self._jaw_axis = self._grasp_jaw_axis()
-
-    @property
-    def phase(self) -> str:
-        """Name of the current phase (for logs and debugging)."""
-        return self.phases[max(self._phase_index, 0)].name
 
     def _grasp_jaw_axis(self) -> np.ndarray:
         """The cube face normal closest to the radial direction, so the wrist rolls as little as possible."""

@@ -63,13 +63,12 @@ def build_model(config: PickPlaceConfig, tiles: int = 1) -> mujoco.MjModel:
 class PickPlaceEnv:
     """One simulated pick-and-place scene.
 
-    Environments stepped together may share one compiled ``model`` and one ``renderer`` (one GL context per
-    process instead of one per environment): physics state lives in each env's own ``MjData``, and each env's
-    visual draw (colours, lights, camera jitter) is written into the shared model just before it is rendered.
+    Environments stepped together may share one compiled ``model`` (the rollout engine renders them all with one
+    ``TiledRenderer``): physics state lives in each env's own ``MjData``, and each env's visual draw (colours,
+    lights, camera jitter) is written into the shared model by ``apply_visuals`` just before it is rendered.
     """
 
-    def __init__(self, config: PickPlaceConfig | None = None, model: mujoco.MjModel | None = None,
-                 renderer: CameraRenderer | None = None):
+    def __init__(self, config: PickPlaceConfig | None = None, model: mujoco.MjModel | None = None):
         self.config = config or PickPlaceConfig()
         if self.config.image_size is None:
             self.config = dataclasses.replace(self.config, image_size=DEFAULT_IMAGE_SIZE)
@@ -89,11 +88,7 @@ class PickPlaceEnv:
         self._pad_geoms = {self.model.geom("fixed_jaw").id, self.model.geom("moving_jaw_pad").id}
         self._home = self.model.key("home").id
         self._defaults = _VisualDefaults.read(self.model)
-        self._owns_renderer = renderer is None
-        if not self.config.render:
-            self._renderer = None
-        else:
-            self._renderer = renderer or CameraRenderer(self.model, self.config.image_size)
+        self._renderer = CameraRenderer(self.model, self.config.image_size) if self.config.render else None
         self.scene: SceneSample | None = None
         self.tracker = OutcomeTracker(self.config.rules, self.config.max_episode_steps)
 
@@ -164,9 +159,9 @@ class PickPlaceEnv:
         )
 
     def close(self) -> None:
-        if self._renderer is not None and self._owns_renderer:
+        if self._renderer is not None:
             self._renderer.close()
-        self._renderer = None
+            self._renderer = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataengine.errors import DataEngineError
+from scenes.render import CAMERA_NAMES
+
 
 @dataclass
 class SceneRandomization:
@@ -51,20 +54,23 @@ class SceneSample:
         }
 
 
-_NUM_CAMERAS = 2
 _RECOLORED = {"table": (0.62, 0.5, 0.38), "cube": (0.85, 0.15, 0.12)}
 
 
 def sample_scene(rng: np.random.Generator, cfg: SceneRandomization) -> SceneSample:
     """Draw one initial scene. Geometry is drawn first, so turning ``visual`` on keeps the same object poses."""
-    while True:
+    for _ in range(1000):
         cube = (rng.uniform(*cfg.cube_x), rng.uniform(*cfg.cube_y))
         bowl = (rng.uniform(*cfg.bowl_x), rng.uniform(*cfg.bowl_y))
         if np.hypot(cube[0] - bowl[0], cube[1] - bowl[1]) >= cfg.min_separation:
             break
+    else:
+        raise DataEngineError(
+            f"cube and bowl ranges leave no room for min_separation {cfg.min_separation} m: widen the ranges"
+        )
     yaw = float(rng.uniform(-np.pi / 4, np.pi / 4))
     if not cfg.visual:
-        return SceneSample(cube, yaw, bowl, {}, 1.0, np.zeros(3), np.zeros((_NUM_CAMERAS, 3)))
+        return SceneSample(cube, yaw, bowl, {}, 1.0, np.zeros(3), np.zeros((len(CAMERA_NAMES), 3)))
     colors = {
         name: tuple(float(c) for c in np.clip(np.array(base) + rng.uniform(-0.12, 0.12, 3), 0, 1))
         for name, base in _RECOLORED.items()
@@ -76,5 +82,5 @@ def sample_scene(rng: np.random.Generator, cfg: SceneRandomization) -> SceneSamp
         colors,
         light_scale=float(rng.uniform(0.7, 1.3)),
         light_offset=rng.uniform(-0.2, 0.2, 3),
-        camera_offsets=rng.uniform(-cfg.camera_jitter, cfg.camera_jitter, (_NUM_CAMERAS, 3)),
+        camera_offsets=rng.uniform(-cfg.camera_jitter, cfg.camera_jitter, (len(CAMERA_NAMES), 3)),
     )

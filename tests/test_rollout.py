@@ -74,7 +74,7 @@ def test_act_rollout_records_policy_identity(act_checkpoint, tmp_path, workspace
     assert meta["length"] > 0
 
 
-def test_bad_input_gets_one_clear_error(tmp_path, workspace):
+def test_bad_input_gets_one_clear_error(tmp_path, workspace, act_checkpoint):
     with pytest.raises(DataEngineError, match="--n must be at least 1"):
         rollout(_config(tmp_path / "a", n=0), workspace)
     with pytest.raises(DataEngineError, match="not 'act', 'scripted' or a checkpoint"):
