@@ -12,10 +12,12 @@ never duplicates work.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +116,27 @@ def _render(renderer: TiledRenderer, slots: list[_Slot]) -> None:
 
 def _run_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
                store: EpisodeStore, identity: dict, result: ChunkResult) -> None:
-    """The lock-step loop over the task's episodes (see the module docstring)."""
+    """The lock-step loop over the task's episodes (see the module docstring).
+
+    Finished episodes are encoded and stored by a background thread (PyAV releases the GIL while encoding), so
+    the simulation keeps stepping; at most one episode per environment waits to be written, which bounds memory.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer") as writer:
+        writes: collections.deque[Future] = collections.deque()
+
+        def store_episode(slot: _Slot) -> None:
+            while len(writes) >= len(slots):
+                result.episodes += writes.popleft().result()
+            writes.append(writer.submit(store.write, slot.episode_id, slot.finish(), identity, task.scene.fps,
+                                        task.codec))
+
+        _step_slots(slots, todo, task, policy, renderer, store_episode, result)
+        while writes:
+            result.episodes += writes.popleft().result()
+
+
+def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
+                store_episode, result: ChunkResult) -> None:
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
@@ -132,9 +154,7 @@ def _run_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, ren
             if not slot.env.done:
                 still_active.append(i)
                 continue
-            episode = slot.finish()
-            if store.write(slot.episode_id, episode, identity, task.scene.fps, task.codec):
-                result.episodes += 1
+            store_episode(slot)
             if queue:
                 episode_id = queue.pop()
                 slot.start(episode_id, task.first_seed + episode_id, policy, i)
