@@ -8,7 +8,6 @@ lerobot-eval style loops run), same policy, same seeds, side by side in one proc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+from benchmarks.report import emit  # noqa: E402
 
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk  # noqa: E402
 from rollouts.policies import inspect_act_checkpoint  # noqa: E402
@@ -58,10 +59,7 @@ def main() -> None:
         "one_env_at_a_time_steps_per_s": single,
         "ratio": batched / single,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from benchmarks.report import emit  # noqa: E402
+
 from dataengine.config import RolloutConfig  # noqa: E402
 from dataengine.executors import ExecutorConfig  # noqa: E402
 from dataengine.rollout import rollout  # noqa: E402
@@ -97,10 +99,7 @@ def main() -> None:
             print(json.dumps(results["engine"][-1]), flush=True)
     best = max(r["env_steps_per_s"] for r in results["engine"])
     results["best_vs_naive_shadows"] = best / results["naive_default_shadows"]
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import platform
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+from benchmarks.report import emit  # noqa: E402
 
 from rollouts.episode import record_episode  # noqa: E402
 from scenes.expert import ScriptedExpert  # noqa: E402
@@ -68,11 +69,7 @@ def main() -> None:
         "image_size": args.image_size,
         "expert": expert_success(args.success_episodes, args.first_seed) if args.success_episodes else None,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(results, args.out)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed import wait
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from curation.features import so101_features
@@ -25,8 +23,9 @@ from curation.dataset_stats import recompute_stats
 from curation.writer import DatasetWriter
 from dataengine.config import DemosConfig, to_jsonable
 from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig, dask_client
+from dataengine.executors import ExecutorConfig, dask_client, wait_all
 from dataengine.files import write_atomic
+from dataengine.progress import progress_bar
 from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert
@@ -115,10 +114,8 @@ def _record_shard(shard: _Shard) -> DemosSummary:
 
 
 def _record_sharded(staging: Path, config: DemosConfig, console: Console) -> DemosSummary:
-    columns = (TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
     start = time.perf_counter()
-    with Progress(*columns, console=console) as progress:
+    with progress_bar(console, "demos") as progress:
         bar = progress.add_task("demos", total=config.n, status="")
 
         def show(kept: int, attempts: int, successes: int) -> None:
@@ -143,19 +140,8 @@ def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[DemosSu
         show(*(sum(int(c[i]) for c in counts) for i in range(3)))
 
     with dask_client(ExecutorConfig(scheduler=config.scheduler, workers=len(shards))) as client:
-        pending = client.map(_record_shard, shards, pure=False)
-        futures = list(pending)
-        while pending:
-            poll()
-            try:
-                finished, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                continue
-            for future in finished:
-                if future.status == "error":
-                    future.result()  # raises the shard's error now, not after the other shards
-            pending = list(still)
-        poll()
+        futures = client.map(_record_shard, shards, pure=False)
+        wait_all(futures, poll)
         return client.gather(futures)
 
 

@@ -8,11 +8,11 @@ are idempotent (they skip what is already stored), so re-running one is always s
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from distributed import Client, LocalCluster
+from distributed import Client, Future, LocalCluster, wait
 
 
 @dataclass
@@ -43,3 +43,20 @@ def dask_client(config: ExecutorConfig) -> Iterator[Client]:
                       memory_limit=0) as cluster, Client(cluster) as client:
         yield client
 
+
+
+def wait_all(futures: list[Future], poll: Callable[[], None], interval: float = 0.5) -> None:
+    """Wait for every future, calling ``poll()`` every ``interval`` seconds and once after the last one finished
+    (for live progress); a failed task raises its error at once, not after the others."""
+    pending = list(futures)
+    while pending:
+        poll()
+        try:
+            finished, still = wait(pending, timeout=interval, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # nothing finished in this interval
+            continue
+        for future in finished:
+            if future.status == "error":
+                future.result()  # re-raises the task's error with its traceback
+        pending = list(still)
+    poll()

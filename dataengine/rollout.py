@@ -16,15 +16,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from distributed import wait
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dataengine.config import RolloutConfig, to_jsonable
 from dataengine.errors import DataEngineError
-from dataengine.executors import dask_client
+from dataengine.executors import dask_client, wait_all
 from dataengine.preflight import check_positive
+from dataengine.progress import progress_bar
 from dataengine.workspace import Workspace
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from rollouts.policies import checkpoint_sha256, inspect_act_checkpoint
@@ -126,13 +125,12 @@ def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStor
     outcomes: collections.Counter[str] = collections.Counter()
     seen = set(store.completed_ids())
     env_steps = 0
-    columns = (TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
     start = time.perf_counter()
-    with Progress(*columns, console=console) as progress, dask_client(config.executor) as client:
+    with progress_bar(console, "rollout") as progress, dask_client(config.executor) as client:
         bar = progress.add_task("rollout", total=config.n, completed=already, status="")
-        pending = client.map(run_chunk, tasks, pure=False, retries=config.executor.retries)
-        while True:
+
+        def poll() -> None:
+            nonlocal env_steps
             for episode_id in sorted(set(store.completed_ids()) - seen):
                 seen.add(episode_id)
                 meta = store.read_meta(episode_id)
@@ -141,16 +139,9 @@ def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStor
             rate = outcomes[Outcome.SUCCESS.value] / max(sum(outcomes.values()), 1)
             speed = env_steps / max(time.perf_counter() - start, 1e-9)
             progress.update(bar, completed=len(seen), status=f"success {rate:.0%}  {speed:,.0f} env-steps/s")
-            if not pending:
-                return env_steps
-            try:
-                finished, still = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:  # nothing finished in this half second: refresh the progress
-                continue
-            for future in finished:
-                if future.status == "error":
-                    future.result()  # re-raises the task's error with its traceback
-            pending = list(still)
+
+        wait_all(client.map(run_chunk, tasks, pure=False, retries=config.executor.retries), poll)
+    return env_steps
 
 
 def summarize(store: EpisodeStore, env_steps: int, seconds: float) -> RolloutSummary:

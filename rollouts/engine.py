@@ -16,7 +16,6 @@ import collections
 import dataclasses
 import os
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
