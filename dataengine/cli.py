@@ -9,7 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
+from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
+from dataengine.train import TrainConfig  # noqa: E402
 
 PLANNED = {
     "classifier": "train / evaluate / label the visual success classifier",
@@ -31,22 +33,21 @@ INTERRUPTED = {
 
 def _add_demos(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demos", help="record scripted-expert demonstrations as a LeRobot v3 dataset")
-    p.add_argument("--n", type=int, default=50, help="episodes to record (default 50)")
+    p.add_argument("--n", type=int, default=default_of(DemosConfig, "n"), help="episodes to record (%(default)s)")
     p.add_argument("--out", type=Path, required=True, help="new dataset directory (must not exist)")
-    p.add_argument("--repo-id", default="local/so101_pick_place_demos", help="dataset repo id OWNER/NAME")
-    p.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
+    p.add_argument("--repo-id", default=default_of(DemosConfig, "repo_id"), help="dataset repo id OWNER/NAME")
+    p.add_argument("--seed", type=int, default=default_of(DemosConfig, "seed"), help="first scene seed (%(default)s)")
     p.add_argument("--include-failures", action="store_true", help="also keep episodes the expert failed")
     p.add_argument("--image-size", type=int, default=224, help="square camera images in pixels (default 224)")
     p.add_argument("--render-preset", default="fast", help="fast (no shadows, default) or pretty")
     p.add_argument("--visual-randomization", action="store_true", help="randomise lights, colours, camera poses")
-    p.add_argument("--vcodec", default="libsvtav1", help="video codec (default libsvtav1, lerobot's default)")
+    p.add_argument("--vcodec", default=default_of(DemosConfig, "vcodec"), help="video codec (%(default)s)")
     p.add_argument("--workers", type=int, default=1, help="record shards in parallel on dask workers, then merge")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler (with --workers)")
     p.set_defaults(run=_run_demos)
 
 
 def _run_demos(args: argparse.Namespace) -> None:
-    from dataengine.config import DemosConfig
     from dataengine.demos import record_demos
     from scenes.pick_place import PickPlaceConfig
     from scenes.randomization import SceneRandomization
@@ -64,22 +65,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Extra lerobot-train options go after '--', e.g. -- --policy.chunk_size=50")
     p.add_argument("--policy", default="act", help="policy type (act)")
     p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
-    p.add_argument("--steps", type=int, default=20_000, help="optimizer steps (default 20000)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=default_of(TrainConfig, "steps"), help="optimizer steps (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="(%(default)s)")
+    p.add_argument("--lr", type=float, default=default_of(TrainConfig, "learning_rate"),
+                   help="learning rate, backbone included (%(default)s)")
+    p.add_argument("--mixed-precision", default=default_of(TrainConfig, "mixed_precision"),
+                   help="bf16, fp16 or no, on CUDA (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/train/...)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--num-workers", type=int, default=4, help="dataloader workers")
-    p.add_argument("--save-freq", type=int, default=5_000)
+    p.add_argument("--num-workers", type=int, default=default_of(TrainConfig, "num_workers"),
+                   help="dataloader workers (%(default)s)")
+    p.add_argument("--save-freq", type=int, default=default_of(TrainConfig, "save_freq"), help="(%(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("extra", nargs="*", help="passed to lerobot-train after '--'")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from dataengine.train import TrainConfig, train
+    from dataengine.train import train
 
     config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
-                         out=args.out, device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
+                         learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out, device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
                          resume=args.resume, extra_args=list(args.extra))
     checkpoint = train(config, _workspace(args))
     print(f"checkpoint: {checkpoint}")
@@ -88,11 +94,13 @@ def _run_train(args: argparse.Namespace) -> None:
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
     p.add_argument("--policy", required=True, help="act (newest trained), scripted, or a pretrained_model path")
-    p.add_argument("--n", type=int, default=1000, help="episodes (default 1000)")
+    p.add_argument("--n", type=int, default=default_of(RolloutConfig, "n"), help="episodes (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="episode k uses scene seed SEED+k")
-    p.add_argument("--num-envs", type=int, default=8, help="environments per worker, stepped together")
-    p.add_argument("--chunk-size", type=int, default=16, help="episodes per dask task")
+    p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"), help="episode k uses scene seed SEED+k")
+    p.add_argument("--num-envs", type=int, default=default_of(RolloutConfig, "num_envs"),
+                   help="environments per worker, stepped together (%(default)s)")
+    p.add_argument("--chunk-size", type=int, default=default_of(RolloutConfig, "chunk_size"),
+                   help="episodes per dask task (%(default)s)")
     p.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: GPUs or cores/2)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
@@ -108,7 +116,6 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_rollout(args: argparse.Namespace) -> None:
-    from dataengine.config import RolloutConfig
     from dataengine.executors import ExecutorConfig
     from dataengine.rollout import rollout
     from scenes.pick_place import PickPlaceConfig

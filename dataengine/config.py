@@ -41,6 +41,12 @@ class DemosConfig:
     expert: ExpertConfig = field(default_factory=ExpertConfig)
 
 
+def default_of(config_class: type, name: str):
+    """The default of one field of a config dataclass, so a command-line flag can show it without repeating it."""
+    field_ = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return field_.default_factory() if field_.default is dataclasses.MISSING else field_.default
+
+
 def to_jsonable(value):
     """Dataclasses, paths, enums and numpy values as plain JSON types."""
     if dataclasses.is_dataclass(value):

@@ -144,12 +144,12 @@ class PickPlaceEnv:
         self._defaults.apply(self.model, self.scene)
 
     def cube_grasped(self) -> bool:
-        touching = set()
-        for contact in self.data.contact[: self.data.ncon]:
-            pair = {contact.geom1, contact.geom2}
-            if self._cube_geom in pair:
-                touching |= pair & self._pad_geoms
-        return touching == self._pad_geoms
+        """Both jaw pads touch the cube (vectorised over the contact array: a Python loop over contacts cost
+        ~0.1-0.4 ms per control step, more than the physics itself)."""
+        pairs = self.data.contact.geom[: self.data.ncon]
+        cube = self._cube_geom
+        touching = set(pairs[pairs[:, 0] == cube, 1].tolist()) | set(pairs[pairs[:, 1] == cube, 0].tolist())
+        return self._pad_geoms <= touching
 
     def ground_truth(self) -> GroundTruth:
         return GroundTruth(

@@ -35,9 +35,10 @@ def test_pyav_fallback_decodes_what_lerobot_decodes(demo_dataset, monkeypatch):
     from dataengine.lerobot_compat import decode_video_frames_pyav, install_video_fallback
 
     video = next((demo_dataset.out / "videos" / "observation.images.wrist").rglob("*.mp4"))
-    timestamps = [0.0, 0.5, 1.0, 1.0333333]
-    reference = video_utils.decode_video_frames_torchvision(video, timestamps, 1e-4, "pyav")
-    torch.testing.assert_close(decode_video_frames_pyav(video, timestamps, 1e-4), reference, atol=0, rtol=0)
+    # the open file is reused between calls: seeking backwards and forwards must still give lerobot's frames
+    for timestamps in ([0.0, 0.5, 1.0, 1.0333333], [1.5], [0.1, 0.2], [1.5], [0.0]):
+        reference = video_utils.decode_video_frames_torchvision(video, timestamps, 1e-4, "pyav")
+        torch.testing.assert_close(decode_video_frames_pyav(video, timestamps, 1e-4), reference, atol=0, rtol=0)
     monkeypatch.delattr(torchvision.io, "VideoReader")
     monkeypatch.setattr(video_utils, "decode_video_frames_torchvision", video_utils.decode_video_frames_torchvision)
     assert install_video_fallback()
