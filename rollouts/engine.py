@@ -1,32 +1,33 @@
 """The rollout loop: many environments in lock-step, one batched policy call per control step.
 
     while episodes remain:
-        render every camera of every active environment   one tiled render, one pixel readback
-        actions = policy.act(active slots, observations)   one batched forward pass
-        for each active environment: record (obs, action), step its physics; if done: store it, start the next
+        render every camera of every active environment   main thread: one tiled render, one pixel readback
+        actions = policy.act(active slots, observations)   main thread: one batched forward pass (GPU)
+        each lane, for its environments:                   lanes = threads, each owning a fixed set of envs:
+            step the physics with its action                 MuJoCo and PyAV release the GIL, so lanes run on
+            encode the frame into the episode's videos       separate cores; the main thread waits only for
+        finished episodes: committed by their lane            the physics before it renders the next step
 
-Environments that finish are reset on their own (partial resets); their policy state is reset with them.
-``run_chunk`` is what a dask task runs: it skips episodes already in the store, so a retried or resumed chunk
-never duplicates work.
+Frames are encoded as they arrive (memory stays flat whatever the episode length and number of environments) and
+an environment's episodes always go to the same lane, so its writers see frames in order. Environments that
+finish are reset on their own (partial resets); their policy state is reset with them. ``run_chunk`` is what a
+dask task runs: it skips episodes already in the store, so a retried or resumed chunk never duplicates work.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import threading
+import time
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from curation.writer import EpisodeFrames
 from dataengine.config import to_jsonable
-from rollouts.episode import RecordedEpisode
 from rollouts.policies import ActPolicy, ScriptedPolicy
-from rollouts.store import EpisodeStore
+from rollouts.store import EpisodeStore, EpisodeWriter
 from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
 from scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
 
@@ -59,6 +60,8 @@ class ChunkTask:
     scene: PickPlaceConfig
     num_envs: int
     codec: str = "libx264"
+    lanes: int = 2
+    """Threads stepping physics and encoding video beside the main (render + policy) thread."""
 
 
 @dataclass
@@ -66,99 +69,152 @@ class ChunkResult:
     episodes: int = 0
     """Episodes this task stored (a retried task stores only what was missing)."""
     env_steps: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Where the time went. Main thread: ``render``, ``policy``, ``wait_lanes`` (waiting for physics),
+    ``reset``; lanes (summed over lanes): ``physics``, ``encode``, ``commit``."""
+
+    def add(self, other: "ChunkResult") -> None:
+        self.episodes += other.episodes
+        self.env_steps += other.env_steps
+        for phase, seconds in other.seconds.items():
+            self.seconds[phase] += seconds
 
 
 @dataclass
 class _Slot:
+    """One environment and the episode it is running."""
+
     env: PickPlaceEnv
+    lane: int
     episode_id: int = -1
     seed: int = 0
     observation: Observation | None = None
-    states: list = field(default_factory=list)
-    actions: list = field(default_factory=list)
-    images: dict = field(default_factory=dict)
+    writer: EpisodeWriter | None = None
 
-    def start(self, episode_id: int, seed: int, policy, slot: int) -> None:
+    def start(self, episode_id: int, seed: int, policy, index: int, store: EpisodeStore, task: ChunkTask) -> None:
         self.episode_id, self.seed = episode_id, seed
         self.observation = self.env.reset(seed)
-        policy.reset(slot, self.env, seed)
-        self.states, self.actions = [], []
-        self.images = {image_feature_key(camera): [] for camera in CAMERA_NAMES}
+        policy.reset(index, self.env, seed)
+        self.writer = store.begin(episode_id, task.scene.fps, task.codec)
 
-    def record(self, action: np.ndarray) -> None:
-        self.states.append(self.observation.state)
-        self.actions.append(action)
-        for key, image in self.observation.images.items():
-            self.images[key].append(image)
 
-    def finish(self) -> RecordedEpisode:
-        frames = EpisodeFrames(np.stack(self.states), np.stack(self.actions).astype(np.float32),
-                               {k: np.stack(v) for k, v in self.images.items()}, TASK)
-        return RecordedEpisode(self.seed, self.env.scene, self.env.metrics(), frames)
+class _Lanes:
+    """Single-thread executors; lane k owns a fixed set of environments (so its writers see frames in order)."""
+
+    def __init__(self, count: int):
+        self.executors = [ThreadPoolExecutor(1, thread_name_prefix=f"lane{k}") for k in range(count)]
+        self.seconds = [defaultdict(float) for _ in range(count)]
+        self.pending: list[Future] = []
+
+    def submit(self, lane: int, function, *args) -> Future:
+        future = self.executors[lane].submit(function, self.seconds[lane], *args)
+        self.pending.append(future)
+        return future
+
+    def check(self, wait: bool = False) -> list:
+        """Results of finished lane work (all of it with ``wait``); re-raises a lane's exception here."""
+        finished = [f for f in self.pending if wait or f.done()]
+        self.pending = [f for f in self.pending if f not in finished]
+        return [f.result() for f in finished]
+
+    def close(self) -> dict[str, float]:
+        for executor in self.executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+        totals: dict[str, float] = defaultdict(float)
+        for seconds in self.seconds:
+            for phase, value in seconds.items():
+                totals[phase] += value
+        return totals
+
+
+def _lane_step(seconds: dict, items: list, physics_done: Future) -> int:
+    """One control step of one lane's environments: physics first (the main thread waits for it), then encode
+    the frames the step started from (overlapping the main thread's next render)."""
+    start = time.perf_counter()
+    try:
+        states = [env.step(action).state for env, _writer, _obs, action in items]
+    except BaseException as error:
+        physics_done.set_exception(error)
+        raise
+    physics_done.set_result(states)
+    middle = time.perf_counter()
+    for _env, writer, observation, action in items:
+        writer.add(observation.state, action, observation.images)
+    seconds["physics"] += middle - start
+    seconds["encode"] += time.perf_counter() - middle
+    return 0  # episodes stored (see _lane_commit)
+
+
+def _lane_commit(seconds: dict, writer: EpisodeWriter, slot_copy: tuple) -> int:
+    start = time.perf_counter()
+    stored = writer.commit(*slot_copy)
+    seconds["commit"] += time.perf_counter() - start
+    return int(stored)
 
 
 def _render(renderer: TiledRenderer, slots: list[_Slot]) -> None:
     """Every camera of every given environment in one tiled render and one readback."""
-    views = [(slot.env.data, camera) for slot in slots for camera in CAMERA_NAMES]
     cameras = len(CAMERA_NAMES)
+    views = [(slot.env.data, camera) for slot in slots for camera in CAMERA_NAMES]
 
     def look_of(i: int) -> None:  # each env's look is written once, before its first camera
         if i % cameras == 0:
             slots[i // cameras].env.apply_visuals()
 
     images = renderer.render(views, before_each=look_of)
+    keys = [image_feature_key(camera) for camera in CAMERA_NAMES]
     for k, slot in enumerate(slots):
-        tiles = images[k * len(CAMERA_NAMES) : (k + 1) * len(CAMERA_NAMES)]
-        by_key = {image_feature_key(camera): tile for camera, tile in zip(CAMERA_NAMES, tiles)}
+        by_key = dict(zip(keys, images[k * cameras : (k + 1) * cameras]))
         slot.observation = Observation(slot.observation.state, by_key)
 
 
-def _run_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
-               store: EpisodeStore, identity: dict, result: ChunkResult) -> None:
-    """The lock-step loop over the task's episodes (see the module docstring).
-
-    Finished episodes are encoded and stored by a background thread (PyAV releases the GIL while encoding), so
-    the simulation keeps stepping; at most one episode per environment waits to be written, which bounds memory.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer") as writer:
-        writes: collections.deque[Future] = collections.deque()
-
-        def store_episode(slot: _Slot) -> None:
-            while len(writes) >= len(slots):
-                result.episodes += writes.popleft().result()
-            writes.append(writer.submit(store.write, slot.episode_id, slot.finish(), identity, task.scene.fps,
-                                        task.codec))
-
-        _step_slots(slots, todo, task, policy, renderer, store_episode, result)
-        while writes:
-            result.episodes += writes.popleft().result()
-
-
 def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
-                store_episode, result: ChunkResult) -> None:
+                store: EpisodeStore, lanes: _Lanes, identity: dict, result: ChunkResult) -> None:
+    """The lock-step loop over the task's episodes (see the module docstring)."""
+    clock = result.seconds
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
-        slot.start(episode_id, task.first_seed + episode_id, policy, index)
+        slot.start(episode_id, task.first_seed + episode_id, policy, index, store, task)
     active = list(range(len(slots)))
     while active:
+        t0 = time.perf_counter()
         _render(renderer, [slots[i] for i in active])
+        t1 = time.perf_counter()
         actions = policy.act(active, [slots[i].observation for i in active])
-        still_active = []
+        t2 = time.perf_counter()
+        by_lane: dict[int, list] = defaultdict(list)
         for i, action in zip(active, actions):
             slot = slots[i]
-            slot.record(action)
-            slot.observation = slot.env.step(action)
-            result.env_steps += 1
+            by_lane[slot.lane].append((i, (slot.env, slot.writer, slot.observation, action)))
+        physics = {lane: Future() for lane in by_lane}
+        for lane, items in by_lane.items():
+            lanes.submit(lane, _lane_step, [item for _i, item in items], physics[lane])
+        for lane, items in by_lane.items():
+            for (i, _item), state in zip(items, physics[lane].result()):
+                slots[i].observation = Observation(state, {})
+        result.episodes += sum(lanes.check())
+        t3 = time.perf_counter()
+        result.env_steps += len(active)
+        still_active = []
+        for i in active:
+            slot = slots[i]
             if not slot.env.done:
                 still_active.append(i)
                 continue
-            store_episode(slot)
+            lanes.submit(slot.lane, _lane_commit, slot.writer,
+                         (slot.seed, slot.env.scene, slot.env.metrics(), identity, TASK))
+            slot.writer = None
             if queue:
                 episode_id = queue.pop()
-                slot.start(episode_id, task.first_seed + episode_id, policy, i)
+                slot.start(episode_id, task.first_seed + episode_id, policy, i, store, task)
                 still_active.append(i)
         active = still_active
+        t4 = time.perf_counter()
+        clock["render"] += t1 - t0
+        clock["policy"] += t2 - t1
+        clock["wait_lanes"] += t3 - t2
+        clock["reset"] += t4 - t3
 
 
 _POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
@@ -202,12 +258,20 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     policy = _policy(_pin_gpu(task.policy))
     identity = to_jsonable(policy.identity)
     num_envs = min(task.num_envs, len(todo))
+    lane_count = max(1, min(task.lanes, num_envs))
     model = build_model(task.scene, tiles=num_envs * len(CAMERA_NAMES))
     renderer = TiledRenderer(model, task.scene.image_size, num_envs * len(CAMERA_NAMES))
     physics_only = dataclasses.replace(task.scene, render=False)
-    slots = [_Slot(PickPlaceEnv(physics_only, model)) for _ in range(num_envs)]
+    slots = [_Slot(PickPlaceEnv(physics_only, model), lane=i % lane_count) for i in range(num_envs)]
+    lanes = _Lanes(lane_count)
     try:
-        _run_slots(slots, todo, task, policy, renderer, store, identity, result)
+        _step_slots(slots, todo, task, policy, renderer, store, lanes, identity, result)
+        result.episodes += sum(lanes.check(wait=True))
     finally:
+        for phase, seconds in lanes.close().items():
+            result.seconds[phase] += seconds
+        for slot in slots:  # a failed or interrupted chunk: unfinished episodes leave nothing behind
+            if slot.writer is not None:
+                slot.writer.abort()
         renderer.close()
     return result

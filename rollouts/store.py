@@ -24,8 +24,9 @@ import numpy as np
 
 from dataengine.errors import DataEngineError
 from dataengine.files import write_atomic
-from dataengine.video import decode_frames, encode_frames
-from rollouts.episode import RecordedEpisode
+from dataengine.video import VideoWriter, decode_frames
+from scenes.outcome import EpisodeMetrics
+from scenes.randomization import SceneSample
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
@@ -87,37 +88,11 @@ class EpisodeStore:
             shutil.rmtree(path, ignore_errors=True)
         return len(leftovers)
 
-    def write(self, episode_id: int, episode: RecordedEpisode, policy: dict, fps: int, codec: str) -> bool:
-        """Store one finished episode atomically. Returns False if that id was already stored (a retried task)."""
-        final = self.episodes_dir / episode_dirname(episode_id)
-        if final.exists():
-            return False
+    def begin(self, episode_id: int, fps: int, codec: str) -> "EpisodeWriter":
+        """Start recording one episode into a hidden directory (see ``EpisodeWriter``)."""
         tmp = self.episodes_dir / f"{_TMP_PREFIX}{episode_dirname(episode_id)}-{uuid.uuid4().hex}"
         tmp.mkdir()
-        try:
-            self._write_files(tmp, episode_id, episode, policy, fps, codec)
-            os.rename(tmp, final)
-        except FileExistsError:  # another attempt finished the same episode first
-            return False
-        except OSError as error:
-            if final.exists():  # same race, reported as "directory not empty"
-                return False
-            raise error
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return True
-
-    @staticmethod
-    def _write_files(tmp: Path, episode_id: int, episode: RecordedEpisode, policy: dict, fps: int, codec: str) -> None:
-        frames = episode.frames
-        np.savez_compressed(tmp / "data.npz", state=frames.states, action=frames.actions,
-                            timestamp=np.arange(len(frames), dtype=np.float32) / fps)
-        for key, images in frames.images.items():
-            encode_frames(tmp / f"{key}.mp4", images, fps, codec)
-        meta = {"episode_id": episode_id, "seed": episode.seed, "length": len(frames), "task": frames.task,
-                "scene": episode.scene.to_dict(), "metrics": episode.metrics.to_dict(), "policy": policy,
-                "cameras": sorted(frames.images)}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        return EpisodeWriter(tmp, self.episodes_dir / episode_dirname(episode_id), episode_id, fps, codec)
 
     def read_meta(self, episode_id: int) -> dict:
         return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
@@ -129,3 +104,63 @@ class EpisodeStore:
             arrays = (data["state"], data["action"], data["timestamp"])
         images = {key: decode_frames(path / f"{key}.mp4")[0] for key in meta["cameras"]}
         return StoredEpisode(meta, *arrays, images)
+
+
+class EpisodeWriter:
+    """One episode being recorded: frames are encoded as they arrive (memory stays flat however long the
+    episode), and ``commit`` renames the finished directory into place atomically.
+
+    Not thread-safe: one thread at a time (the engine gives each environment's episodes to one writer lane).
+    """
+
+    def __init__(self, tmp: Path, final: Path, episode_id: int, fps: int, codec: str):
+        self.tmp, self.final, self.episode_id, self.fps, self.codec = tmp, final, episode_id, fps, codec
+        self._videos: dict[str, VideoWriter] = {}
+        self._states: list[np.ndarray] = []
+        self._actions: list[np.ndarray] = []
+
+    def add(self, state: np.ndarray, action: np.ndarray, images: dict[str, np.ndarray]) -> None:
+        """Frame t: the observation (state and camera images) and the action taken from it."""
+        self._states.append(state)
+        self._actions.append(action)
+        for key, image in images.items():
+            if key not in self._videos:
+                self._videos[key] = VideoWriter(self.tmp / f"{key}.mp4", self.fps, self.codec)
+            self._videos[key].add(image)
+
+    def commit(self, seed: int, scene: SceneSample, metrics: EpisodeMetrics, policy: dict, task: str) -> bool:
+        """Finish the files and move the episode into place. False if that id was already stored (a retried task
+        finished it first); the episode is then dropped, never duplicated."""
+        try:
+            cameras = sorted(self._videos)
+            self._close_videos()
+            frames = len(self._states)
+            np.savez_compressed(self.tmp / "data.npz", state=np.stack(self._states),
+                                action=np.stack(self._actions).astype(np.float32),
+                                timestamp=np.arange(frames, dtype=np.float32) / self.fps)
+            meta = {"episode_id": self.episode_id, "seed": seed, "length": frames, "task": task,
+                    "scene": scene.to_dict(), "metrics": metrics.to_dict(), "policy": policy,
+                    "cameras": cameras}
+            (self.tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            if self.final.exists():
+                return False
+            os.rename(self.tmp, self.final)
+        except FileExistsError:  # another attempt finished the same episode first
+            return False
+        except OSError as error:
+            if self.final.exists():  # same race, reported as "directory not empty"
+                return False
+            raise error
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return True
+
+    def abort(self) -> None:
+        """Drop the unfinished episode (the run was stopped); resume records it again."""
+        self._close_videos()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _close_videos(self) -> None:
+        for video in self._videos.values():
+            video.close()
+        self._videos.clear()

@@ -120,9 +120,9 @@ class TiledRenderer:
         self._pixels = np.empty((height, width, 3), dtype=np.uint8)
         self.max_views = max_views
 
-    def render(self, views: list[tuple[mujoco.MjData, str]], before_each=None) -> list[np.ndarray]:
-        """Images (H, W, 3) of each ``(data, camera)`` view; ``before_each(i)`` runs before view i is drawn
-        (to write that simulation's visual randomisation into the shared model)."""
+    def render(self, views: list[tuple[mujoco.MjData, str]], before_each=None) -> np.ndarray:
+        """Images (len(views), H, W, 3) of each ``(data, camera)`` view, in one new array; ``before_each(i)`` runs
+        before view i is drawn (to write that simulation's visual randomisation into the shared model)."""
         if len(views) > self.max_views:
             raise ValueError(f"{len(views)} views > the {self.max_views} this renderer was built for")
         self._gl.make_current()
@@ -135,16 +135,14 @@ class TiledRenderer:
                                    mujoco.mjtCatBit.mjCAT_ALL.value, self._scene)
             column, row = i % self.columns, i // self.columns
             mujoco.mjr_render(mujoco.MjrRect(column * size, row * size, size, size), self._scene, self._context)
-        used_rows = math.ceil(len(views) / self.columns)
-        region = mujoco.MjrRect(0, 0, self.columns * size, used_rows * size)
-        pixels = self._pixels[: used_rows * size]
-        mujoco.mjr_readPixels(pixels, None, region, self._context)
-        images = []
-        for i in range(len(views)):
-            column, row = i % self.columns, i // self.columns
-            tile = pixels[row * size : (row + 1) * size, column * size : (column + 1) * size]
-            images.append(np.flipud(tile).copy())  # OpenGL rows run bottom-up
-        return images
+        rows = math.ceil(len(views) / self.columns)
+        pixels = self._pixels[: rows * size]
+        mujoco.mjr_readPixels(pixels, None, mujoco.MjrRect(0, 0, self.columns * size, rows * size), self._context)
+        # (rows*H, columns*W, 3), each tile upside down (OpenGL rows run bottom-up) -> (tiles, H, W, 3): one copy
+        grid = pixels.reshape(rows, size, self.columns, size, 3)[:, ::-1].transpose(0, 2, 1, 3, 4)
+        images = np.empty((rows, self.columns, size, size, 3), dtype=np.uint8)
+        np.copyto(images, grid)
+        return images.reshape(rows * self.columns, size, size, 3)[: len(views)]
 
     def close(self) -> None:
         if self._context is not None:
