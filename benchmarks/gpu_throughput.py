@@ -2,7 +2,10 @@
 rollout engine at several sizes, with GPU utilisation and memory. Produces the throughput rows of
 docs/benchmarks.md (run on the GPU machine; works on CPU too).
 
-    python benchmarks/gpu_throughput.py --policy CKPT --configs 1x8,8x16,14x32 --max-steps 150
+    python benchmarks/gpu_throughput.py --policy CKPT --configs auto,4x32,4x64,4x128 --max-steps 300
+
+A config is WORKERSxENVS, or ``auto`` (the engine's own choice: default workers and the batch-size ladder).
+Each engine run rolls out two waves of episodes (2 x workers x envs), start-up included.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from benchmarks.report import emit  # noqa: E402
 
 from dataengine.config import RolloutConfig  # noqa: E402
-from dataengine.executors import ExecutorConfig  # noqa: E402
+from dataengine.executors import ExecutorConfig, default_workers  # noqa: E402
 from dataengine.rollout import rollout  # noqa: E402
 from dataengine.workspace import Workspace  # noqa: E402
 from rollouts.policies import ActPolicy  # noqa: E402
@@ -70,21 +73,24 @@ class GpuMonitor:
         self.memory_max_mib = max((r[1] for r in rows), default=None)
 
 
-def engine(checkpoint: Path, workers: int, envs: int, max_steps: int, root: Path) -> dict:
-    config = RolloutConfig(policy=str(checkpoint), n=workers * envs, out=root / f"run-{workers}x{envs}", num_envs=envs,
-                           chunk_size=envs, executor=ExecutorConfig(workers=workers),
-                           scene=PickPlaceConfig(image_size=None, max_episode_steps=max_steps))
+def engine(checkpoint: Path, config: str, max_steps: int, root: Path) -> dict:
+    workers, envs = (None, None) if config == "auto" else (int(v) for v in config.split("x"))
+    executor = ExecutorConfig(workers=workers)
+    n = 2 * (workers or default_workers()) * (envs or 256)
+    rollout_config = RolloutConfig(policy=str(checkpoint), n=n, out=root / f"run-{config}", num_envs=envs,
+                                   executor=executor, scene=PickPlaceConfig(image_size=None, max_episode_steps=max_steps))
     with GpuMonitor() as gpu:
-        summary = rollout(config, Workspace(root / "ws"))
-    return {"workers": workers, "envs_per_worker": envs, "env_steps": summary.env_steps,
-            "seconds_incl_startup": summary.seconds, "env_steps_per_s": summary.env_steps_per_second,
+        summary = rollout(rollout_config, Workspace(root / "ws"))
+    return {"config": config, "capacity": summary.capacity.describe(), "episodes": summary.episodes,
+            "env_steps": summary.env_steps, "seconds_incl_startup": summary.seconds,
+            "env_steps_per_s": summary.env_steps_per_second, "worker_seconds": summary.phase_seconds,
             "gpu_util_mean_pct": gpu.util_mean, "gpu_memory_max_mib": gpu.memory_max_mib}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True)
-    parser.add_argument("--configs", default="1x8,8x16", help="WORKERSxENVS,...")
+    parser.add_argument("--configs", default="auto", help="auto or WORKERSxENVS, comma-separated")
     parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--naive-steps", type=int, default=300)
     parser.add_argument("--out", default=None)
@@ -94,11 +100,11 @@ def main() -> None:
                "naive_default_shadows": naive_loop(checkpoint, args.naive_steps, "pretty"), "engine": []}
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.configs.split(","):
-            workers, envs = (int(v) for v in config.split("x"))
-            results["engine"].append(engine(checkpoint, workers, envs, args.max_steps, Path(tmp)))
+            results["engine"].append(engine(checkpoint, config, args.max_steps, Path(tmp)))
             print(json.dumps(results["engine"][-1]), flush=True)
     best = max(r["env_steps_per_s"] for r in results["engine"])
     results["best_vs_naive_shadows"] = best / results["naive_default_shadows"]
+    results["best_vs_naive_fast"] = best / results["naive_fast_preset"]
     emit(results, args.out)
 
 

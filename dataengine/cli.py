@@ -98,10 +98,13 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
     p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"), help="episode k uses scene seed SEED+k")
     p.add_argument("--num-envs", type=int, default=default_of(RolloutConfig, "num_envs"),
-                   help="environments per worker, stepped together (%(default)s)")
+                   help="environments per worker, stepped together (default: the largest that fits, see capacity:)")
+    p.add_argument("--lanes", type=int, default=default_of(RolloutConfig, "lanes"),
+                   help="threads per worker for physics and encoding (default: its share of the cores - 1)")
     p.add_argument("--chunk-size", type=int, default=default_of(RolloutConfig, "chunk_size"),
-                   help="episodes per dask task (%(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: GPUs or cores/2)")
+                   help="episodes per dask task (default: --num-envs)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="embedded cluster workers (default: cores/4 with a GPU, cores/2 without)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     p.add_argument("--device", default=None, help="policy device (default: cuda when available)")
@@ -124,7 +127,7 @@ def _run_rollout(args: argparse.Namespace) -> None:
     scene = PickPlaceConfig(image_size=args.image_size, render_preset=args.render_preset,
                             randomization=SceneRandomization(visual=args.visual_randomization))
     config = RolloutConfig(policy=args.policy, n=args.n, out=args.out, seed=args.seed, num_envs=args.num_envs,
-                           chunk_size=args.chunk_size, resume=args.resume, device=args.device,
+                           lanes=args.lanes, chunk_size=args.chunk_size, resume=args.resume, device=args.device,
                            temporal_ensemble_coeff=args.temporal_ensemble, n_action_steps=args.n_action_steps,
                            executor=ExecutorConfig(scheduler=args.scheduler, workers=args.workers), scene=scene)
     rollout(config, _workspace(args))

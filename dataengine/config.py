@@ -77,10 +77,13 @@ class RolloutConfig:
     """Run directory; default ``<workspace>/rollouts/run-<time>``."""
     seed: int = 1_000_000
     """Episode k uses scene seed ``seed + k``. Far from the demo seeds (0, 1, ...) so rollouts see new scenes."""
-    num_envs: int = 8
-    """Environments stepped together per worker (one batched policy call per control step)."""
-    chunk_size: int = 16
-    """Episodes per dask task: the unit of scheduling, retry and resume."""
+    num_envs: int | None = None
+    """Environments stepped together per worker (one batched policy call per control step); None: the largest
+    that fits the GPU's and the host's memory (``rollouts.capacity``)."""
+    lanes: int | None = None
+    """Threads per worker stepping physics and encoding video; None: the worker's share of the cores, minus one."""
+    chunk_size: int | None = None
+    """Episodes per dask task: the unit of scheduling and retry (resume is per episode); None: ``num_envs``."""
     resume: bool = False
     device: str | None = None
     temporal_ensemble_coeff: float | None = None

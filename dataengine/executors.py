@@ -20,16 +20,18 @@ class ExecutorConfig:
     scheduler: str | None = None
     """Address of an existing dask scheduler (``tcp://host:8786``); None starts an embedded LocalCluster."""
     workers: int | None = None
-    """Embedded cluster size; default one worker per GPU, else one per two CPU cores (at least 1)."""
+    """Embedded cluster size; default: ``default_workers()``."""
     retries: int = 2
 
 
 def default_workers() -> int:
+    """Embedded cluster size. With a GPU: one process per 4 cores (each runs a main render/policy thread and 3
+    lanes of physics and encoding; fewer processes also means fewer GL/CUDA contexts time-sharing the GPU).
+    Without: one per 2 cores."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return max(1, (os.cpu_count() or 1) // 2)
+    cores = os.cpu_count() or 1
+    return max(1, cores // 4) if torch.cuda.is_available() else max(1, cores // 2)
 
 
 @contextmanager
@@ -45,9 +47,9 @@ def dask_client(config: ExecutorConfig) -> Iterator[Client]:
 
 
 
-def wait_all(futures: list[Future], poll: Callable[[], None], interval: float = 0.5) -> None:
+def wait_all(futures: list[Future], poll: Callable[[], None], interval: float = 0.5) -> list:
     """Wait for every future, calling ``poll()`` every ``interval`` seconds and once after the last one finished
-    (for live progress); a failed task raises its error at once, not after the others."""
+    (for live progress); a failed task raises its error at once, not after the others. Returns the results."""
     pending = list(futures)
     while pending:
         poll()
@@ -60,3 +62,4 @@ def wait_all(futures: list[Future], poll: Callable[[], None], interval: float = 
                 future.result()  # re-raises the task's error with its traceback
         pending = list(still)
     poll()
+    return [future.result() for future in futures]

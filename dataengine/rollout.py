@@ -25,7 +25,8 @@ from dataengine.executors import dask_client, wait_all
 from dataengine.preflight import check_positive
 from dataengine.progress import progress_bar
 from dataengine.workspace import Workspace
-from rollouts.engine import ChunkTask, PolicySpec, run_chunk
+from rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
+from rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
 from rollouts.policies import checkpoint_sha256, inspect_act_checkpoint
 from rollouts.store import EpisodeStore
 from scenes.outcome import Outcome
@@ -46,6 +47,9 @@ class RolloutSummary:
     mean_success_steps: float
     env_steps: int
     seconds: float
+    phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Workers' time by phase, summed over tasks (see ``rollouts.engine.ChunkResult``)."""
+    capacity: Capacity | None = None
 
     @property
     def success_rate(self) -> float:
@@ -96,8 +100,9 @@ def _open_store(out: Path, manifest: dict, resume: bool) -> EpisodeStore:
 def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None = None) -> RolloutSummary:
     console = console or Console(stderr=True)
     check_positive("--n", config.n)
-    check_positive("--num-envs", config.num_envs)
-    check_positive("--chunk-size", config.chunk_size)
+    for flag, value in (("--num-envs", config.num_envs), ("--chunk-size", config.chunk_size), ("--lanes", config.lanes)):
+        if value is not None:
+            check_positive(flag, value)
     get_preset(config.scene.render_preset)
     spec, identity, policy_size = resolve_policy(config, workspace)
     scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))
@@ -109,24 +114,41 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     store = _open_store(out, manifest, config.resume)
     done = set(store.completed_ids())
     missing = [i for i in range(config.n) if i not in done]
-    tasks = [ChunkTask(str(out), tuple(missing[i : i + config.chunk_size]), config.seed, spec, scene,
-                       config.num_envs, config.codec) for i in range(0, len(missing), config.chunk_size)]
     start = time.perf_counter()
-    env_steps = _run_tasks(tasks, config, store, console, already=len(done)) if tasks else 0
-    summary = summarize(store, env_steps, time.perf_counter() - start)
+    env_steps, seconds, capacity = 0, {}, None
+    if missing:
+        with dask_client(config.executor) as client:
+            capacity = _plan_capacity(client, config, spec, scene, len(missing))
+            console.print(f"capacity: {capacity.describe()}")
+            chunk = config.chunk_size or capacity.num_envs
+            tasks = [ChunkTask(str(out), tuple(missing[i : i + chunk]), config.seed, spec, scene, capacity.num_envs,
+                               config.codec, capacity.lanes) for i in range(0, len(missing), chunk)]
+            env_steps, seconds = _run_tasks(client, tasks, config, store, console, already=len(done))
+    summary = summarize(store, env_steps, time.perf_counter() - start, seconds, capacity)
     (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
     print_summary(console, summary)
     return summary
 
 
-def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStore, console: Console,
-               already: int) -> int:
-    """Run the tasks on dask with a live progress bar read from the store; returns env-steps done now."""
+def _plan_capacity(client, config: RolloutConfig, spec: PolicySpec, scene, episodes: int) -> Capacity:
+    """Workers, lanes and environments per worker: given, or chosen by the batch-size ladder (``rollouts.capacity``)."""
+    workers = len(client.scheduler_info()["workers"])
+    embedded = config.executor.scheduler is None
+    memory = {} if config.num_envs else client.submit(measure_policy_memory, spec, scene.image_size, pure=False).result()
+    gpus = max(1, gpu_count()) if memory else 1
+    return plan(memory, scene.image_size, episodes, workers, config.lanes, config.num_envs,
+                workers_per_gpu=math.ceil(workers / gpus) if embedded else 1)
+
+
+def _run_tasks(client, tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStore, console: Console,
+               already: int) -> tuple[int, dict[str, float]]:
+    """Run the tasks on dask with a live progress bar read from the store; returns env-steps done now and where
+    the workers' time went (summed over tasks)."""
     outcomes: collections.Counter[str] = collections.Counter()
     seen = set(store.completed_ids())
     env_steps = 0
     start = time.perf_counter()
-    with progress_bar(console, "rollout") as progress, dask_client(config.executor) as client:
+    with progress_bar(console, "rollout") as progress:
         bar = progress.add_task("rollout", total=config.n, completed=already, status="")
 
         def poll() -> None:
@@ -140,11 +162,15 @@ def _run_tasks(tasks: list[ChunkTask], config: RolloutConfig, store: EpisodeStor
             speed = env_steps / max(time.perf_counter() - start, 1e-9)
             progress.update(bar, completed=len(seen), status=f"success {rate:.0%}  {speed:,.0f} env-steps/s")
 
-        wait_all(client.map(run_chunk, tasks, pure=False, retries=config.executor.retries), poll)
-    return env_steps
+        results = wait_all(client.map(run_chunk, tasks, pure=False, retries=config.executor.retries), poll)
+    total = ChunkResult()
+    for result in results:
+        total.add(result)
+    return env_steps, dict(total.seconds)
 
 
-def summarize(store: EpisodeStore, env_steps: int, seconds: float) -> RolloutSummary:
+def summarize(store: EpisodeStore, env_steps: int, seconds: float, phase_seconds: dict[str, float] | None = None,
+              capacity: Capacity | None = None) -> RolloutSummary:
     metas = [store.read_meta(i) for i in store.completed_ids()]
     outcomes = collections.Counter(m["metrics"]["outcome"] for m in metas)
     picked = sum(m["metrics"]["picked"] for m in metas)
@@ -158,6 +184,8 @@ def summarize(store: EpisodeStore, env_steps: int, seconds: float) -> RolloutSum
         mean_success_steps=sum(success_steps) / len(success_steps) if success_steps else float("nan"),
         env_steps=env_steps,
         seconds=seconds,
+        phase_seconds=phase_seconds or {},
+        capacity=capacity,
     )
 
 
@@ -176,6 +204,8 @@ def print_summary(console: Console, s: RolloutSummary) -> None:
     rows += [("pick rate", f"{s.pick_rate:.1%}"), ("drop rate (of picked)", f"{s.drop_rate:.1%}"),
              ("mean steps of successes", "-" if math.isnan(s.mean_success_steps) else f"{s.mean_success_steps:.0f}"),
              ("env-steps/s", f"{s.env_steps_per_second:,.0f}")]
+    if s.phase_seconds:
+        rows.append(("worker seconds", ", ".join(f"{k} {v:,.0f}" for k, v in s.phase_seconds.items())))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

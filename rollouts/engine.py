@@ -220,9 +220,10 @@ def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, re
 _POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
 
 
-def _policy(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
-    """One policy per worker thread and spec: loading a checkpoint per chunk would dominate small chunks, and a
+def policy_for_worker(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
+    """The worker's policy, on its GPU (see ``_pin_gpu``). One policy per worker thread and spec: loading a checkpoint per chunk would dominate small chunks, and a
     policy keeps per-slot state, so two tasks running in threads of one worker must not share one."""
+    spec = _pin_gpu(spec)
     key = (spec, threading.get_ident())
     if key not in _POLICY_CACHE:
         _POLICY_CACHE[key] = spec.build()
@@ -255,7 +256,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     result = ChunkResult()
     if not todo:
         return result
-    policy = _policy(_pin_gpu(task.policy))
+    policy = policy_for_worker(task.policy)
     identity = to_jsonable(policy.identity)
     num_envs = min(task.num_envs, len(todo))
     lane_count = max(1, min(task.lanes, num_envs))

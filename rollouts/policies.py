@@ -154,7 +154,7 @@ class ActPolicy:
         return batch
 
     @torch.inference_mode()
-    def _predict_chunks(self, observations: list[Observation]) -> torch.Tensor:
+    def predict_chunks(self, observations: list[Observation]) -> torch.Tensor:
         """(B, chunk_size, 6) actions in LeRobot units for the given observations."""
         batch = self.preprocess(self._batch(observations))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
@@ -165,7 +165,7 @@ class ActPolicy:
         need = [i for i, slot in enumerate(slots) if self.ensembling or not self._queues[slot]]
         actions = np.empty((len(slots), len(JOINT_NAMES)), dtype=np.float32)
         if need:
-            chunks = self._predict_chunks([observations[i] for i in need])
+            chunks = self.predict_chunks([observations[i] for i in need])
             for row, i in enumerate(need):
                 slot = slots[i]
                 if self.ensembling:

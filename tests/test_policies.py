@@ -57,8 +57,8 @@ def test_temporal_ensembling_runs_one_policy_call_per_step(act_checkpoint):
     env = PickPlaceEnv(PickPlaceConfig(image_size=inspect_act_checkpoint(act_checkpoint)))
     policy = ActPolicy(act_checkpoint, device="cpu", temporal_ensemble_coeff=0.01)
     calls = []
-    original = policy._predict_chunks
-    policy._predict_chunks = lambda obs: calls.append(len(obs)) or original(obs)
+    original = policy.predict_chunks
+    policy.predict_chunks = lambda obs: calls.append(len(obs)) or original(obs)
     policy.reset(0, env, 0)
     obs = env.reset(0)
     for _ in range(4):
