@@ -4,6 +4,7 @@
 #   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
 #   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) with and without bf16, 300 steps each
 #   benchmarks/act_recipe_gpu.sh train      start dataengine train in the background (log: $W/train.log)
+#   benchmarks/act_recipe_gpu.sh wait       until training has ended (or 560 s)
 #   benchmarks/act_recipe_gpu.sh status     tail of the training log
 #   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 set -euo pipefail
@@ -25,12 +26,14 @@ case "$1" in
   train)
     setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
       --out "$W/act" "${@:2}" -- --log_freq=500 > "$W/train.log" 2>&1 &
-    sleep 45; tail -c 1000 "$W/train.log" ;;
+    echo $! > "$W/train.pid"; sleep 45; tail -c 1000 "$W/train.log" ;;
+  wait)
+    for _ in $(seq 112); do kill -0 "$(cat "$W/train.pid")" 2>/dev/null || break; sleep 5; done
+    tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3 ;;
   status)
     tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3 ;;
   eval)
     tag=$2; ckpt=$3; shift 3
-    python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --workers 14 --num-envs 16 --chunk-size 16 \
-      --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -16
+    python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
     cp "$W/eval-$tag/summary.json" "${OUT:-/tmp}/eval-$tag.json" ;;
 esac
