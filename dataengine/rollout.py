@@ -205,7 +205,7 @@ def print_summary(console: Console, s: RolloutSummary) -> None:
              ("mean steps of successes", "-" if math.isnan(s.mean_success_steps) else f"{s.mean_success_steps:.0f}"),
              ("env-steps/s", f"{s.env_steps_per_second:,.0f}")]
     if s.phase_seconds:
-        rows.append(("worker seconds", ", ".join(f"{k} {v:,.0f}" for k, v in s.phase_seconds.items())))
+        rows.append(("worker seconds", ", ".join(f"{k} {v:,.1f}" for k, v in s.phase_seconds.items())))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
