@@ -3,10 +3,11 @@
     while episodes remain:
         render every camera of every active environment   main thread: one tiled render, one pixel readback
         actions = policy.act(active slots, observations)   main thread: one batched forward pass (GPU)
-        each lane, for its environments:                   lanes = threads, each owning a fixed set of envs:
-            step the physics with its action                 MuJoCo and PyAV release the GIL, so lanes run on
-            encode the frame into the episode's videos       separate cores; the main thread waits only for
-        finished episodes: committed by their lane            the physics before it renders the next step
+        each lane, for its environments:                   a lane owns a fixed set of envs and two threads:
+            step the physics with its action                 its physics thread (the main thread waits for it)
+            encode the frame into the episode's videos       its recorder thread (not waited for: it overlaps
+        finished episodes: committed by their lane's recorder  the next render, policy call and physics)
+MuJoCo and PyAV release the GIL, so lanes use separate cores.
 
 Frames are encoded as they arrive (memory stays flat whatever the episode length and number of environments) and
 an environment's episodes always go to the same lane, so its writers see frames in order. Environments that
@@ -16,6 +17,7 @@ dask task runs: it skips episodes already in the store, so a retried or resumed 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import sys
@@ -25,6 +27,8 @@ from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from dataengine.config import to_jsonable
 from rollouts.policies import ActPolicy, ScriptedPolicy
@@ -106,51 +110,69 @@ default 5 ms switch interval each re-acquisition could wait behind the main thre
 
 
 class _Lanes:
-    """Single-thread executors; lane k owns a fixed set of environments (so its writers see frames in order)."""
+    """Lane k owns a fixed set of environments and has two threads: one steps their physics (the main thread waits
+    for it before rendering), one records their frames (in order, as its own FIFO queue; the main thread does not
+    wait for it, except to keep at most ``RECORD_BACKLOG`` steps of frames queued)."""
+
+    RECORD_BACKLOG = 2
 
     def __init__(self, count: int):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this worker process runs the engine
-        self.executors = [ThreadPoolExecutor(1, thread_name_prefix=f"lane{k}") for k in range(count)]
-        self.seconds = [defaultdict(float) for _ in range(count)]
-        self.pending: list[Future] = []
+        self.physics = [ThreadPoolExecutor(1, thread_name_prefix=f"physics{k}") for k in range(count)]
+        self.recorders = [ThreadPoolExecutor(1, thread_name_prefix=f"recorder{k}") for k in range(count)]
+        self.seconds = {executor: defaultdict(float) for executor in self.physics + self.recorders}
+        self.recording: list[Future] = []
+        self._steps: collections.deque[list[Future]] = collections.deque()
 
-    def submit(self, lane: int, function, *args) -> Future:
-        future = self.executors[lane].submit(function, self.seconds[lane], *args)
-        self.pending.append(future)
+    def step_physics(self, lane: int, items: list) -> Future:
+        return self._submit(self.physics[lane], _lane_physics, items)
+
+    def record(self, lane: int, function, *args) -> Future:
+        future = self._submit(self.recorders[lane], function, *args)
+        self.recording.append(future)
         return future
 
-    def check(self, wait: bool = False) -> list:
-        """Results of finished lane work (all of it with ``wait``); re-raises a lane's exception here."""
-        finished = [f for f in self.pending if wait or f.done()]
-        self.pending = [f for f in self.pending if f not in finished]
-        return [f.result() for f in finished]
+    def end_step(self, recordings: list[Future]) -> None:
+        """Bound the frames waiting to be encoded: wait for the oldest step's recording beyond the backlog."""
+        self._steps.append(recordings)
+        while len(self._steps) > self.RECORD_BACKLOG:
+            for future in self._steps.popleft():
+                future.result()
+
+    def _submit(self, executor: ThreadPoolExecutor, function, *args) -> Future:
+        return executor.submit(function, self.seconds[executor], *args)
+
+    def stored(self, wait: bool = False) -> int:
+        """Episodes stored by finished recording work (all of it with ``wait``); re-raises a lane's error here."""
+        finished = [f for f in self.recording if wait or f.done()]
+        self.recording = [f for f in self.recording if f not in finished]
+        return sum(f.result() for f in finished)
 
     def close(self) -> dict[str, float]:
-        for executor in self.executors:
+        for executor in self.physics + self.recorders:
             executor.shutdown(wait=True, cancel_futures=True)
         totals: dict[str, float] = defaultdict(float)
-        for seconds in self.seconds:
+        for seconds in self.seconds.values():
             for phase, value in seconds.items():
                 totals[phase] += value
         return totals
 
 
-def _lane_step(seconds: dict, items: list, physics_done: Future) -> int:
-    """One control step of one lane's environments: physics first (the main thread waits for it), then encode
-    the frames the step started from (overlapping the main thread's next render)."""
+def _lane_physics(seconds: dict, items: list) -> list[np.ndarray]:
+    """Step one lane's environments; returns their new states."""
     start = time.perf_counter()
-    try:
-        states = [env.step(action).state for env, _writer, _obs, action in items]
-    except BaseException as error:
-        physics_done.set_exception(error)
-        raise
-    physics_done.set_result(states)
-    middle = time.perf_counter()
-    for _env, writer, observation, action in items:
+    states = [env.step(action).state for env, action in items]
+    seconds["physics"] += time.perf_counter() - start
+    return states
+
+
+def _lane_record(seconds: dict, items: list) -> int:
+    """Encode the frames (observation + action) of one step of one lane's environments."""
+    start = time.perf_counter()
+    for writer, observation, action in items:
         writer.add(observation.state, action, observation.images)
-    seconds["physics"] += middle - start
-    seconds["encode"] += time.perf_counter() - middle
-    return 0  # episodes stored (see _lane_commit)
+    seconds["encode"] += time.perf_counter() - start
+    return 0
 
 
 def _lane_commit(seconds: dict, writer: EpisodeWriter, slot_copy: tuple) -> int:
@@ -191,17 +213,19 @@ def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, re
         t1 = time.perf_counter()
         actions = policy.act(active, [slots[i].observation for i in active])
         t2 = time.perf_counter()
-        by_lane: dict[int, list] = defaultdict(list)
-        for i, action in zip(active, actions):
-            slot = slots[i]
-            by_lane[slot.lane].append((i, (slot.env, slot.writer, slot.observation, action)))
-        physics = {lane: Future() for lane in by_lane}
-        for lane, items in by_lane.items():
-            lanes.submit(lane, _lane_step, [item for _i, item in items], physics[lane])
-        for lane, items in by_lane.items():
-            for (i, _item), state in zip(items, physics[lane].result()):
-                slots[i].observation = Observation(state, {})
-        result.episodes += sum(lanes.check())
+        by_lane: dict[int, list[int]] = defaultdict(list)
+        for k, i in enumerate(active):
+            by_lane[slots[i].lane].append(k)
+        physics, recordings = {}, []
+        for lane, ks in by_lane.items():
+            physics[lane] = lanes.step_physics(lane, [(slots[active[k]].env, actions[k]) for k in ks])
+            recordings.append(lanes.record(lane, _lane_record, [(slots[active[k]].writer, slots[active[k]].observation,
+                                                                 actions[k]) for k in ks]))
+        lanes.end_step(recordings)
+        for lane, ks in by_lane.items():
+            for k, state in zip(ks, physics[lane].result()):
+                slots[active[k]].observation = Observation(state, {})
+        result.episodes += lanes.stored()
         t3 = time.perf_counter()
         result.env_steps += len(active)
         still_active = []
@@ -210,7 +234,7 @@ def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, re
             if not slot.env.done:
                 still_active.append(i)
                 continue
-            lanes.submit(slot.lane, _lane_commit, slot.writer,
+            lanes.record(slot.lane, _lane_commit, slot.writer,
                          (slot.seed, slot.env.scene, slot.env.metrics(), identity, TASK))
             slot.writer = None
             if queue:
@@ -275,7 +299,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     lanes = _Lanes(lane_count)
     try:
         _step_slots(slots, todo, task, policy, renderer, store, lanes, identity, result)
-        result.episodes += sum(lanes.check(wait=True))
+        result.episodes += lanes.stored(wait=True)
     finally:
         for phase, seconds in lanes.close().items():
             result.seconds[phase] += seconds
