@@ -104,7 +104,7 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=default_of(RolloutConfig, "chunk_size"),
                    help="episodes per dask task (default: --num-envs)")
     p.add_argument("--workers", type=int, default=None,
-                   help="embedded cluster workers (default: cores/4 with a GPU, cores/2 without)")
+                   help="embedded cluster workers (default: one per core)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     p.add_argument("--device", default=None, help="policy device (default: cuda when available)")
