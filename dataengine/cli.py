@@ -85,7 +85,8 @@ def _run_train(args: argparse.Namespace) -> None:
     from dataengine.train import train
 
     config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
-                         learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out, device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
+                         learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out,
+                         device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
                          resume=args.resume, extra_args=list(args.extra))
     checkpoint = train(config, _workspace(args))
     print(f"checkpoint: {checkpoint}")

@@ -98,12 +98,11 @@ def training_device(config: TrainConfig) -> str:
     return config.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path) -> list[str]:
+def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path, device: str) -> list[str]:
     executable = [sys.executable, "-m", "dataengine.lerobot_compat"]  # lerobot-train, with a video-decode fallback
     if config.resume:
         return [*executable, f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
                 "--resume=true", f"--steps={config.steps}", *config.extra_args]
-    device = training_device(config)
     return [
         *executable,
         f"--dataset.repo_id={dataset.repo_id}",
@@ -131,6 +130,8 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
         raise DataEngineError(f"unknown policy {config.policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
     if config.steps < 1:
         raise DataEngineError(f"--steps must be at least 1, got {config.steps}")
+    if config.mixed_precision not in MIXED_PRECISION:
+        raise DataEngineError(f"unknown mixed precision {config.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
     dataset = resolve_dataset(config.dataset)
     out = Path(config.out or workspace.new_train_dir(config.policy)).resolve()
     if config.resume and not (out / "checkpoints" / "last").exists():
@@ -138,11 +139,10 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
     if not config.resume and out.exists():
         raise DataEngineError(f"{out} already exists: pass --resume to continue that run, or a new --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = lerobot_train_command(config, dataset, out)
-    if config.mixed_precision not in MIXED_PRECISION:
-        raise DataEngineError(f"unknown mixed precision {config.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
-    on_gpu = training_device(config).startswith("cuda")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_MIXED_PRECISION=config.mixed_precision if on_gpu else "no")
+    device = training_device(config)
+    command = lerobot_train_command(config, dataset, out, device)
+    precision = config.mixed_precision if device.startswith("cuda") else "no"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_MIXED_PRECISION=precision)
     started = time.time()
     result = subprocess.run(command, env=env)
     if result.returncode != 0:

@@ -213,18 +213,18 @@ def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, re
         t1 = time.perf_counter()
         actions = policy.act(active, [slots[i].observation for i in active])
         t2 = time.perf_counter()
-        by_lane: dict[int, list[int]] = defaultdict(list)
-        for k, i in enumerate(active):
-            by_lane[slots[i].lane].append(k)
+        by_lane: dict[int, list[tuple[_Slot, np.ndarray]]] = defaultdict(list)
+        for i, action in zip(active, actions):
+            by_lane[slots[i].lane].append((slots[i], action))
         physics, recordings = {}, []
-        for lane, ks in by_lane.items():
-            physics[lane] = lanes.step_physics(lane, [(slots[active[k]].env, actions[k]) for k in ks])
-            recordings.append(lanes.record(lane, _lane_record, [(slots[active[k]].writer, slots[active[k]].observation,
-                                                                 actions[k]) for k in ks]))
+        for lane, members in by_lane.items():
+            physics[lane] = lanes.step_physics(lane, [(slot.env, action) for slot, action in members])
+            recordings.append(lanes.record(lane, _lane_record,
+                                           [(slot.writer, slot.observation, action) for slot, action in members]))
         lanes.end_step(recordings)
-        for lane, ks in by_lane.items():
-            for k, state in zip(ks, physics[lane].result()):
-                slots[active[k]].observation = Observation(state, {})
+        for lane, members in by_lane.items():
+            for (slot, _action), state in zip(members, physics[lane].result()):
+                slot.observation = Observation(state, {})
         result.episodes += lanes.stored()
         t3 = time.perf_counter()
         result.env_steps += len(active)
@@ -253,8 +253,9 @@ _POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
 
 
 def policy_for_worker(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
-    """The worker's policy, on its GPU (see ``_pin_gpu``). One policy per worker thread and spec: loading a checkpoint per chunk would dominate small chunks, and a
-    policy keeps per-slot state, so two tasks running in threads of one worker must not share one."""
+    """The worker's policy, on its GPU (see ``_pin_gpu``). One policy per worker thread and spec: loading a
+    checkpoint per chunk would dominate small chunks, and a policy keeps per-slot state, so two tasks running in
+    threads of one worker must not share one."""
     spec = _pin_gpu(spec)
     key = (spec, threading.get_ident())
     if key not in _POLICY_CACHE:
