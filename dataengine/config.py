@@ -16,6 +16,7 @@ import numpy as np
 
 from dataengine.executors import ExecutorConfig
 from scenes.expert import ExpertConfig
+from rollouts.frames import JPEG_QUALITY
 from scenes.pick_place import PickPlaceConfig
 
 
@@ -90,7 +91,8 @@ class RolloutConfig:
     """Set (e.g. 0.01) for ACT temporal ensembling: a policy call every step; else chunk execution."""
     n_action_steps: int | None = None
     """Actions executed per chunk (default: the checkpoint's)."""
-    codec: str = "libx264"
+    jpeg_quality: int = JPEG_QUALITY
+    """Quality of the episode store's JPEG frames (``rollouts.frames``)."""
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     scene: PickPlaceConfig = field(default_factory=lambda: PickPlaceConfig(image_size=None))
     """``image_size`` None: the policy's input size (224 for the scripted policy)."""

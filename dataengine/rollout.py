@@ -122,7 +122,7 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
             console.print(f"capacity: {capacity.describe()}")
             chunk = config.chunk_size or capacity.num_envs
             tasks = [ChunkTask(str(out), tuple(missing[i : i + chunk]), config.seed, spec, scene, capacity.num_envs,
-                               config.codec, capacity.lanes) for i in range(0, len(missing), chunk)]
+                               config.jpeg_quality, capacity.lanes) for i in range(0, len(missing), chunk)]
             env_steps, seconds = _run_tasks(client, tasks, config, store, console, already=len(done))
     summary = summarize(store, env_steps, time.perf_counter() - start, seconds, capacity)
     (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))

@@ -5,9 +5,9 @@
         actions = policy.act(active slots, observations)   main thread: one batched forward pass (GPU)
         each lane, for its environments:                   a lane owns a fixed set of envs and two threads:
             step the physics with its action                 its physics thread (the main thread waits for it)
-            encode the frame into the episode's videos       its recorder thread (not waited for: it overlaps
+            encode the frame into the episode's streams      its recorder thread (not waited for: it overlaps
         finished episodes: committed by their lane's recorder  the next render, policy call and physics)
-MuJoCo and PyAV release the GIL, so lanes use separate cores.
+MuJoCo and Pillow's JPEG encoder release the GIL, so lanes use separate cores.
 
 Frames are encoded as they arrive (memory stays flat whatever the episode length and number of environments) and
 an environment's episodes always go to the same lane, so its writers see frames in order. Environments that
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dataengine.config import to_jsonable
+from rollouts.frames import JPEG_QUALITY
 from rollouts.policies import ActPolicy, ScriptedPolicy
 from rollouts.store import EpisodeStore, EpisodeWriter
 from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
@@ -64,9 +65,9 @@ class ChunkTask:
     policy: PolicySpec
     scene: PickPlaceConfig
     num_envs: int
-    codec: str = "libx264"
+    jpeg_quality: int = JPEG_QUALITY
     lanes: int = 2
-    """Threads stepping physics and encoding video beside the main (render + policy) thread."""
+    """Threads stepping physics and encoding frames beside the main (render + policy) thread."""
 
 
 @dataclass
@@ -100,13 +101,13 @@ class _Slot:
         self.episode_id, self.seed = episode_id, seed
         self.observation = self.env.reset(seed)
         policy.reset(index, self.env, seed)
-        self.writer = store.begin(episode_id, task.scene.fps, task.codec)
+        self.writer = store.begin(episode_id, task.scene.fps, task.jpeg_quality)
 
 
 GIL_SWITCH_INTERVAL_S = 0.0005
-"""Lanes release the GIL inside MuJoCo and FFmpeg many times per step and must get it back quickly; with Python's
-default 5 ms switch interval each re-acquisition could wait behind the main thread's Python loop for up to 5 ms
-(on the GPU machine: ~4 ms per encoded frame instead of ~0.4)."""
+"""Lanes release the GIL inside MuJoCo and the frame encoder many times per step and must get it back quickly;
+with Python's default 5 ms switch interval each re-acquisition could wait behind the main thread's Python loop for
+up to 5 ms (on the GPU machine: ~4 ms per encoded frame instead of ~0.4)."""
 
 
 class _Lanes:

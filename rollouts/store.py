@@ -3,8 +3,8 @@
 ```
 RUN/manifest.json                      run id, full config, policy identity, n, seeds (written once, atomically)
 RUN/episodes/e000042/meta.json         episode id, seed, initial scene, outcome + metrics, policy identity
-RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,)
-RUN/episodes/e000042/<camera key>.mp4  one H.264 video per camera (compact; decodes anywhere with PyAV)
+RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,)
+RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``rollouts.frames``: cheap to record)
 ```
 An episode directory is built under a hidden temporary name and renamed into place when complete, so a killed
 run never leaves a half episode that looks finished; leftovers are removed on resume. Episode ``k`` always uses
@@ -24,7 +24,7 @@ import numpy as np
 
 from dataengine.errors import DataEngineError
 from dataengine.files import write_atomic
-from dataengine.video import VideoWriter, decode_frames
+from rollouts.frames import JPEG_QUALITY, JpegStreamWriter, read_jpeg_stream
 from scenes.outcome import EpisodeMetrics
 from scenes.randomization import SceneSample
 
@@ -88,21 +88,25 @@ class EpisodeStore:
             shutil.rmtree(path, ignore_errors=True)
         return len(leftovers)
 
-    def begin(self, episode_id: int, fps: int, codec: str) -> "EpisodeWriter":
+    def begin(self, episode_id: int, fps: int, jpeg_quality: int = JPEG_QUALITY) -> "EpisodeWriter":
         """Start recording one episode into a hidden directory (see ``EpisodeWriter``)."""
         tmp = self.episodes_dir / f"{_TMP_PREFIX}{episode_dirname(episode_id)}-{uuid.uuid4().hex}"
         tmp.mkdir()
-        return EpisodeWriter(tmp, self.episodes_dir / episode_dirname(episode_id), episode_id, fps, codec)
+        return EpisodeWriter(tmp, self.episodes_dir / episode_dirname(episode_id), episode_id, fps, jpeg_quality)
 
     def read_meta(self, episode_id: int) -> dict:
         return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
 
-    def read(self, episode_id: int) -> StoredEpisode:
+    def read(self, episode_id: int, frames: slice | np.ndarray | None = None) -> StoredEpisode:
+        """One episode; ``frames`` (a slice or indices) selects frames, e.g. ``slice(-8, None)`` for the last 8,
+        and only those are decoded."""
         path = self.episodes_dir / episode_dirname(episode_id)
         meta = json.loads((path / "meta.json").read_text())
+        selected = slice(None) if frames is None else frames
         with np.load(path / "data.npz") as data:
-            arrays = (data["state"], data["action"], data["timestamp"])
-        images = {key: decode_frames(path / f"{key}.mp4")[0] for key in meta["cameras"]}
+            arrays = (data["state"][selected], data["action"][selected], data["timestamp"][selected])
+            offsets = {key: data[f"offsets.{key}"] for key in meta["cameras"]}
+        images = {key: read_jpeg_stream(path / f"{key}.mjpeg", offsets[key], frames) for key in meta["cameras"]}
         return StoredEpisode(meta, *arrays, images)
 
 
@@ -113,9 +117,9 @@ class EpisodeWriter:
     Not thread-safe: one thread at a time (the engine gives each environment's episodes to one writer lane).
     """
 
-    def __init__(self, tmp: Path, final: Path, episode_id: int, fps: int, codec: str):
-        self.tmp, self.final, self.episode_id, self.fps, self.codec = tmp, final, episode_id, fps, codec
-        self._videos: dict[str, VideoWriter] = {}
+    def __init__(self, tmp: Path, final: Path, episode_id: int, fps: int, jpeg_quality: int):
+        self.tmp, self.final, self.episode_id, self.fps, self.jpeg_quality = tmp, final, episode_id, fps, jpeg_quality
+        self._streams: dict[str, JpegStreamWriter] = {}
         self._states: list[np.ndarray] = []
         self._actions: list[np.ndarray] = []
 
@@ -124,20 +128,20 @@ class EpisodeWriter:
         self._states.append(state)
         self._actions.append(action)
         for key, image in images.items():
-            if key not in self._videos:
-                self._videos[key] = VideoWriter(self.tmp / f"{key}.mp4", self.fps, self.codec)
-            self._videos[key].add(image)
+            if key not in self._streams:
+                self._streams[key] = JpegStreamWriter(self.tmp / f"{key}.mjpeg", self.jpeg_quality)
+            self._streams[key].add(image)
 
     def commit(self, seed: int, scene: SceneSample, metrics: EpisodeMetrics, policy: dict, task: str) -> bool:
         """Finish the files and move the episode into place. False if that id was already stored (a retried task
         finished it first); the episode is then dropped, never duplicated."""
         try:
-            cameras = sorted(self._videos)
-            self._close_videos()
+            cameras = sorted(self._streams)
+            offsets = {f"offsets.{key}": index for key, index in self._close_streams().items()}
             frames = len(self._states)
             np.savez_compressed(self.tmp / "data.npz", state=np.stack(self._states),
                                 action=np.stack(self._actions).astype(np.float32),
-                                timestamp=np.arange(frames, dtype=np.float32) / self.fps)
+                                timestamp=np.arange(frames, dtype=np.float32) / self.fps, **offsets)
             meta = {"episode_id": self.episode_id, "seed": seed, "length": frames, "task": task,
                     "scene": scene.to_dict(), "metrics": metrics.to_dict(), "policy": policy,
                     "cameras": cameras}
@@ -157,10 +161,11 @@ class EpisodeWriter:
 
     def abort(self) -> None:
         """Drop the unfinished episode (the run was stopped); resume records it again."""
-        self._close_videos()
+        self._close_streams()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _close_videos(self) -> None:
-        for video in self._videos.values():
-            video.close()
-        self._videos.clear()
+    def _close_streams(self) -> dict[str, np.ndarray]:
+        """Close every camera's stream; their frame indices by camera key."""
+        offsets = {key: stream.close() for key, stream in self._streams.items()}
+        self._streams.clear()
+        return offsets
