@@ -140,8 +140,11 @@ class PickPlaceEnv:
 
     def apply_visuals(self) -> None:
         """Write this episode's look (colours, lights, camera jitter) into the model, which may be shared by
-        several environments: call it right before rendering this environment."""
+        several environments: call it right before rendering this environment. Camera and light poses in ``data``
+        were computed from the model at this environment's last physics step, when the model may have held another
+        environment's jitter: they are recomputed here from this environment's own."""
         self._defaults.apply(self.model, self.scene)
+        mujoco.mj_camlight(self.model, self.data)
 
     def cube_grasped(self) -> bool:
         """Both jaw pads touch the cube (vectorised over the contact array: a Python loop over contacts cost
