@@ -1,13 +1,16 @@
-"""The rollout loop: many environments in lock-step, one batched policy call per control step.
+"""The rollout loop: many environments in lock-step, batched rendering and policy calls, pipelined over lanes.
 
-    while episodes remain:
-        render every camera of every active environment   main thread: one tiled render, one pixel readback
-        actions = policy.act(active slots, observations)   main thread: one batched forward pass (GPU)
-        each lane, for its environments:                   a lane owns a fixed set of envs and two threads:
-            step the physics with its action                 its physics thread (the main thread waits for it)
-            encode the frame into the episode's streams      its recorder thread (not waited for: it overlaps
-        finished episodes: committed by their lane's recorder  the next render, policy call and physics)
-MuJoCo and Pillow's JPEG encoder release the GIL, so lanes use separate cores.
+The environments of a worker are split into lanes; a lane owns a fixed set of environments and two threads.
+    while episodes remain, for each lane in turn:                 (main thread)
+        collect the lane's physics step; commit finished episodes, start queued ones in their environments
+        render every camera of the lane's environments            one tiled render, one pixel readback
+        actions = policy.act(lane's slots, observations)          one batched forward pass (GPU)
+        hand the actions to the lane's physics thread             not waited for: it steps while the main
+                                                                  thread renders and infers for the next lane
+        hand frames + actions to the lane's recorder thread       not waited for (bounded backlog)
+MuJoCo and Pillow's JPEG encoder release the GIL, so the threads use separate cores. With one lane this is the
+plain loop render -> policy -> physics; with two, rendering and inference of one half overlap the physics of the
+other.
 
 Frames are encoded as they arrive (memory stays flat whatever the episode length and number of environments) and
 an environment's episodes always go to the same lane, so its writers see frames in order. Environments that
@@ -111,14 +114,15 @@ up to 5 ms (on the GPU machine: ~4 ms per encoded frame instead of ~0.4)."""
 
 
 class _Lanes:
-    """Lane k owns a fixed set of environments and has two threads: one steps their physics (the main thread waits
-    for it before rendering), one records their frames (in order, as its own FIFO queue; the main thread does not
-    wait for it, except to keep at most ``RECORD_BACKLOG`` steps of frames queued)."""
+    """Lane k owns a fixed set of environments and has two threads: one steps their physics (the main thread
+    collects the step on the lane's next turn), one records their frames (in order, as its own FIFO queue; the main
+    thread does not wait for it, except to keep at most ``RECORD_BACKLOG`` steps per lane of frames queued)."""
 
     RECORD_BACKLOG = 2
 
     def __init__(self, count: int):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # this worker process runs the engine
+        self.count = count
         self.physics = [ThreadPoolExecutor(1, thread_name_prefix=f"physics{k}") for k in range(count)]
         self.recorders = [ThreadPoolExecutor(1, thread_name_prefix=f"recorder{k}") for k in range(count)]
         self.seconds = {executor: defaultdict(float) for executor in self.physics + self.recorders}
@@ -134,9 +138,9 @@ class _Lanes:
         return future
 
     def end_step(self, recordings: list[Future]) -> None:
-        """Bound the frames waiting to be encoded: wait for the oldest step's recording beyond the backlog."""
+        """Bound the frames waiting to be encoded: wait for the oldest lane-step's recording beyond the backlog."""
         self._steps.append(recordings)
-        while len(self._steps) > self.RECORD_BACKLOG:
+        while len(self._steps) > self.RECORD_BACKLOG * self.count:
             for future in self._steps.popleft():
                 future.result()
 
@@ -201,53 +205,59 @@ def _render(renderer: TiledRenderer, slots: list[_Slot]) -> None:
 
 def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, renderer: TiledRenderer,
                 store: EpisodeStore, lanes: _Lanes, identity: dict, result: ChunkResult) -> None:
-    """The lock-step loop over the task's episodes (see the module docstring)."""
+    """The lock-step loop over the task's episodes, pipelined over lanes (see the module docstring): while lane
+    k's physics thread steps its environments, the main thread renders and runs the policy for the next lane."""
     clock = result.seconds
     queue = list(reversed(todo))
     for index, slot in enumerate(slots):
         episode_id = queue.pop()
         slot.start(episode_id, task.first_seed + episode_id, policy, index, store, task)
-    active = list(range(len(slots)))
-    while active:
-        t0 = time.perf_counter()
-        _render(renderer, [slots[i] for i in active])
-        t1 = time.perf_counter()
-        actions = policy.act(active, [slots[i].observation for i in active])
-        t2 = time.perf_counter()
-        by_lane: dict[int, list[tuple[_Slot, np.ndarray]]] = defaultdict(list)
-        for i, action in zip(active, actions):
-            by_lane[slots[i].lane].append((slots[i], action))
-        physics, recordings = {}, []
-        for lane, members in by_lane.items():
-            physics[lane] = lanes.step_physics(lane, [(slot.env, action) for slot, action in members])
-            recordings.append(lanes.record(lane, _lane_record,
-                                           [(slot.writer, slot.observation, action) for slot, action in members]))
-        lanes.end_step(recordings)
-        for lane, members in by_lane.items():
-            for (slot, _action), state in zip(members, physics[lane].result()):
-                slot.observation = Observation(state, {})
-        result.episodes += lanes.stored()
-        t3 = time.perf_counter()
-        result.env_steps += len(active)
-        still_active = []
-        for i in active:
-            slot = slots[i]
-            if not slot.env.done:
-                still_active.append(i)
+    active = {lane: [i for i, slot in enumerate(slots) if slot.lane == lane] for lane in range(lanes.count)}
+    stepping: dict[int, Future] = {}
+    while any(active.values()):
+        for lane in active:
+            t0 = time.perf_counter()
+            if lane in stepping:
+                for i, state in zip(active[lane], stepping.pop(lane).result()):
+                    slots[i].observation = Observation(state, {})
+                result.env_steps += len(active[lane])
+                result.episodes += lanes.stored()
+            t1 = time.perf_counter()
+            active[lane] = _next_episodes(slots, active[lane], queue, task, policy, store, lanes, identity)
+            if not active[lane]:
                 continue
-            lanes.record(slot.lane, _lane_commit, slot.writer,
-                         (slot.seed, slot.env.scene, slot.env.metrics(), identity, TASK))
-            slot.writer = None
-            if queue:
-                episode_id = queue.pop()
-                slot.start(episode_id, task.first_seed + episode_id, policy, i, store, task)
-                still_active.append(i)
-        active = still_active
-        t4 = time.perf_counter()
-        clock["render"] += t1 - t0
-        clock["policy"] += t2 - t1
-        clock["wait_lanes"] += t3 - t2
-        clock["reset"] += t4 - t3
+            members = [slots[i] for i in active[lane]]
+            t2 = time.perf_counter()
+            _render(renderer, members)
+            t3 = time.perf_counter()
+            actions = policy.act(active[lane], [slot.observation for slot in members])
+            t4 = time.perf_counter()
+            stepping[lane] = lanes.step_physics(lane, [(slot.env, action) for slot, action in zip(members, actions)])
+            lanes.end_step([lanes.record(lane, _lane_record, [(slot.writer, slot.observation, action)
+                                                              for slot, action in zip(members, actions)])])
+            clock["wait_lanes"] += t1 - t0
+            clock["reset"] += t2 - t1
+            clock["render"] += t3 - t2
+            clock["policy"] += t4 - t3
+
+
+def _next_episodes(slots: list[_Slot], active: list[int], queue: list[int], task: ChunkTask, policy,
+                   store: EpisodeStore, lanes: _Lanes, identity: dict) -> list[int]:
+    """Hand finished episodes to their lane's recorder for commit and start the next queued ones in their
+    environments; returns the slots still running."""
+    still_active = []
+    for i in active:
+        slot = slots[i]
+        if not slot.env.done:
+            still_active.append(i)
+            continue
+        lanes.record(slot.lane, _lane_commit, slot.writer, (slot.seed, slot.env.scene, slot.env.metrics(), identity, TASK))
+        slot.writer = None
+        if queue:
+            episode_id = queue.pop()
+            slot.start(episode_id, task.first_seed + episode_id, policy, i, store, task)
+            still_active.append(i)
+    return still_active
 
 
 _POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
