@@ -4,7 +4,7 @@ docs/benchmarks.md (run on the GPU machine; works on CPU too).
 
     python benchmarks/gpu_throughput.py --policy CKPT --configs auto,4x32,4x64,4x128 --max-steps 300
 
-A config is WORKERSxENVS, or ``auto`` (the engine's own choice: default workers and the batch-size ladder).
+A config is WORKERSxENVS[xLANES], or ``auto`` (the engine's own choice: default workers and the batch-size ladder).
 Each engine run rolls out two waves of episodes (2 x workers x envs), start-up included.
 """
 
@@ -74,10 +74,10 @@ class GpuMonitor:
 
 
 def engine(checkpoint: Path, config: str, max_steps: int, root: Path) -> dict:
-    workers, envs = (None, None) if config == "auto" else (int(v) for v in config.split("x"))
+    workers, envs, lanes = ([int(v) for v in config.split("x")] + [None])[:3] if config != "auto" else (None,) * 3
     executor = ExecutorConfig(workers=workers)
     n = 2 * (workers or default_workers()) * (envs or 256)
-    rollout_config = RolloutConfig(policy=str(checkpoint), n=n, out=root / f"run-{config}", num_envs=envs,
+    rollout_config = RolloutConfig(policy=str(checkpoint), n=n, out=root / f"run-{config}", num_envs=envs, lanes=lanes,
                                    executor=executor, scene=PickPlaceConfig(image_size=None, max_episode_steps=max_steps))
     with GpuMonitor() as gpu:
         summary = rollout(rollout_config, Workspace(root / "ws"))
@@ -90,7 +90,7 @@ def engine(checkpoint: Path, config: str, max_steps: int, root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True)
-    parser.add_argument("--configs", default="auto", help="auto or WORKERSxENVS, comma-separated")
+    parser.add_argument("--configs", default="auto", help="auto or WORKERSxENVS[xLANES], comma-separated")
     parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--naive-steps", type=int, default=300, help="0: skip the naive baseline")
     parser.add_argument("--out", default=None)

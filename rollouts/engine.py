@@ -70,7 +70,7 @@ class ChunkTask:
     num_envs: int
     jpeg_quality: int = JPEG_QUALITY
     lanes: int = 2
-    """Threads stepping physics and encoding frames beside the main (render + policy) thread."""
+    """Groups of environments, each with a physics and a recorder thread, served in turn by the main thread."""
 
 
 @dataclass
