@@ -75,11 +75,14 @@ class MotionFilter:
 
 @dataclass
 class LengthFilter:
-    """Reject length outliers: robust z-score |len - median| / (1.4826 MAD) above ``max_z`` among the episodes
-    still in the running, plus absolute bounds."""
+    """Reject length outliers: robust z-score |len - median| / max(1.4826 MAD, min_spread x median) above
+    ``max_z`` among the episodes still in the running, and episodes shorter than ``min_frames``."""
 
     enabled: bool = True
     max_z: float = 3.5
+    min_spread: float = 0.1
+    """The spread is at least this fraction of the median length: with few, similar episodes the MAD alone would
+    call ordinary variation (the expert's lengths vary ~10 %) an outlier."""
     min_frames: int = 30
 
 

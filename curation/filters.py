@@ -91,7 +91,7 @@ def length_rule(candidates: list[Candidate], config: LengthFilter) -> dict:
     if len(lengths) == 0:
         return {}
     median = np.median(lengths)
-    spread = 1.4826 * np.median(np.abs(lengths - median))
+    spread = max(1.4826 * np.median(np.abs(lengths - median)), config.min_spread * median)
     rejected = {}
     for c, length in zip(candidates, lengths):
         if length < config.min_frames:

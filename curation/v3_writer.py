@@ -71,10 +71,14 @@ class EncodedEpisode:
         return len(self.states)
 
 
-def _codec_options(vcodec: str, threads: int) -> dict[str, str]:
-    from lerobot.datasets.video_utils import _get_codec_options
+LEROBOT_CODEC_OPTIONS = {"libsvtav1": {"g": "2", "crf": "30", "preset": "12"}, "h264": {"g": "2", "crf": "30"},
+                         "hevc": {"g": "2", "crf": "30"}}
+"""lerobot 0.4.4's encoder settings (``video_utils._get_codec_options`` defaults; a test keeps them equal). Kept
+here so encoding workers need not import lerobot (torch, datasets: seconds per worker)."""
 
-    options = _get_codec_options(vcodec)
+
+def _codec_options(vcodec: str, threads: int) -> dict[str, str]:
+    options = dict(LEROBOT_CODEC_OPTIONS[vcodec])
     if vcodec == "libsvtav1":
         options["svtav1-params"] = f"lp={threads}"
     else:
@@ -100,9 +104,12 @@ def encode_video(frames: np.ndarray, path: Path, fps: int, vcodec: str, size: in
 
 
 def video_duration(path: Path) -> float:
-    from lerobot.datasets.video_utils import get_video_duration_in_s
-
-    return get_video_duration_in_s(path)
+    """Seconds, as lerobot's ``get_video_duration_in_s`` measures them (the stream's duration x time base)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base)
+        return float(container.duration / av.time_base)
 
 
 def encode_episode(task: EncodeTask) -> EncodedEpisode:
