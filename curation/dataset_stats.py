@@ -21,26 +21,40 @@ from dataengine.files import write_atomic
 from dataengine.video import iter_frames
 
 
-def _read_info(root: Path) -> dict:
+def read_info(root: Path) -> dict:
     path = root / "meta" / "info.json"
     if not path.is_file():
         raise DataEngineError(f"{root} is not a LeRobot v3 dataset: meta/info.json is missing")
     return json.loads(path.read_text())
 
 
-def _episode_files(root: Path) -> list[Path]:
+def episode_files(root: Path) -> list[Path]:
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
         raise DataEngineError(f"{root} has no meta/episodes/*/*.parquet: the dataset was never finalized")
     return files
 
 
+def read_episodes(root: Path) -> list[dict]:
+    """Every row of ``meta/episodes/*.parquet`` (stats columns included), in episode order."""
+    rows = pa.concat_tables([pq.read_table(f) for f in episode_files(root)], promote_options="default").to_pylist()
+    return sorted(rows, key=lambda row: row["episode_index"])
+
+
+def _column_values(table: pa.Table, key: str) -> np.ndarray:
+    """A numeric column as (N, dim) float64, without going through Python lists."""
+    column = table.column(key).combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        return np.asarray(column.flatten(), dtype=np.float64).reshape(len(column), -1)
+    return np.asarray(column, dtype=np.float64).reshape(len(column), 1)
+
+
 def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
     """Exact stats accumulators of every episode, keyed by episode index."""
-    info = _read_info(root)
+    info = read_info(root)
     features = info["features"]
     fps = info["fps"]
-    episodes = pa.concat_tables([pq.read_table(f) for f in _episode_files(root)]).to_pylist()
+    episodes = read_episodes(root)
     per_episode: dict[int, dict[str, FeatureStats]] = defaultdict(dict)
 
     numeric = [k for k, f in features.items() if f["dtype"] not in ("video", "image", "string")]
@@ -48,7 +62,7 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
         table = pq.read_table(data_file, columns=numeric)
         episode_index = table.column("episode_index").to_numpy()
         for key in numeric:
-            column = np.asarray(table.column(key).to_pylist(), dtype=np.float64)
+            column = _column_values(table, key)
             for ep in np.unique(episode_index):
                 stats = per_episode[int(ep)].setdefault(key, VectorStats())
                 stats.update(column[episode_index == ep])
@@ -71,8 +85,8 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
     return dict(per_episode)
 
 
-def _write_episode_stats(root: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
-    for path in _episode_files(root):
+def _write_episode_stats(meta: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
+    for path in sorted((meta / "episodes").glob("chunk-*/file-*.parquet")):
         table = pq.read_table(path)
         indices = table.column("episode_index").to_pylist()
         for key in per_episode[indices[0]]:
@@ -89,12 +103,16 @@ def _write_episode_stats(root: Path, per_episode: dict[int, dict[str, dict[str, 
         write_atomic(path, sink.getvalue().to_pybytes())
 
 
+def write_stats_into(meta: Path, per_episode: dict[int, dict[str, FeatureStats]]) -> dict[str, dict[str, np.ndarray]]:
+    """Write exact per-episode and dataset stats into the metadata directory ``meta`` (each file atomically)."""
+    dataset_stats = to_lerobot(merge_all(list(per_episode.values())))
+    _write_episode_stats(meta, {ep: to_lerobot(stats) for ep, stats in per_episode.items()})
+    serialised = {key: {k: v.tolist() for k, v in s.items()} for key, s in dataset_stats.items()}
+    write_atomic(meta / "stats.json", json.dumps(serialised, indent=4))
+    return dataset_stats
+
+
 def recompute_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
     """Recompute every feature's stats of the dataset at ``root`` and write them in. Returns the dataset stats."""
     root = Path(root)
-    per_episode = compute_episode_stats(root)
-    dataset_stats = to_lerobot(merge_all(list(per_episode.values())))
-    _write_episode_stats(root, {ep: to_lerobot(stats) for ep, stats in per_episode.items()})
-    serialised = {key: {k: v.tolist() for k, v in s.items()} for key, s in dataset_stats.items()}
-    write_atomic(root / "meta" / "stats.json", json.dumps(serialised, indent=4))
-    return dataset_stats
+    return write_stats_into(root / "meta", compute_episode_stats(root))

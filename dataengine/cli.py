@@ -9,14 +9,13 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
+from curation import cli as curation_cli  # noqa: E402
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
 PLANNED = {
     "classifier": "train / evaluate / label the visual success classifier",
-    "curate": "filter rollouts into a curated LeRobot v3 dataset",
-    "stats": "recompute the stats of a LeRobot v3 dataset",
     "publish": "publish an immutable dataset version",
     "versions": "list the published versions of a dataset",
     "hooks": "retrain hooks fired per dataset version",
@@ -28,6 +27,7 @@ INTERRUPTED = {
     "demos": "nothing was written at --out",
     "rollout": "finished episodes are kept; run the same command with --resume --out RUN to finish",
     "train": "checkpoints saved so far are kept; continue with --resume --out RUN",
+    "curate": "nothing was written at --out",
 }
 
 
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_train(sub)
     _add_rollout(sub)
+    curation_cli.add_parser(sub)
     for name, help_text in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
         p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,0 +1,44 @@
+"""The scan: every candidate episode is read once (on dask workers, in chunks) to measure its quality signals and,
+with a classifier, to score it. Only the small signals travel back to the driver."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from curation.config import DuplicateFilter, GripFilter, MotionFilter
+from curation.signals import EpisodeSignals, measure
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    run_index: int
+    run_dir: str
+    episode_ids: tuple[int, ...]
+    fps: int
+    grip: GripFilter
+    motion: MotionFilter
+    duplicates: DuplicateFilter
+    classifier: str | None = None
+
+
+@functools.cache
+def _classifier(path: str):
+    """One classifier per worker process (loading it is the expensive part)."""
+    from classifier.artifact import load_classifier
+
+    return load_classifier(path)
+
+
+def scan_chunk(task: ScanTask) -> list[tuple[EpisodeSignals, float | None]]:
+    """Signals (and classifier scores) of a chunk of episodes of one run."""
+    from rollouts.store import EpisodeStore
+
+    store = EpisodeStore.open(task.run_dir)
+    episodes = [store.read(i) for i in task.episode_ids]
+    signals = [measure((task.run_index, i), e, task.fps, task.grip, task.motion, task.duplicates.resample)
+               for i, e in zip(task.episode_ids, episodes)]
+    if task.classifier is None:
+        return [(s, None) for s in signals]
+    scores = _classifier(task.classifier).score_episodes(episodes)
+    return [(s, float(score)) for s, score in zip(signals, scores)]
