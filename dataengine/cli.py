@@ -11,6 +11,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU mac
 
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
+from dataengine.hooks import cli as hooks_cli  # noqa: E402
 from dataengine.publish import cli as publish_cli  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
@@ -18,7 +19,6 @@ PLANNED = {
     "classifier": "train / evaluate / label the visual success classifier",
     "curate": "filter rollouts into a curated LeRobot v3 dataset",
     "stats": "recompute the stats of a LeRobot v3 dataset",
-    "hooks": "retrain hooks fired per dataset version",
     "cycle": "rollout -> curate -> publish -> hooks in one go",
 }
 
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_rollout(sub)
     publish_cli.add_parsers(sub)
+    hooks_cli.add_parser(sub)
     for name, help_text in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
         p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -66,7 +66,7 @@ def _run_publish(args: argparse.Namespace) -> None:
     if not args.no_hooks and args.hooks.is_file():
         from dataengine.hooks.cli import fire_and_report
 
-        fire_and_report(args.hooks, result)
+        fire_and_report(args.hooks, result, args.workspace)
 
 
 def _run_versions(args: argparse.Namespace) -> None:
