@@ -36,6 +36,8 @@ class HookConfig:
     kind: str = "command"
     stages: list[list[str]] = field(default_factory=list)
     """Programs run in order (argv lists, templated, never through a shell); ``argv = [...]`` is one stage."""
+    extra_args: list[str] = field(default_factory=list)
+    """Appended to the last stage (templated too), e.g. ``["--policy.chunk_size=50"]`` on top of a template."""
     min_new_episodes: int = 0
     out_dir: str = "outputs/hooks/{hook}/{tag}"
     vars: dict[str, str] = field(default_factory=dict)

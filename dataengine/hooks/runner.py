@@ -40,7 +40,8 @@ def plan(hook: HookConfig, event: VersionEvent, run_id: str) -> Launch:
         dataset_root = event.dataset_root
     variables = {**hook.vars, **base, "out_dir": str(out_dir.resolve()), "dataset_root": str(dataset_root)}
     where = f"hook {hook.name!r}"
-    stages = [[substitute(arg, variables, where) for arg in stage] for stage in hook.stages]
+    argvs = [*hook.stages[:-1], [*hook.stages[-1], *hook.extra_args]]
+    stages = [[substitute(arg, variables, where) for arg in stage] for stage in argvs]
     env = {k: substitute(v, variables, where) for k, v in hook.env.items()}
     run_dir = out_dir.resolve() / "runs" / run_id.rsplit(":", 1)[-1]
     return Launch(hook, variables, stages, env, out_dir.resolve(), run_dir)
