@@ -81,11 +81,11 @@ def _run_versions(args: argparse.Namespace) -> None:
     codebase = registry.refs(args.repo_id)
     table = Table(title=f"{args.repo_id} ({registry.root})")
     for column in ("tag", "created", "episodes", "frames", "parent", "refs", "message"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "message")
     for v in versions:
         refs = ", ".join(name for name, tag in codebase.items() if tag == v.tag)
         table.add_row(v.tag, v.created, str(v.total_episodes), str(v.total_frames), v.parent or "-", refs, v.message)
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 def _run_diff(args: argparse.Namespace) -> None:
