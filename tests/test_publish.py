@@ -11,7 +11,6 @@ import sys
 import pytest
 
 from dataengine.cli import main
-from dataengine.config import DemosConfig
 from dataengine.errors import DataEngineError
 from dataengine.publish.manifest import VersionManifest, sha256_file
 from dataengine.publish.publish import PublishConfig, publish
@@ -19,17 +18,6 @@ from dataengine.publish.registry import LocalRegistry
 from dataengine.publish.tags import CODEBASE_TAG, dataset_tag
 
 REPO = "lab/so101_pick_place"
-
-
-@pytest.fixture(scope="session")
-def grown_dataset(tmp_path_factory, demo_dataset):
-    """The demo dataset's two episodes (same seeds) plus a third: what a later curation round would publish."""
-    from dataengine.demos import record_demos
-
-    config = DemosConfig(out=tmp_path_factory.mktemp("datasets") / "grown", n=3, repo_id=demo_dataset.repo_id,
-                         seed=demo_dataset.seed, scene=demo_dataset.scene)
-    record_demos(config)
-    return config
 
 
 @pytest.fixture
