@@ -77,6 +77,8 @@ def _hook(table: dict, base: Path) -> HookConfig:
     table = dict(table)
     if "template" in table:
         template = _template(table.pop("template"), base)
+        if "argv" in table or "stages" in table:  # the hook's own programs replace the template's
+            template = {k: v for k, v in template.items() if k not in ("argv", "stages")}
         table = {**template, **table, "vars": {**template.get("vars", {}), **table.get("vars", {})}}
     if "argv" in table:
         table["stages"] = [table.pop("argv")]
