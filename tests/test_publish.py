@@ -156,3 +156,15 @@ def test_two_publishes_at_once_do_not_interleave(demo_dataset, grown_dataset, tm
     for v in versions:
         root = LocalRegistry(registry).version_path(REPO, v.tag)
         assert all(sha256_file(root / p) == e["sha256"] for p, e in v.files.items())
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys):
+    assert main(["publish", str(tmp_path), "--repo-id", REPO, "--registry", str(tmp_path / "r"), "--no-hooks"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path} is not a LeRobot v3 dataset (no meta/info.json): "
+                                               "pass a dataset directory")
+    assert main(["publish", str(tmp_path), "--repo-id", "no-slash", "--no-hooks"]) == 2
+    assert "is not of the form OWNER/NAME" in capsys.readouterr().err
+    assert main(["versions", REPO, "--registry", str(tmp_path / "r")]) == 0
+    assert "no published versions" in capsys.readouterr().out
+    assert main(["diff", f"{REPO}@1", f"{REPO}@2", "--registry", str(tmp_path / "r")]) == 2
+    assert "run 'dataengine publish' first" in capsys.readouterr().err
