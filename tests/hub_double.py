@@ -63,7 +63,8 @@ class HubDoubleHandler(HubApiHandler):
                 return self.send_json({"errors": [], "warnings": []})
             if path == "/api/repos/create":
                 request = json.loads(body)
-                repo_id = f"{request.get('organization')}/{request['name']}" if request.get("organization") else request["name"]
+                organization = request.get("organization")
+                repo_id = f"{organization}/{request['name']}" if organization else request["name"]
                 url = f"http://{self.headers['Host']}/datasets/{repo_id}"
                 if repo_id in hub.repos:  # like the Hub: 409, with the repo's url (create_repo(exist_ok=True) reads it)
                     return self.send_json({"error": "You already created this dataset repo", "url": url}, 409)

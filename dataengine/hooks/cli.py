@@ -30,25 +30,10 @@ def _load(args: argparse.Namespace):
     return load_hooks(args.config, args.workspace)
 
 
-def event_from_registry(registry, repo_id: str, ref: str):
-    from dataengine.hooks.render import VersionEvent
-
-    version = registry.resolve(repo_id, ref)
-    parent = registry.resolve(repo_id, version.parent) if version.parent else None
-    return VersionEvent(repo_id, version.tag, version.sequence, version.total_episodes,
-                        parent.total_episodes if parent else 0, registry.version_path(repo_id, version.tag))
-
-
-def event_from_publish(result):
-    from dataengine.hooks.render import VersionEvent
-
-    return VersionEvent(result.repo_id, result.tag, result.manifest.sequence, result.manifest.total_episodes,
-                        result.previous_episodes, Path(result.location) if result.target == "local" else None)
-
-
 def fire_and_report(config_path: Path, result, workspace: Path | None = None) -> None:
     """After ``dataengine publish``: fire the version's hooks and print one line per run."""
     from dataengine.hooks.config import load_hooks
+    from dataengine.hooks.render import event_from_publish
     from dataengine.hooks.runner import fire_hooks
 
     for run in fire_hooks(load_hooks(config_path, workspace), event_from_publish(result)):
@@ -63,6 +48,7 @@ def _describe(run) -> str:
 
 def _run_hooks(args: argparse.Namespace) -> None:
     from dataengine.hooks.ledger import Ledger
+    from dataengine.hooks.render import event_from_registry
     from dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
     from dataengine.publish.cli import _registry
 

@@ -33,6 +33,20 @@ class VersionEvent:
         return self.episodes - self.previous_episodes
 
 
+def event_from_registry(registry, repo_id: str, ref: str) -> VersionEvent:
+    """A version of the local registry (``ref``: tag, ``v3.0`` or number), e.g. for ``hooks run``."""
+    version = registry.resolve(repo_id, ref)
+    parent = registry.resolve(repo_id, version.parent) if version.parent else None
+    return VersionEvent(repo_id, version.tag, version.sequence, version.total_episodes,
+                        parent.total_episodes if parent else 0, registry.version_path(repo_id, version.tag))
+
+
+def event_from_publish(result) -> VersionEvent:
+    """The version a ``publish()`` call made (or found already published)."""
+    return VersionEvent(result.repo_id, result.tag, result.manifest.sequence, result.manifest.total_episodes,
+                        result.previous_episodes, Path(result.location) if result.target == "local" else None)
+
+
 def version_vars(event: VersionEvent, hook_name: str) -> dict[str, str]:
     return {"repo_id": event.repo_id, "tag": event.tag, "sequence": str(event.sequence),
             "episodes": str(event.episodes), "new_episodes": str(event.new_episodes), "hook": hook_name,

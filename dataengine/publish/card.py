@@ -72,10 +72,10 @@ def render_card(root: Path, manifest: VersionManifest, registry_root: Path | Non
         "## Load exactly this version", "",
         "```python",
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
-        f"# from the Hub (or `dataengine serve`): the tag names this version forever; a root of its own keeps",
-        f"# lerobot's per-repo cache from handing you another version's files",
+        "# from the Hub (or `dataengine serve`): the tag names this version forever; a root of its own keeps",
+        "# lerobot's per-repo cache from handing you another version's files",
         f'ds = LeRobotDataset("{repo}", revision="{tag}", root="~/.cache/dataengine/{repo}/{tag}")',
-        f"# from the local registry",
+        "# from the local registry",
         f"ds = {local}",
         "```",
         f"`LeRobotDataset(\"{repo}\")` (revision `v3.0`) resolves to the newest version of the repo, which is this one "

@@ -97,7 +97,8 @@ def _run_diff(args: argparse.Namespace) -> None:
           f"{diff.kept} kept")
     for sign, episodes in (("+", diff.added), ("-", diff.removed)):
         for e in episodes:
-            print(f"{sign} {e['id']}  (episode {e['index']}, {e['length']} frames{', ' + e['outcome'] if 'outcome' in e else ''})")
+            outcome = f", {e['outcome']}" if "outcome" in e else ""
+            print(f"{sign} {e['id']}  (episode {e['index']}, {e['length']} frames{outcome})")
 
 
 def _run_serve(args: argparse.Namespace) -> None:

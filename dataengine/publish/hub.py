@@ -50,7 +50,8 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
             if versions and tags.get(CODEBASE_TAG) != tags[versions[-1]]:
                 _move_codebase_tag(api, repo_id, tags[versions[-1]], RevisionNotFoundError)
             manifest = _manifest_at(api, repo_id, same)
-            return PublishResult(repo_id, same, False, "hub", f"{url}/tree/{same}", manifest, manifest.total_episodes)
+            before = _manifest_at(api, repo_id, manifest.parent).total_episodes if manifest.parent else 0
+            return PublishResult(repo_id, same, False, "hub", f"{url}/tree/{same}", manifest, before)
         say("verifying (shards, stats, features, lerobot's loader) ...")
         previous_info = None
         if parent is not None:

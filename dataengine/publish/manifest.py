@@ -35,7 +35,8 @@ def dataset_files(root: Path) -> list[str]:
     paths = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and relative not in NOT_CONTENT and not any(p.startswith(".") for p in path.relative_to(root).parts):
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+        if path.is_file() and relative not in NOT_CONTENT and not hidden:
             paths.append(relative)
     return paths
 

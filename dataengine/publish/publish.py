@@ -109,9 +109,10 @@ def _publish_local(config: PublishConfig, registry: LocalRegistry, source: Path,
     parent = versions[-1] if versions else None
     previous_episodes = parent.total_episodes if parent else 0
     same = registry.find_content(repo_id, content_id(files))
-    if same is not None:
+    if same is not None:  # previous_episodes: same.parent's, so a retried publish still triggers growth hooks
+        before = registry.resolve(repo_id, same.parent).total_episodes if same.parent else 0
         return PublishResult(repo_id, same.tag, False, "local", str(registry.version_path(repo_id, same.tag)), same,
-                             previous_episodes=same.total_episodes)
+                             previous_episodes=before)
     say("verifying (shards, stats, features, lerobot's loader) ...")
     previous_info = _read_info(registry.version_path(repo_id, parent.tag)) if parent else None
     verify_dataset(source, repo_id, previous_info)

@@ -77,7 +77,8 @@ def check_stats(root: Path, info: dict) -> None:
             continue
         absent = [s for s in STAT_NAMES if s not in stats.get(key, {})]
         if absent:
-            _fail(root, f"stats of {key!r} lack {', '.join(absent)}", "run 'dataengine stats DATASET' to compute exact stats")
+            _fail(root, f"stats of {key!r} lack {', '.join(absent)}",
+                  "run 'dataengine stats DATASET' to compute exact stats")
         if feature["dtype"] in ("video", "image"):
             stds = [float(v) for v in _flatten(stats[key]["std"])]
             if len(stds) != 3 or min(stds) < MIN_IMAGE_STD:
@@ -99,7 +100,8 @@ def check_features(root: Path, info: dict, previous_info: dict | None) -> None:
     columns = set(pq.read_schema(data_file).names) if data_file else set()
     expected = {k for k, f in info["features"].items() if f["dtype"] not in ("video",)}
     if expected - columns:
-        _fail(root, f"features {sorted(expected - columns)} are in info.json but not in the data files", "rewrite the dataset")
+        _fail(root, f"features {sorted(expected - columns)} are in info.json but not in the data files",
+              "rewrite the dataset")
     if previous_info is not None:
         schema = {k: (f["dtype"], list(f["shape"])) for k, f in info["features"].items()}
         before = {k: (f["dtype"], list(f["shape"])) for k, f in previous_info["features"].items()}
