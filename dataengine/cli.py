@@ -12,13 +12,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU mac
 from curation import cli as curation_cli  # noqa: E402
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
+from dataengine.hooks import cli as hooks_cli  # noqa: E402
+from dataengine.publish import cli as publish_cli  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
 PLANNED = {
     "classifier": "train / evaluate / label the visual success classifier",
-    "publish": "publish an immutable dataset version",
-    "versions": "list the published versions of a dataset",
-    "hooks": "retrain hooks fired per dataset version",
     "cycle": "rollout -> curate -> publish -> hooks in one go",
 }
 
@@ -149,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_rollout(sub)
     curation_cli.add_parser(sub)
+    publish_cli.add_parsers(sub)
+    hooks_cli.add_parser(sub)
     for name, help_text in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
         p.add_argument("rest", nargs=argparse.REMAINDER)

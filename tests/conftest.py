@@ -27,6 +27,15 @@ def demo_dataset(tmp_path_factory):
     return config
 
 
+@pytest.fixture(scope="session")
+def grown_dataset(tmp_path_factory, demo_dataset):
+    """The demo dataset's two episodes (same seeds) plus a third: what a later curation round would publish."""
+    config = DemosConfig(out=tmp_path_factory.mktemp("datasets") / "grown", n=3, repo_id=demo_dataset.repo_id,
+                         seed=demo_dataset.seed, scene=demo_dataset.scene)
+    record_demos(config)
+    return config
+
+
 TINY_ACT = ["--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
             "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1", "--policy.chunk_size=10",
             "--policy.n_action_steps=5"]

@@ -13,8 +13,8 @@ def test_console_script_lists_every_verb():
 
 
 def test_planned_verbs_say_so_in_one_line(capsys):
-    assert main(["publish"]) == 2
-    assert capsys.readouterr().err.strip() == "error: 'dataengine publish' is not implemented yet: see the open issues"
+    assert main(["cycle"]) == 2
+    assert capsys.readouterr().err.strip() == "error: 'dataengine cycle' is not implemented yet: see the open issues"
 
 
 def test_video_backend_falls_back_to_pyav_when_torchcodec_cannot_load(monkeypatch):

@@ -1,0 +1,116 @@
+"""``dataengine.toml``: the project's hooks, each a name, a trigger and a kind (``command`` or ``slurm``).
+
+```toml
+ledger = "outputs/hooks/ledger.jsonl"      # optional; default <workspace>/hooks/ledger.jsonl
+
+[[hooks]]
+name = "act"
+template = "act"                  # a shipped template (act, smolvla, pi0, pi05, hlrp) or a .toml path; keys here win
+repo_id = "me/so101_pick_place"   # trigger: a new version of this repo ...
+min_new_episodes = 0              # ... that grew by at least this many episodes
+out_dir = "outputs/hooks/{hook}/{tag}"
+vars = { device = "cpu", steps = "100" }
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from dataengine.errors import DataEngineError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+TEMPLATES = Path(__file__).parent / "templates"
+KINDS = ("command", "slurm")
+
+
+@dataclass
+class HookConfig:
+    name: str
+    repo_id: str
+    kind: str = "command"
+    stages: list[list[str]] = field(default_factory=list)
+    """Programs run in order (argv lists, templated, never through a shell); ``argv = [...]`` is one stage."""
+    extra_args: list[str] = field(default_factory=list)
+    """Appended to the last stage (templated too), e.g. ``["--policy.chunk_size=50"]`` on top of a template."""
+    min_new_episodes: int = 0
+    out_dir: str = "outputs/hooks/{hook}/{tag}"
+    vars: dict[str, str] = field(default_factory=dict)
+    """Extra template variables (e.g. steps, device), on top of the version's."""
+    env: dict[str, str] = field(default_factory=dict)
+    checkpoint_gb: float = 0.0
+    checkpoints: int = 1
+    """Preflight needs ``checkpoint_gb * checkpoints`` GB free under ``out_dir``."""
+    weights: list[str] = field(default_factory=list)
+    """Model weights the run loads: local paths, or Hub model ids that must be in the Hub cache when offline."""
+    resolve_by_tag: bool = False
+    """True: ``{dataset_root}`` is a new, empty directory per version, so lerobot fetches ``--dataset.revision``
+    itself (from the Hub, or ``dataengine serve``); False: the local registry's version directory when there is one."""
+    sbatch: list[str] = field(default_factory=list)
+    """Extra ``#SBATCH`` options (slurm kind), e.g. ``--gres=gpu:1``."""
+    partitions: list[str] = field(default_factory=list)
+    """Slurm partitions; two or more: submit to all, the first job to start cancels the others."""
+    script_template: str = "slurm.sbatch"
+
+
+@dataclass
+class HooksFile:
+    hooks: list[HookConfig]
+    ledger: Path
+    path: Path
+
+
+def _template(name: str, base: Path) -> dict:
+    path = TEMPLATES / f"{name}.toml" if (TEMPLATES / f"{name}.toml").is_file() else base / name
+    if not path.is_file():
+        shipped = sorted(p.stem for p in TEMPLATES.glob("*.toml"))
+        raise DataEngineError(f"hook template {name!r} not found: use one of {', '.join(shipped)} or a .toml path")
+    return tomllib.loads(path.read_text())
+
+
+def _hook(table: dict, base: Path) -> HookConfig:
+    table = dict(table)
+    if "template" in table:
+        template = _template(table.pop("template"), base)
+        if "argv" in table or "stages" in table:  # the hook's own programs replace the template's
+            template = {k: v for k, v in template.items() if k not in ("argv", "stages")}
+        table = {**template, **table, "vars": {**template.get("vars", {}), **table.get("vars", {})}}
+    if "argv" in table:
+        table["stages"] = [table.pop("argv")]
+    known = {f.name for f in fields(HookConfig)}
+    unknown = sorted(set(table) - known)
+    name = table.get("name", "?")
+    if unknown:
+        raise DataEngineError(f"hook {name!r}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    for required in ("name", "repo_id"):
+        if required not in table:
+            raise DataEngineError(f"hook {name!r} has no {required!r}: add it to its [[hooks]] table")
+    hook = HookConfig(**table)
+    if hook.kind not in KINDS:
+        raise DataEngineError(f"hook {hook.name!r}: unknown kind {hook.kind!r}; use one of {', '.join(KINDS)}")
+    if not hook.stages or not all(isinstance(s, list) and s and all(isinstance(a, str) for a in s) for s in hook.stages):
+        raise DataEngineError(f"hook {hook.name!r}: 'argv' (or 'stages') must be a non-empty list of strings, "
+                              "one program and its arguments (no shell)")
+    hook.vars = {k: str(v) for k, v in hook.vars.items()}
+    return hook
+
+
+def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
+    path = Path(path)
+    if not path.is_file():
+        raise DataEngineError(f"{path} not found: create it with [[hooks]] tables (see docs/publishing.md)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise DataEngineError(f"{path} is not valid TOML ({error}): fix the file") from None
+    hooks = [_hook(t, path.parent) for t in data.get("hooks", [])]
+    names = [h.name for h in hooks]
+    if len(set(names)) != len(names):
+        raise DataEngineError(f"{path}: hook names must be unique, got {names}")
+    default_ledger = Path(workspace or "outputs") / "hooks" / "ledger.jsonl"
+    return HooksFile(hooks, Path(data.get("ledger", default_ledger)), path)

@@ -1,0 +1,86 @@
+"""The ledger of hook runs: an append-only JSON-lines file of events, folded per run.
+
+A run is (repo id, version tag, hook name, attempt); its events (``started``, ``finished``, ``preflight_failed``,
+``submitted``) carry start and end times, exit status, reason, log path and Slurm job ids. Appends happen under a
+lock, and "has this hook fired for this version?" is answered under the same lock, so a publish retried (or two
+publishes at once) fires each hook once per version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from dataengine.publish.lock import exclusive_lock
+
+
+@dataclass
+class HookRun:
+    run_id: str
+    repo_id: str
+    tag: str
+    hook: str
+    kind: str
+    status: str
+    """running, succeeded, failed, preflight_failed, submitted (slurm), or the job's end state from its run dir."""
+    start: float
+    end: float | None = None
+    exit_status: int | None = None
+    reason: str = ""
+    log: str = ""
+    run_dir: str = ""
+    job_ids: list[str] = field(default_factory=list)
+    manual: bool = False
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock"), "hook launch", on_wait=lambda _: None):
+            yield
+
+    def append(self, run: HookRun) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(run.__dict__) + "\n")
+
+    def runs(self) -> list[HookRun]:
+        """The latest state of every run, in start order; a Slurm job's end is read from its run dir."""
+        if not self.path.is_file():
+            return []
+        latest: dict[str, HookRun] = {}
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                run = HookRun(**json.loads(line))
+                latest[run.run_id] = run
+        runs = sorted(latest.values(), key=lambda r: r.start)
+        for run in runs:
+            _read_job_end(run)
+        return runs
+
+    def fired(self, repo_id: str, tag: str, hook: str) -> HookRun | None:
+        return next((r for r in self.runs() if (r.repo_id, r.tag, r.hook) == (repo_id, tag, hook)), None)
+
+    def next_run_id(self, repo_id: str, tag: str, hook: str) -> str:
+        attempts = sum(1 for r in self.runs() if (r.repo_id, r.tag, r.hook) == (repo_id, tag, hook))
+        return f"{repo_id}@{tag}:{hook}:{attempts + 1}"
+
+
+def _read_job_end(run: HookRun) -> None:
+    """A Slurm job writes ``exit_status`` into its run dir when it ends (the sbatch script's EXIT trap)."""
+    marker = Path(run.run_dir) / "exit_status" if run.run_dir else None
+    if run.status == "submitted" and marker is not None and marker.is_file():
+        run.exit_status = int(marker.read_text().strip() or -1)
+        run.end = marker.stat().st_mtime
+        run.status = "succeeded" if run.exit_status == 0 else "failed"
+
+
+def now() -> float:
+    return time.time()

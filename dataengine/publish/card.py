@@ -1,0 +1,94 @@
+"""The dataset card (``README.md`` of a version): what is in it, where it came from, how to load exactly it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from dataengine.publish.manifest import VersionManifest
+
+PROVENANCE_KEYS = {
+    "source_runs": "source runs",
+    "policy": "policy",
+    "policy_hash": "policy hash",
+    "classifier": "classifier (version and metrics)",
+    "filters": "filters (episodes kept / removed)",
+}
+"""Provenance that ``meta/dataengine.json`` of a curated dataset may carry, in card order; absent ones are skipped."""
+
+
+def _provenance(engine_meta: dict) -> list[str]:
+    lines = []
+    for key, label in PROVENANCE_KEYS.items():
+        if key in engine_meta:
+            value = engine_meta[key]
+            text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+            lines.append(f"- **{label}**: `{text}`")
+    config = engine_meta.get("config", {})
+    if not lines and config:
+        seeds = f"seeds from {config.get('seed')}" if "seed" in config else ""
+        lines.append(f"- recorded by `dataengine demos` (scripted expert{', ' + seeds if seeds else ''}); full config in "
+                     "`meta/dataengine.json`")
+    return lines or ["- no `meta/dataengine.json`: provenance unknown"]
+
+
+def _stats_table(stats: dict, features: dict) -> list[str]:
+    rows = ["| feature | dtype | shape | mean | std |", "|---|---|---|---|---|"]
+    for key, feature in features.items():
+        if key not in stats or feature["dtype"] == "string":
+            continue
+        mean, std = (json.dumps(_rounded(stats[key].get(s))) for s in ("mean", "std"))
+        rows.append(f"| `{key}` | {feature['dtype']} | {tuple(feature['shape'])} | {mean} | {std} |")
+    return rows
+
+
+def _rounded(value):
+    if isinstance(value, list):
+        flat = [v for v in value]
+        while flat and isinstance(flat[0], list) and len(flat[0]) == 1:  # (3, 1, 1) image stats -> (3,)
+            flat = [v[0] for v in flat]
+        return [_rounded(v) for v in flat]
+    return round(float(value), 3) if value is not None else None
+
+
+def render_card(root: Path, manifest: VersionManifest, registry_root: Path | None) -> str:
+    """Markdown card for the version whose files are at ``root``."""
+    info = json.loads((root / "meta" / "info.json").read_text())
+    stats = json.loads((root / "meta" / "stats.json").read_text()) if (root / "meta" / "stats.json").is_file() else {}
+    engine_path = root / "meta" / "dataengine.json"
+    engine_meta = json.loads(engine_path.read_text()) if engine_path.is_file() else {}
+    outcomes = Counter(e["outcome"] for e in manifest.episodes if "outcome" in e)
+    success = (f"{outcomes['SUCCESS'] / sum(outcomes.values()):.1%} ({outcomes['SUCCESS']} of {sum(outcomes.values())})"
+               if outcomes else "not recorded")
+    repo, tag = manifest.repo_id, manifest.tag
+    local = (f'LeRobotDataset("{repo}", root="{registry_root / repo / "versions" / tag}")' if registry_root
+             else "(published to the Hub only)")
+    lines = [
+        "---", "library_name: lerobot", "tags: [LeRobot, so101, dataengine]", "---", "",
+        f"# {repo} @ `{tag}`", "",
+        f"Published {manifest.created} by dataengine. Parent version: `{manifest.parent or 'none'}`.",
+        f"Message: {manifest.message or '-'}", "",
+        "## Load exactly this version", "",
+        "```python",
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
+        "# from the Hub (or `dataengine serve`): the tag names this version forever; a root of its own keeps",
+        "# lerobot's per-repo cache from handing you another version's files",
+        f'ds = LeRobotDataset("{repo}", revision="{tag}", root="~/.cache/dataengine/{repo}/{tag}")',
+        "# from the local registry",
+        f"ds = {local}",
+        "```",
+        f"`LeRobotDataset(\"{repo}\")` (revision `v3.0`) resolves to the newest version of the repo, which is this one "
+        "only until the next publish.", "",
+        "## Contents", "",
+        f"- episodes: {manifest.total_episodes}, frames: {manifest.total_frames}, fps: {info['fps']}, "
+        f"robot: {info.get('robot_type')}",
+        f"- success rate (simulator outcome): {success}",
+        f"- outcomes: {dict(sorted(outcomes.items())) or 'not recorded'}",
+        f"- content id: `{manifest.content_id}` (sha256 of every file is in `meta/version.json`)", "",
+        "## Provenance", "",
+        *_provenance(engine_meta), "",
+        "## Stats (meta/stats.json)", "",
+        *_stats_table(stats, info["features"]), "",
+    ]
+    return "\n".join(lines)

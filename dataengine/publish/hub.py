@@ -1,0 +1,83 @@
+"""``--to hub``: a version becomes a commit on the repo's ``main``, tagged ``ds-NNNN-<content id>``, and the
+codebase tag ``v3.0`` moves to it (delete + create: Hub tags cannot be moved in place).
+
+The token comes from huggingface_hub's usual places (``HF_TOKEN``, ``hf auth login``) and is never printed: errors
+show the Hub's message only. Concurrency: the local lock serialises this machine; across machines the upload names
+the ``main`` commit it builds on (``parent_commit``), so a concurrent publish makes it fail instead of interleave.
+Earlier versions stay reachable by their tags (Hub history is never rewritten).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from dataengine.errors import DataEngineError
+from dataengine.publish.card import render_card
+from dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
+from dataengine.publish.staging import stage_version
+from dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
+from dataengine.publish.verify import verify_dataset
+
+REPO_TYPE = "dataset"
+
+
+def _manifest_at(api, repo_id: str, tag: str) -> VersionManifest:
+    path = api.hf_hub_download(repo_id, MANIFEST, repo_type=REPO_TYPE, revision=tag)
+    return VersionManifest(**json.loads(Path(path).read_text()))
+
+
+def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
+
+    from dataengine.publish.publish import PublishResult, new_manifest
+
+    api = HfApi()
+    repo_id = config.repo_id
+    try:
+        url = api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=True, private=config.private)
+        refs = api.list_repo_refs(repo_id, repo_type=REPO_TYPE)
+        tags = {t.name: t.target_commit for t in refs.tags}
+        versions = sorted((t for t in tags if is_dataset_tag(t)), key=tag_sequence)
+        parent = _manifest_at(api, repo_id, versions[-1]) if versions else None
+        cid = content_id(files)
+        same = next((t for t in versions if t.endswith(cid[:CONTENT_ID_LENGTH])), None)
+        if same is not None:
+            if versions and tags.get(CODEBASE_TAG) != tags[versions[-1]]:
+                _move_codebase_tag(api, repo_id, tags[versions[-1]], RevisionNotFoundError)
+            manifest = _manifest_at(api, repo_id, same)
+            before = _manifest_at(api, repo_id, manifest.parent).total_episodes if manifest.parent else 0
+            return PublishResult(repo_id, same, False, "hub", f"{url}/tree/{same}", manifest, before)
+        say("verifying (shards, stats, features, lerobot's loader) ...")
+        previous_info = None
+        if parent is not None:
+            info_path = api.hf_hub_download(repo_id, "meta/info.json", repo_type=REPO_TYPE, revision=parent.tag)
+            previous_info = json.loads(Path(info_path).read_text())
+        verify_dataset(source, repo_id, previous_info)
+        manifest = new_manifest(config, source, files, parent)
+        main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        with tempfile.TemporaryDirectory(prefix="dataengine-publish-") as tmp:
+            staging = Path(tmp) / "version"
+            stage_version(source, files, Path(tmp) / "objects", staging, manifest.to_json(),
+                          render_card(source, manifest, None))
+            say(f"uploading {len(files)} files to {repo_id} ...")
+            commit = api.upload_folder(repo_id=repo_id, repo_type=REPO_TYPE, folder_path=staging, revision="main",
+                                       commit_message=f"{manifest.tag}: {config.message or 'new version'}",
+                                       delete_patterns="*", parent_commit=main)
+        api.create_tag(repo_id, tag=manifest.tag, revision=commit.oid, repo_type=REPO_TYPE,
+                       tag_message=config.message or None)
+        _move_codebase_tag(api, repo_id, commit.oid, RevisionNotFoundError)
+    except HfHubHTTPError as error:
+        raise DataEngineError(f"the Hub refused the publish of {repo_id}: {str(error).splitlines()[0]}") from None
+    return PublishResult(repo_id, manifest.tag, True, "hub", f"{url}/tree/{manifest.tag}", manifest,
+                         parent.total_episodes if parent else 0)
+
+
+def _move_codebase_tag(api, repo_id: str, commit: str, not_found: type[Exception]) -> None:
+    with contextlib.suppress(not_found):
+        api.delete_tag(repo_id, tag=CODEBASE_TAG, repo_type=REPO_TYPE)
+    api.create_tag(repo_id, tag=CODEBASE_TAG, revision=commit, repo_type=REPO_TYPE)

@@ -1,0 +1,182 @@
+"""Retrain hooks: config, trigger, preflight, ledger (once per version), command and slurm kinds."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import slurm_cluster
+from dataengine.cli import main
+from dataengine.errors import DataEngineError
+from dataengine.hooks.config import load_hooks
+from dataengine.hooks.ledger import Ledger
+from dataengine.hooks.render import VersionEvent
+from dataengine.hooks.runner import fire_hooks, launch_hook, plan
+
+REPO = "lab/so101_hooks"
+
+
+def event(tag="ds-0002-aaaaaaaaaaaa", episodes=10, previous=4, root=Path("/data/v2")) -> VersionEvent:
+    return VersionEvent(REPO, tag, 2, episodes, previous, root)
+
+
+def write_config(tmp_path: Path, hooks: str) -> Path:
+    path = tmp_path / "dataengine.toml"
+    path.write_text(f'ledger = "{tmp_path}/ledger.jsonl"\n' + hooks)
+    return path
+
+
+ECHO = """
+[[hooks]]
+name = "echo"
+repo_id = "lab/so101_hooks"
+argv = ["{python}", "-c", "import sys; open(sys.argv[1], 'a').write(' '.join(sys.argv[2:]) + chr(10))",
+        "{out_dir}/calls.txt", "{repo_id}", "{tag}", "{dataset_root}", "{new_episodes}"]
+out_dir = "OUT/{hook}"
+min_new_episodes = 5
+"""
+
+
+def test_command_hook_fires_once_per_version_with_templated_argv(tmp_path):
+    hooks = load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path))))
+    runs = fire_hooks(hooks, event())
+    assert [r.status for r in runs] == ["succeeded"]
+    calls = (tmp_path / "echo" / "calls.txt").read_text().splitlines()
+    assert calls == [f"{REPO} ds-0002-aaaaaaaaaaaa /data/v2 6"]  # one argv item per value: no shell, no splitting
+    assert fire_hooks(hooks, event()) == []  # a retried publish of the same version fires nothing
+    assert fire_hooks(hooks, event(tag="ds-0003-bbbbbbbbbbbb", episodes=12, previous=10)) == []  # grew by 2 < 5
+    rerun = launch_hook(hooks.hooks[0], event(), Ledger(hooks.ledger), manual=True)
+    assert rerun.status == "succeeded" and rerun.run_id.endswith(":2")
+    runs = Ledger(hooks.ledger).runs()
+    assert [(r.tag, r.status, r.exit_status, r.manual) for r in runs] == [
+        ("ds-0002-aaaaaaaaaaaa", "succeeded", 0, False), ("ds-0002-aaaaaaaaaaaa", "succeeded", 0, True)]
+    assert all(r.end >= r.start and Path(r.log).is_file() for r in runs)
+
+
+def test_three_stage_pipeline_stops_at_the_first_failing_stage(tmp_path):
+    config = write_config(tmp_path, f"""
+[[hooks]]
+name = "hlrp"
+template = "hlrp"
+repo_id = "{REPO}"
+out_dir = "{tmp_path}/{{hook}}"
+stages = [["{{python}}", "-c", "open('{tmp_path}/stage1', 'w')"], ["{{python}}", "-c", "raise SystemExit(3)"],
+          ["{{python}}", "-c", "open('{tmp_path}/stage3', 'w')"]]
+""")
+    (run,) = fire_hooks(load_hooks(config), event())
+    assert (run.status, run.exit_status) == ("failed", 3) and "exited with 3" in run.reason
+    assert (tmp_path / "stage1").exists() and not (tmp_path / "stage3").exists()
+
+
+def test_preflight_failures_are_recorded_with_their_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    config = write_config(tmp_path, f"""
+[[hooks]]
+name = "pi0"
+template = "pi0"
+repo_id = "{REPO}"
+out_dir = "{tmp_path}/pi0"
+checkpoints = 100000
+[[hooks]]
+name = "pi0-weights"
+template = "pi0"
+repo_id = "{REPO}"
+out_dir = "{tmp_path}/pi0w"
+[[hooks]]
+name = "unwritable"
+repo_id = "{REPO}"
+argv = ["true"]
+out_dir = "{blocker}/out"
+""")
+    runs = {r.hook: r for r in fire_hooks(load_hooks(config), event())}
+    assert runs["pi0"].status == "preflight_failed" and "13 GB = 1300000.0 GB needed" in runs["pi0"].reason
+    assert "lerobot/pi0_base (not in the Hub cache and HF_HUB_OFFLINE=1)" in runs["pi0-weights"].reason
+    assert "cannot write to" in runs["unwritable"].reason
+    assert {r.status for r in Ledger(tmp_path / "ledger.jsonl").runs()} == {"preflight_failed"}
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    cases = {
+        '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nargv = ["true"]\ntriger = 1\n': "unknown key\\(s\\) triger",
+        '[[hooks]]\nname = "x"\nrepo_id = "a/b"\n': "'argv' \\(or 'stages'\\) must be a non-empty list",
+        '[[hooks]]\nname = "x"\nrepo_id = "a/b"\ntemplate = "pi9"\n': "template 'pi9' not found: use one of act, hlrp",
+        '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nkind = "ssh"\nargv = ["true"]\n': "unknown kind 'ssh'",
+        'hooks = [': "not valid TOML",
+    }
+    for text, message in cases.items():
+        with pytest.raises(DataEngineError, match=message):
+            load_hooks(write_config(tmp_path, text))
+    hooks = load_hooks(write_config(tmp_path, '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nargv = ["{stpes}"]\n'))
+    with pytest.raises(DataEngineError, match=r"unknown variable \{stpes\}; known: .*tag"):
+        plan(hooks.hooks[0], event(), "r:1")
+
+
+SLURM = """
+[[hooks]]
+name = "pi0"
+template = "pi0"
+repo_id = "{repo}"
+out_dir = "{tmp}/{{hook}}/{{tag}}"
+weights = []
+checkpoint_gb = 0
+partitions = ["queue_a", "queue_b"]
+sbatch = []
+stages = [["{{python}}", "-c", "import sys; open('{tmp}/trained-' + sys.argv[1], 'a').write('x')", "{{tag}}"]]
+"""
+
+
+def test_slurm_dry_run_prints_a_valid_script_with_the_exact_revision(tmp_path, capsys, demo_dataset):
+    from dataengine.publish.publish import PublishConfig, publish
+
+    registry = tmp_path / "registry"
+    result = publish(PublishConfig(dataset=demo_dataset.out, repo_id=REPO, registry=registry))
+    config = write_config(tmp_path, f"""
+[[hooks]]
+name = "pi0"
+template = "pi0"
+repo_id = "{REPO}"
+out_dir = "{tmp_path}/{{hook}}/{{tag}}"
+partitions = ["queue_a", "queue_b"]
+sbatch = ["--gres=gpu:1"]
+""")
+    assert main(["hooks", "--config", str(config), "run", "--version", f"{REPO}@v3.0", "--registry",
+                 str(registry), "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert f"--dataset.revision={result.tag}" in script and "--policy.path=lerobot/pi0_base" in script
+    assert "#SBATCH --gres=gpu:1" in script and "scancel" in script
+    body = script[script.index("#!/bin/bash"):]
+    assert subprocess.run(["bash", "-n"], input=body, text=True).returncode == 0  # valid bash
+    assert not Ledger(tmp_path / "ledger.jsonl").runs()  # a dry run launches nothing
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    reason = slurm_cluster.missing()
+    if reason:
+        pytest.skip(f"no real Slurm here: {reason}")
+    env, daemons = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    yield env
+    slurm_cluster.stop(daemons)
+
+
+def test_slurm_hook_races_two_partitions_on_a_real_cluster(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
+    hooks = load_hooks(write_config(tmp_path, SLURM.format(repo=REPO, tmp=tmp_path)))
+    (run,) = fire_hooks(hooks, event())
+    assert run.status == "submitted" and len(run.job_ids) == 2, run.reason
+    deadline = time.time() + 60
+    while time.time() < deadline and Ledger(hooks.ledger).runs()[0].status == "submitted":
+        time.sleep(0.5)
+    (done,) = Ledger(hooks.ledger).runs()
+    assert (done.status, done.exit_status) == ("succeeded", 0)
+    assert (tmp_path / "trained-ds-0002-aaaaaaaaaaaa").read_text() == "x"  # exactly one of the two jobs trained
+    winner = (Path(run.run_dir) / "race_winner" / "job_id").read_text().strip()
+    assert winner in run.job_ids
+    time.sleep(1)
+    queue = subprocess.run(["squeue", "-h", "-j", ",".join(run.job_ids)], env=slurm, capture_output=True, text=True)
+    assert queue.stdout.strip() == ""  # the other job was cancelled (or stood down): nothing left queued
