@@ -36,11 +36,9 @@ def open_finished_run(path: Path) -> EpisodeStore:
     for episode_id in done:
         directory = store.episodes_dir / episode_dirname(episode_id)
         try:
-            meta = store.read_meta(episode_id)
-            needed = ["data.npz", *(f"{camera}.mp4" for camera in meta["cameras"])]
+            missing = store.missing_files(episode_id)
         except (OSError, json.JSONDecodeError, KeyError):
             raise DataEngineError(f"rollout run {path} is corrupt: {directory.name}/meta.json is unreadable") from None
-        missing = [name for name in needed if not (directory / name).is_file()]
         if missing:
             raise DataEngineError(f"rollout run {path} is corrupt: {directory.name} lacks {', '.join(missing)}")
     return store

@@ -85,10 +85,9 @@ def _scores_figure(candidates: list[Candidate], threshold: float | None, path: P
 
 
 def _strip(store: EpisodeStore, episode_id: int) -> np.ndarray:
-    images = store.read(episode_id).images
-    frames = images[sorted(images)[0]]
-    picks = np.linspace(0, len(frames) - 1, STRIP_FRAMES).astype(int)
-    return np.concatenate([frames[i] for i in picks], axis=1)
+    picks = np.linspace(0, store.read_meta(episode_id)["length"] - 1, STRIP_FRAMES).astype(int)
+    images = store.read(episode_id, frames=picks).images  # decodes only the strip's frames
+    return np.concatenate(list(images[sorted(images)[0]]), axis=1)
 
 
 def _gallery_figure(rows: list[tuple[Candidate, str]], stores: list[EpisodeStore], title: str, path: Path) -> bool:

@@ -97,6 +97,12 @@ class EpisodeStore:
     def read_meta(self, episode_id: int) -> dict:
         return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
 
+    def missing_files(self, episode_id: int) -> list[str]:
+        """The files a stored episode must have that are absent (a damaged or hand-edited run)."""
+        path = self.episodes_dir / episode_dirname(episode_id)
+        needed = ["data.npz", *(f"{key}.mjpeg" for key in self.read_meta(episode_id)["cameras"])]
+        return [name for name in needed if not (path / name).is_file()]
+
     def read(self, episode_id: int, frames: slice | np.ndarray | None = None) -> StoredEpisode:
         """One episode; ``frames`` (a slice or indices) selects frames, e.g. ``slice(-8, None)`` for the last 8,
         and only those are decoded."""
