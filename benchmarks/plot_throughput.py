@@ -27,8 +27,9 @@ def main() -> None:
         data = json.loads(path.read_text())
         naive = data.get("naive_default_shadows", naive)
         for run in data["engine"]:
-            workers, envs = map(int, re.match(r"(\d+) workers x (\d+) envs", run["capacity"]).groups())
-            points.append((workers * envs, run["env_steps_per_s"], f"{workers}x{envs}"))
+            workers, envs, lanes = map(int, re.match(r"(\d+) workers x (\d+) envs x (\d+) lanes",
+                                                     run["capacity"]).groups())
+            points.append((workers * envs, run["env_steps_per_s"], f"{workers}x{envs}x{lanes}"))
     points.sort()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="engine (recording included)")
@@ -37,7 +38,7 @@ def main() -> None:
     if naive:
         ax.axhline(naive, color="grey", linestyle="--", label=f"naive loop ({naive:.0f})")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("environments in flight (workers x envs per worker)")
+    ax.set_xlabel("environments in flight (labels: workers x envs per worker x lanes)")
     ax.set_ylabel("env-steps/s")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
