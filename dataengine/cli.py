@@ -94,7 +94,8 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
-    p.add_argument("--policy", required=True, help="act (newest trained), scripted, or a pretrained_model path")
+    p.add_argument("--policy", required=True, help="act (newest trained), scripted, scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] "
+                        "(the expert failing on purpose, for the classifier), or a pretrained_model path")
     p.add_argument("--n", type=int, default=default_of(RolloutConfig, "n"), help="episodes (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
     p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"), help="episode k uses scene seed SEED+k")

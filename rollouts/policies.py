@@ -20,6 +20,7 @@ import torch
 
 from dataengine.errors import DataEngineError
 from scenes.expert import ScriptedExpert
+from scenes.faulty_expert import FaultMix, FaultyExpert
 from scenes.pick_place import Observation, PickPlaceEnv
 from scenes.render import CAMERA_NAMES, image_feature_key
 from scenes.so101 import JOINT_NAMES
@@ -65,6 +66,44 @@ class ScriptedPolicy:
 
     def act(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
         return np.stack([self._experts[slot].act() for slot in slots])
+
+
+FAULTY_KIND = "scripted-faulty"
+"""``--policy scripted-faulty`` or ``scripted-faulty:none=2,hold=1,...`` (a ``scenes.faulty_expert.FaultMix``)."""
+
+
+class FaultyScriptedPolicy(ScriptedPolicy):
+    """The scripted expert failing on purpose in a seeded mix of ways (``scenes.faulty_expert``): realistic
+    failures with known outcomes, to train and measure the success classifier."""
+
+    def __init__(self, mix: FaultMix) -> None:
+        super().__init__()
+        self.mix = mix
+        self.identity = PolicyIdentity(f"{FAULTY_KIND}:{mix.canonical()}", None, None)
+
+    def reset(self, slot: int, env: PickPlaceEnv, seed: int) -> None:
+        expert = self._experts.get(slot)
+        if expert is None or expert.env is not env:
+            expert = self._experts[slot] = FaultyExpert(env, self.mix)
+        expert.reset(seed)
+
+
+@dataclass(frozen=True)
+class FaultySpec:
+    """The worker recipe of ``FaultyScriptedPolicy`` (same interface as ``rollouts.engine.PolicySpec``)."""
+
+    mix: FaultMix
+    kind: str = FAULTY_KIND
+    device: str | None = None
+
+    @classmethod
+    def parse(cls, policy: str) -> "FaultySpec":
+        """``scripted-faulty`` (default mix) or ``scripted-faulty:NAME=WEIGHT,...``."""
+        _, _, mix = policy.partition(":")
+        return cls(FaultMix.parse(mix))
+
+    def build(self) -> FaultyScriptedPolicy:
+        return FaultyScriptedPolicy(self.mix)
 
 
 def read_policy_config(checkpoint: Path) -> dict:
