@@ -9,12 +9,12 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
+from classifier.cli import add_parser as add_classifier_parser  # noqa: E402
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
 PLANNED = {
-    "classifier": "train / evaluate / label the visual success classifier",
     "curate": "filter rollouts into a curated LeRobot v3 dataset",
     "stats": "recompute the stats of a LeRobot v3 dataset",
     "publish": "publish an immutable dataset version",
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_train(sub)
     _add_rollout(sub)
+    add_classifier_parser(sub)
     for name, help_text in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
         p.add_argument("rest", nargs=argparse.REMAINDER)
