@@ -84,7 +84,7 @@ def _run_eval(args: argparse.Namespace) -> None:
 
 def _add_label(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("label", help="record human success/failure labels of rollout episodes (JSONL file)")
-    p.add_argument("run", type=Path, help="rollout run directory")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="rollout run directory")
     p.add_argument("--labels", type=Path, required=True, help="labels file (created if missing; only appended to)")
     p.add_argument("--episodes", default=None, help="episode ids, e.g. 0,3-5")
     verdict = p.add_mutually_exclusive_group()
@@ -100,7 +100,7 @@ def _run_label(args: argparse.Namespace) -> None:
     from rollouts.store import EpisodeStore
 
     if args.episodes is None:  # show the run's current labels
-        run_id = EpisodeStore.open(args.run).manifest["run_id"]
+        run_id = EpisodeStore.open(args.run_dir).manifest["run_id"]
         current = read_labels(args.labels) if args.labels.is_file() else {}
         mine = sorted((k[1], v) for k, v in current.items() if k[0] == run_id)
         print(f"{len(mine)} labelled episodes of run {run_id} in {args.labels}")
@@ -109,5 +109,5 @@ def _run_label(args: argparse.Namespace) -> None:
         return
     if not (args.success or args.failure):
         raise DataEngineError("say --success or --failure for the episodes")
-    added = add_labels(args.labels, args.run, parse_episode_ids(args.episodes), args.success, args.by)
+    added = add_labels(args.labels, args.run_dir, parse_episode_ids(args.episodes), args.success, args.by)
     print(f"labelled {len(added)} episodes {'success' if args.success else 'failure'} in {args.labels}")
