@@ -27,8 +27,8 @@ from scenes.pick_place import PickPlaceConfig
 SIZE = 64
 SCENE = PickPlaceConfig(image_size=SIZE, max_episode_steps=270)
 """Successes end by ~250 steps; failures run to the limit, so a short limit keeps the fixture cheap."""
-TINY = dict(model=ModelConfig(image_size=SIZE), frames=FrameSampling(end_frames=6, early_frames=2), epochs=8,
-            patience=8, batch_size=32, learning_rate=2e-3, device="cpu", workers=2)
+TINY = dict(model=ModelConfig(image_size=SIZE), frames=FrameSampling(end_frames=6, early_frames=2), epochs=10,
+            patience=10, batch_size=32, learning_rate=2e-3, device="cpu", workers=2)
 
 
 def _rollout(out, policy, n, seed, workspace):
@@ -39,14 +39,14 @@ def _rollout(out, policy, n, seed, workspace):
 
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory, workspace):
-    return _rollout(tmp_path_factory.mktemp("clf") / "train", "scripted-faulty:none=1,miss_grasp=1,hold=1", 12,
-                    7000, workspace)
+    return _rollout(tmp_path_factory.mktemp("clf") / "train", "scripted-faulty:none=1,miss_grasp=1,hold=1", 8,
+                    7010, workspace)
 
 
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory, workspace):
     """Another policy (fault mix) and other seeds than training."""
-    return _rollout(tmp_path_factory.mktemp("clf") / "eval", "scripted-faulty:none=1,miss_grasp=2", 6, 9000,
+    return _rollout(tmp_path_factory.mktemp("clf") / "eval", "scripted-faulty:none=1,miss_grasp=2", 4, 9000,
                     workspace)
 
 
@@ -69,13 +69,13 @@ def test_trained_artifact_round_trips_and_separates_success_from_failure(trained
     described = clf.describe()
     assert described["backbone"] == "resnet10t" and described["frame_size"] == SIZE
     assert described["training"]["runs"][0]["run_id"] == EpisodeStore.open(train_run).manifest["run_id"]
-    assert described["training"]["label_sources"] == {"simulator": 12}
+    assert described["training"]["label_sources"] == {"simulator": 8}
     assert sorted(p.name for p in trained.artifact.iterdir()) == ["classifier.json", "model.safetensors"]
     store = EpisodeStore.open(train_run)
     episodes = [store.read(i) for i in store.completed_ids()]
     scores = clf.score_episodes(episodes)
     truth = np.array([e.meta["metrics"]["outcome"] == "SUCCESS" for e in episodes])
-    assert 2 <= truth.sum() <= 10, "the fixture run must hold both classes"
+    assert truth.sum() == 3, "the fixture's seeds give 3 successes, 3 misses, 2 holds"
     assert roc_auc(scores, truth) == 1.0, list(zip(scores.round(3), truth))
     assert scores[truth].mean() - scores[~truth].mean() > 0.3
 
@@ -92,7 +92,7 @@ def test_validation_is_split_by_episode_never_by_frame(trained, train_run):
     training = load_classifier(trained.artifact).training
     val_keys = set(training["val_episodes"])
     assert len(val_keys) == training["episodes"]["val"] >= 2
-    assert training["episodes"]["train"] + training["episodes"]["val"] == 12
+    assert training["episodes"]["train"] + training["episodes"]["val"] == 8
 
 
 def test_calibration_meets_target_precision_on_its_calibration_set(trained):
@@ -113,11 +113,11 @@ def test_eval_on_held_out_run_writes_summary_and_plots(trained, eval_run, tmp_pa
     assert main(["classifier", "eval", str(trained.artifact), "--runs", str(eval_run), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     outcomes = _outcomes(eval_run)
-    assert summary["episodes"] == len(outcomes) == 6
+    assert summary["episodes"] == len(outcomes) == 4
     assert summary["successes"] == sum(o == "SUCCESS" for o in outcomes.values())
     c = summary["confusion"]
-    assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == 6
-    assert sum(r["episodes"] for r in summary["by_outcome"].values()) == 6
+    assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == 4
+    assert sum(r["episodes"] for r in summary["by_outcome"].values()) == 4
     assert summary["roc_auc"] == 1.0
     assert (out / "reliability.png").stat().st_size > 5000 and (out / "scores.png").stat().st_size > 5000
     assert "ROC-AUC" in capsys.readouterr().err
@@ -157,7 +157,7 @@ def test_empty_class_is_one_clear_error(tmp_path, workspace):
 def test_label_round_trip_and_labels_win_over_the_simulator(train_run, tmp_path, capsys):
     labels = tmp_path / "labels.jsonl"
     outcomes = _outcomes(train_run)
-    failure = next(i for i, o in outcomes.items() if o != "SUCCESS")
+    failure = next(i for i, o in outcomes.items() if o != "SUCCESS" and i != 0)
     assert main(["classifier", "label", str(train_run), "--labels", str(labels), "--episodes", f"{failure},0",
                  "--success", "--by", "ana"]) == 0
     assert main(["classifier", "label", str(train_run), "--labels", str(labels), "--episodes", "0",
@@ -180,7 +180,7 @@ def test_labels_naming_unknown_episodes_are_one_clear_error(train_run, eval_run,
     labels = tmp_path / "labels.jsonl"
     assert main(["classifier", "label", str(eval_run), "--labels", str(labels), "--episodes", "1",
                  "--failure"]) == 0
-    with pytest.raises(DataEngineError, match="labels 1 episode.* not in the training data.* its run is not among "
+    with pytest.raises(DataEngineError, match="labels 1 episode.* not in the training data.*its run is not among "
                                               "--runs"):
         train_classifier(ClassifierTrainConfig(out=tmp_path / "a", runs=[train_run], labels=labels, **TINY))
     assert main(["classifier", "label", str(eval_run), "--labels", str(labels), "--episodes", "99",
