@@ -112,7 +112,7 @@ def write_plots(summary: dict, scored: list[ScoredEpisode], threshold: float, ou
     for r in rows:
         ax.annotate(str(r["count"]), (r["mean_score"], r["success_rate"]), textcoords="offset points", xytext=(4, -10),
                     fontsize=7)
-    ax.axvline(threshold, color="red", lw=1, label=f"threshold {threshold:.3f}")
+    ax.axvline(threshold, color="black", lw=1, ls="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="episode score (mean of end frames)", ylabel="observed success rate", xlim=(0, 1), ylim=(0, 1),
            title=f"reliability ({summary['episodes']} episodes; counts per bin)")
     ax.legend(loc="upper left", fontsize=8)
@@ -126,7 +126,7 @@ def write_plots(summary: dict, scored: list[ScoredEpisode], threshold: float, ou
     for s in scored:
         groups[s.outcome].append(s.score)
     ax.hist([groups[o] for o in sorted(groups)], bins=bins, stacked=True, label=sorted(groups))
-    ax.axvline(threshold, color="red", lw=1, label=f"threshold {threshold:.3f}")
+    ax.axvline(threshold, color="black", lw=1, ls="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="episode score", ylabel="episodes", yscale="log", title="episode scores by simulator outcome")
     ax.legend(fontsize=8)
     fig.tight_layout()
