@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 
 from benchmarks.report import emit
@@ -145,8 +144,8 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     device = pick_device(args.device)
     console = Console(stderr=True)
-    config = ClassifierTrainConfig(out=Path("unused"), runs=args.train_runs, model=ModelConfig(image_size=args.image_size),
-                                   epochs=args.epochs, patience=args.epochs, batch_size=args.batch_size,
+    config = ClassifierTrainConfig(out=Path("unused"), runs=args.train_runs,
+                                   model=ModelConfig(image_size=args.image_size), epochs=args.epochs, patience=args.epochs, batch_size=args.batch_size,
                                    device=str(device))
     refs = [r for run in args.train_runs for r in rollout_episodes(run, {})]
     train_eps, val_eps = split_by_episode(refs, config.val_fraction, config.seed)
@@ -190,6 +189,7 @@ def main() -> None:
         theirs_fps = frames_per_second(lambda f: lerobot_probabilities(model, f, mean, std, device, args.score_batch),
                                        eval_tensor[: args.score_batch * 2], device)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        updated = sum(p.numel() for p in model.parameters() if p.grad is not None)  # its no_grad encoder branches
     ours_fps = frames_per_second(ours_score, eval_tensor[: args.score_batch * 2], device)
 
     ours_at = confusion(ours_scores, eval_truth, calibration.threshold)
@@ -207,7 +207,8 @@ def main() -> None:
                     "roc_auc": roc_auc(theirs_scores, eval_truth),
                     f"precision_at_ours_recall_{recall:.3f}": precision_at_recall(theirs_scores, eval_truth, recall),
                     "precision_at_recall_0.9": precision_at_recall(theirs_scores, eval_truth, 0.9),
-                    "frames_per_second": theirs_fps, "trainable_parameters": trainable},
+                    "frames_per_second": theirs_fps, "trainable_parameters": trainable,
+                    "parameters_receiving_gradients": updated},
     }
     results["ratios"] = {"train_seconds_theirs_over_ours": theirs_train_seconds / ours_train_seconds,
                          "scoring_ours_over_theirs": ours_fps / theirs_fps}

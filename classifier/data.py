@@ -156,7 +156,7 @@ def load_frames(refs: list[EpisodeRef], views: tuple[str, ...], image_size: int,
     demo_readers: dict[str, _DemoReader] = {}
 
     def load(i: int) -> tuple[np.ndarray, int]:
-        ref, (indices, _labels) = refs[i], plans[i]
+        ref, indices = refs[i], plans[i][0]
         if ref.kind == "rollout":
             images = EpisodeStore(Path(ref.path)).read(ref.episode_id).images
             frames = _pick_views(images, views, indices, f"run {ref.path} episode {ref.episode_id}")

@@ -70,7 +70,8 @@ def load_backbone_weights(net: SuccessNet, path: Path, backbone: str) -> None:
         raise DataEngineError(f"--pretrained {path} does not fit backbone {backbone} "
                               f"({str(error).splitlines()[1].strip()}): pass weights of {backbone}") from None
     if len(missing) == len(net.backbone.state_dict()):
-        raise DataEngineError(f"--pretrained {path} holds no weights of backbone {backbone}: pass weights of {backbone}")
+        raise DataEngineError(f"--pretrained {path} holds no weights of backbone {backbone}: "
+                              f"pass weights of {backbone}")
 
 
 def pick_device(device: str | None) -> torch.device:

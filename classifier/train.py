@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from classifier.artifact import ArtifactConfig, load_classifier, save_artifact
-from classifier.config import ClassifierTrainConfig, FrameSampling, ModelConfig
+from classifier.config import ClassifierTrainConfig
 from classifier.data import (EpisodeRef, FrameSet, check_classes, check_labels_known, demo_episodes, load_frames,
                              rollout_episodes, split_by_episode)
 from classifier.labels import read_labels

@@ -70,6 +70,8 @@ def test_trained_artifact_round_trips_and_separates_success_from_failure(trained
     assert described["backbone"] == "resnet10t" and described["frame_size"] == SIZE
     assert described["training"]["runs"][0]["run_id"] == EpisodeStore.open(train_run).manifest["run_id"]
     assert described["training"]["label_sources"] == {"simulator": 8}
+    assert described["training"]["runs"][0]["policy"]["kind"] == \
+        "scripted-faulty:none=1,miss_grasp=1,drop=0,miss_goal=0,hold=1", "the fault mix is the policy's identity"
     assert sorted(p.name for p in trained.artifact.iterdir()) == ["classifier.json", "model.safetensors"]
     store = EpisodeStore.open(train_run)
     episodes = [store.read(i) for i in store.completed_ids()]
