@@ -9,6 +9,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
+from classifier import cli as classifier_cli  # noqa: E402
 from curation import cli as curation_cli  # noqa: E402
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
@@ -17,7 +18,6 @@ from dataengine.publish import cli as publish_cli  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
 PLANNED = {
-    "classifier": "train / evaluate / label the visual success classifier",
     "cycle": "rollout -> curate -> publish -> hooks in one go",
 }
 
@@ -93,7 +93,8 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
-    p.add_argument("--policy", required=True, help="act (newest trained), scripted, or a pretrained_model path")
+    p.add_argument("--policy", required=True, help="act (newest trained), scripted, scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] "
+                        "(the expert failing on purpose, for the classifier), or a pretrained_model path")
     p.add_argument("--n", type=int, default=default_of(RolloutConfig, "n"), help="episodes (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
     p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"), help="episode k uses scene seed SEED+k")
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_train(sub)
     _add_rollout(sub)
+    classifier_cli.add_parser(sub)
     curation_cli.add_parser(sub)
     publish_cli.add_parsers(sub)
     hooks_cli.add_parser(sub)

@@ -27,8 +27,9 @@ from dataengine.progress import progress_bar
 from dataengine.workspace import Workspace
 from rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
 from rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
-from rollouts.policies import checkpoint_sha256, inspect_act_checkpoint
+from rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_act_checkpoint
 from rollouts.store import EpisodeStore
+from scenes.faulty_expert import FaultMix
 from scenes.outcome import Outcome
 from scenes.pick_place import DEFAULT_IMAGE_SIZE
 from scenes.render import get_preset
@@ -64,9 +65,13 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
     if config.policy == "scripted":
         return PolicySpec("scripted"), {"kind": "scripted", "path": None, "sha256": None}, None
+    if config.policy.split(":")[0] == FAULTY_KIND:
+        spec = PolicySpec(FAULTY_KIND, faults=FaultMix.parse(config.policy.partition(":")[2]))
+        return spec, {"kind": spec.build().identity.kind, "path": None, "sha256": None}, None
     checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy).resolve()
     if not checkpoint.is_dir():
-        raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory")
+        raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory "
+                              f"(or '{FAULTY_KIND}[:MIX]')")
     image_size = inspect_act_checkpoint(checkpoint)
     spec = PolicySpec("act", str(checkpoint.resolve()), config.device, config.temporal_ensemble_coeff,
                       config.n_action_steps)

@@ -35,8 +35,9 @@ import numpy as np
 
 from dataengine.config import to_jsonable
 from rollouts.frames import JPEG_QUALITY
-from rollouts.policies import ActPolicy, ScriptedPolicy
+from rollouts.policies import FAULTY_KIND, ActPolicy, FaultyScriptedPolicy, ScriptedPolicy
 from rollouts.store import EpisodeStore, EpisodeWriter
+from scenes.faulty_expert import FaultMix
 from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
 from scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
 
@@ -46,15 +47,19 @@ class PolicySpec:
     """How a worker builds the policy (a picklable recipe, not the policy itself)."""
 
     kind: str
-    """``act`` or ``scripted``."""
+    """``act``, ``scripted`` or ``scripted-faulty``."""
     checkpoint: str | None = None
     device: str | None = None
     temporal_ensemble_coeff: float | None = None
     n_action_steps: int | None = None
+    faults: FaultMix | None = None
+    """The failure mix of ``scripted-faulty``."""
 
     def build(self) -> ActPolicy | ScriptedPolicy:
         if self.kind == "scripted":
             return ScriptedPolicy()
+        if self.kind == FAULTY_KIND:
+            return FaultyScriptedPolicy(self.faults)
         return ActPolicy(Path(self.checkpoint), self.device, self.temporal_ensemble_coeff, self.n_action_steps)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from dataengine.errors import DataEngineError
 from scenes.expert import ScriptedExpert
+from scenes.faulty_expert import FaultMix, FaultyExpert
 from scenes.pick_place import Observation, PickPlaceEnv
 from scenes.render import CAMERA_NAMES, image_feature_key
 from scenes.so101 import JOINT_NAMES
@@ -65,6 +66,26 @@ class ScriptedPolicy:
 
     def act(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
         return np.stack([self._experts[slot].act() for slot in slots])
+
+
+FAULTY_KIND = "scripted-faulty"
+"""``--policy scripted-faulty`` or ``scripted-faulty:none=2,hold=1,...`` (a ``scenes.faulty_expert.FaultMix``)."""
+
+
+class FaultyScriptedPolicy(ScriptedPolicy):
+    """The scripted expert failing on purpose in a seeded mix of ways (``scenes.faulty_expert``): realistic
+    failures with known outcomes, to train and measure the success classifier."""
+
+    def __init__(self, mix: FaultMix) -> None:
+        super().__init__()
+        self.mix = mix
+        self.identity = PolicyIdentity(f"{FAULTY_KIND}:{mix.canonical()}", None, None)
+
+    def reset(self, slot: int, env: PickPlaceEnv, seed: int) -> None:
+        expert = self._experts.get(slot)
+        if expert is None or expert.env is not env:
+            expert = self._experts[slot] = FaultyExpert(env, self.mix)
+        expert.reset(seed)
 
 
 def read_policy_config(checkpoint: Path) -> dict:

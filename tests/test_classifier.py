@@ -1,0 +1,200 @@
+"""The success classifier end to end on real rollouts of the failure-injecting expert: train -> artifact ->
+scores, evaluation on a held-out run, human labels, and one clear error per bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from classifier.artifact import CONFIG, load_classifier
+from classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
+from classifier.data import EpisodeRef, load_frames, split_by_episode
+from classifier.evaluate import evaluate
+from classifier.labels import read_labels
+from classifier.metrics import calibrate_threshold, confusion, roc_auc
+from classifier.train import collect_episodes, train_classifier
+from dataengine.cli import main
+from dataengine.config import RolloutConfig
+from dataengine.errors import DataEngineError
+from dataengine.executors import ExecutorConfig
+from dataengine.rollout import rollout
+from rollouts.store import EpisodeStore
+from scenes.pick_place import PickPlaceConfig
+
+SIZE = 64
+SCENE = PickPlaceConfig(image_size=SIZE, max_episode_steps=270)
+"""Successes end by ~250 steps; failures run to the limit, so a short limit keeps the fixture cheap."""
+TINY = dict(model=ModelConfig(image_size=SIZE), frames=FrameSampling(end_frames=6, early_frames=2), epochs=10,
+            patience=10, batch_size=32, learning_rate=2e-3, device="cpu", workers=2)
+
+
+def _rollout(out, policy, n, seed, workspace):
+    rollout(RolloutConfig(policy=policy, n=n, out=out, seed=seed, num_envs=n, chunk_size=n, scene=SCENE,
+                          executor=ExecutorConfig(workers=1)), workspace)
+    return out
+
+
+@pytest.fixture(scope="module")
+def train_run(tmp_path_factory, workspace):
+    return _rollout(tmp_path_factory.mktemp("clf") / "train", "scripted-faulty:none=1,miss_grasp=1,hold=1", 8,
+                    7010, workspace)
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory, workspace):
+    """Another policy (fault mix) and other seeds than training."""
+    return _rollout(tmp_path_factory.mktemp("clf") / "eval", "scripted-faulty:none=1,miss_grasp=2", 4, 9000,
+                    workspace)
+
+
+@pytest.fixture(scope="module")
+def trained(train_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf") / "artifact"
+    result = train_classifier(ClassifierTrainConfig(out=out, runs=[train_run], **TINY))
+    return result
+
+
+def _outcomes(run):
+    store = EpisodeStore.open(run)
+    return {i: store.read_meta(i)["metrics"]["outcome"] for i in store.completed_ids()}
+
+
+def test_trained_artifact_round_trips_and_separates_success_from_failure(trained, train_run):
+    clf = load_classifier(trained.artifact)
+    assert clf.version == trained.version and len(clf.version) == 12
+    assert clf.threshold == pytest.approx(trained.threshold)
+    described = clf.describe()
+    assert described["backbone"] == "resnet10t" and described["frame_size"] == SIZE
+    assert described["training"]["runs"][0]["run_id"] == EpisodeStore.open(train_run).manifest["run_id"]
+    assert described["training"]["label_sources"] == {"simulator": 8}
+    assert described["training"]["runs"][0]["policy"]["kind"] == \
+        "scripted-faulty:none=1,miss_grasp=1,drop=0,miss_goal=0,hold=1", "the fault mix is the policy's identity"
+    assert sorted(p.name for p in trained.artifact.iterdir()) == ["classifier.json", "model.safetensors"]
+    store = EpisodeStore.open(train_run)
+    episodes = [store.read(i) for i in store.completed_ids()]
+    scores = clf.score_episodes(episodes)
+    truth = np.array([e.meta["metrics"]["outcome"] == "SUCCESS" for e in episodes])
+    assert truth.sum() == 3, "the fixture's seeds give 3 successes, 3 misses, 2 holds"
+    assert roc_auc(scores, truth) == 1.0, list(zip(scores.round(3), truth))
+    assert scores[truth].mean() - scores[~truth].mean() > 0.3
+
+
+def test_validation_is_split_by_episode_never_by_frame(trained, train_run):
+    refs = [EpisodeRef("rollout", "p", "run", i, 20, i % 3 == 0, "simulator", None) for i in range(30)]
+    train, val = split_by_episode(refs, 0.25, seed=0)
+    assert sorted(train + val) == list(range(30)) and not set(train) & set(val)
+    assert sum(refs[i].success for i in val) >= 1 and sum(not refs[i].success for i in val) >= 1
+    frames = load_frames(refs[:0] + collect_episodes(ClassifierTrainConfig(out=trained.artifact, runs=[train_run]))[:3],
+                         ModelConfig().views, 32, FrameSampling(end_frames=4, early_frames=2), 0, 1)
+    for episode in range(3):  # each episode's frames are one block: a split by episode index splits whole episodes
+        assert np.sum(frames.episode == episode) == 6 and frames.end_frame[frames.episode == episode].sum() == 4
+    training = load_classifier(trained.artifact).training
+    val_keys = set(training["val_episodes"])
+    assert len(val_keys) == training["episodes"]["val"] >= 2
+    assert training["episodes"]["train"] + training["episodes"]["val"] == 8
+
+
+def test_calibration_meets_target_precision_on_its_calibration_set(trained):
+    calibration = trained.calibration
+    assert calibration["precision"] >= 0.99 and calibration["fp"] == 0
+    rng = np.random.default_rng(0)
+    labels = rng.random(2000) < 0.4
+    scores = np.clip(np.where(labels, rng.normal(0.75, 0.15, 2000), rng.normal(0.35, 0.15, 2000)), 0, 1)
+    for target in (0.9, 0.99):
+        chosen = calibrate_threshold(scores, labels, target)
+        assert chosen.precision >= target
+        lower = confusion(scores, labels, np.sort(scores[labels & (scores < chosen.threshold)])[-1])
+        assert lower.precision < target, "a lower threshold also met the target: recall was left on the table"
+
+
+def test_eval_on_held_out_run_writes_summary_and_plots(trained, eval_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["classifier", "eval", str(trained.artifact), "--runs", str(eval_run), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    outcomes = _outcomes(eval_run)
+    assert summary["episodes"] == len(outcomes) == 4
+    assert summary["successes"] == sum(o == "SUCCESS" for o in outcomes.values())
+    c = summary["confusion"]
+    assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == 4
+    assert sum(r["episodes"] for r in summary["by_outcome"].values()) == 4
+    assert summary["roc_auc"] == 1.0
+    assert (out / "reliability.png").stat().st_size > 5000 and (out / "scores.png").stat().st_size > 5000
+    assert "ROC-AUC" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_run_the_classifier_was_trained_on(trained, train_run, tmp_path):
+    with pytest.raises(DataEngineError, match="was used to train classifier"):
+        evaluate(ClassifierEvalConfig(artifact=trained.artifact, runs=[train_run], out=tmp_path / "e"))
+
+
+def test_artifact_from_another_backbone_or_size_is_refused(trained, train_run, tmp_path, eval_run):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("model.safetensors", CONFIG):
+        (other / name).write_bytes((trained.artifact / name).read_bytes())
+    config = json.loads((other / CONFIG).read_text())
+    (other / CONFIG).write_text(json.dumps({**config, "backbone": "resnet18"}))
+    with pytest.raises(DataEngineError, match="says resnet18 with 2 views, but model.safetensors holds another "
+                                              "model's weights"):
+        load_classifier(other)
+    (other / CONFIG).write_text(json.dumps({**config, "frame_size": 224}))
+    episode = EpisodeStore.open(eval_run).read(0)
+    with pytest.raises(DataEngineError, match="has 64 px frames but this classifier was trained on 224 px"):
+        load_classifier(other).score_episodes([episode])
+    with pytest.raises(DataEngineError, match="--init .* at 64 px, but this training asks for resnet10t .* at 48 px"):
+        train_classifier(ClassifierTrainConfig(out=tmp_path / "x", runs=[train_run], init=trained.artifact,
+                                               **{**TINY, "model": ModelConfig(image_size=48)}))
+
+
+def test_empty_class_is_one_clear_error(tmp_path, workspace):
+    only_successes = _rollout(tmp_path / "ok", "scripted", 2, 7000, workspace)
+    with pytest.raises(DataEngineError, match="no failed episode among the 2 given .* scripted-faulty"):
+        train_classifier(ClassifierTrainConfig(out=tmp_path / "a", runs=[only_successes], **TINY))
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+
+def test_label_round_trip_and_labels_win_over_the_simulator(train_run, tmp_path, capsys):
+    labels = tmp_path / "labels.jsonl"
+    outcomes = _outcomes(train_run)
+    failure = next(i for i, o in outcomes.items() if o != "SUCCESS" and i != 0)
+    assert main(["classifier", "label", str(train_run), "--labels", str(labels), "--episodes", f"{failure},0",
+                 "--success", "--by", "ana"]) == 0
+    assert main(["classifier", "label", str(train_run), "--labels", str(labels), "--episodes", "0",
+                 "--failure"]) == 0
+    run_id = EpisodeStore.open(train_run).manifest["run_id"]
+    read = read_labels(labels)
+    assert read[(run_id, failure)].success is True and read[(run_id, failure)].by == "ana"
+    assert read[(run_id, 0)].success is False, "the last label of an episode wins"
+    assert len(labels.read_text().splitlines()) == 3, "relabelling appends: no judgement is lost"
+    assert main(["classifier", "label", str(train_run), "--labels", str(labels)]) == 0
+    assert "2 labelled episodes" in capsys.readouterr().out
+    refs = {r.episode_id: r for r in collect_episodes(ClassifierTrainConfig(out=tmp_path / "o", runs=[train_run],
+                                                                            labels=labels))}
+    assert refs[failure].success and refs[failure].label_source == "human"
+    assert refs[0].label_source == "human" and not refs[0].success
+    assert {r.label_source for i, r in refs.items() if i not in (0, failure)} == {"simulator"}
+
+
+def test_labels_naming_unknown_episodes_are_one_clear_error(train_run, eval_run, tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    assert main(["classifier", "label", str(eval_run), "--labels", str(labels), "--episodes", "1",
+                 "--failure"]) == 0
+    with pytest.raises(DataEngineError, match="labels 1 episode.* not in the training data.*its run is not among "
+                                              "--runs"):
+        train_classifier(ClassifierTrainConfig(out=tmp_path / "a", runs=[train_run], labels=labels, **TINY))
+    assert main(["classifier", "label", str(eval_run), "--labels", str(labels), "--episodes", "99",
+                 "--failure"]) == 2
+
+
+def test_demos_are_a_label_source(demo_dataset, train_run, tmp_path):
+    config = ClassifierTrainConfig(out=tmp_path / "a", runs=[train_run], demos=[demo_dataset.out])
+    refs = collect_episodes(config)
+    demos = [r for r in refs if r.label_source == "demo"]
+    assert len(demos) == 2 and all(r.success for r in demos)
+    frames = load_frames(demos, config.model.views, 32, FrameSampling(end_frames=3, early_frames=2), 0, 1)
+    assert frames.images.shape == (10, 2, 32, 32, 3) and frames.frame_size == demo_dataset.scene.image_size
+    assert frames.labels.tolist() == [0, 0, 1, 1, 1] * 2
+    assert dataclasses.replace(config).demos == [demo_dataset.out]
