@@ -17,16 +17,12 @@ from dataengine.hooks import cli as hooks_cli  # noqa: E402
 from dataengine.publish import cli as publish_cli  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
 
-PLANNED = {
-    "cycle": "rollout -> curate -> publish -> hooks in one go",
-}
-
-
 INTERRUPTED = {
     "demos": "nothing was written at --out",
     "rollout": "finished episodes are kept; run the same command with --resume --out RUN to finish",
     "train": "checkpoints saved so far are kept; continue with --resume --out RUN",
     "curate": "nothing was written at --out",
+    "cycle": "run the same command again to finish the round (each stage resumes or is skipped when done)",
 }
 
 
@@ -152,15 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     curation_cli.add_parser(sub)
     publish_cli.add_parsers(sub)
     hooks_cli.add_parser(sub)
-    for name, help_text in PLANNED.items():
-        p = sub.add_parser(name, help=f"{help_text} (not implemented yet)")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=_not_implemented)
+    _add_cycle(sub)
     return parser
 
 
-def _not_implemented(args: argparse.Namespace) -> None:
-    raise DataEngineError(f"'dataengine {args.command}' is not implemented yet: see the open issues")
+def _add_cycle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cycle", help="one round of rollout -> curate -> publish -> hooks from dataengine.toml; "
+                                     "run it again to finish an interrupted round")
+    p.add_argument("name", help="the round's name: its files go to <workspace>/cycles/NAME")
+    p.add_argument("--config", type=Path, default=Path("dataengine.toml"), help="[cycle], [curate], [[hooks]] (%(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="embedded dask workers (default: one per core)")
+    p.set_defaults(run=_cycle)
+
+
+def _cycle(args: argparse.Namespace) -> None:
+    from dataengine.cycle import run_cycle
+
+    run_cycle(args.config, args.name, _workspace(args), args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

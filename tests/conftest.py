@@ -58,3 +58,15 @@ def act_checkpoint(demo_dataset, workspace):
     config = TrainConfig(dataset=str(demo_dataset.out), steps=60, batch_size=8, num_workers=0, save_freq=1000,
                          device="cpu", extra_args=TINY_ACT)
     return train(config, workspace)
+
+
+@pytest.fixture
+def lerobot_home(tmp_path, monkeypatch):
+    """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import): publishing refreshes
+    the cache of the repo id it publishes, which must not touch the user's real cache."""
+    import lerobot.utils.constants as constants
+
+    home = tmp_path / "lerobot_home"
+    monkeypatch.setattr(constants, "HF_LEROBOT_HOME", home)
+    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", home)
+    return home

@@ -12,9 +12,9 @@ def test_console_script_lists_every_verb():
         assert verb in result.stdout
 
 
-def test_planned_verbs_say_so_in_one_line(capsys):
-    assert main(["cycle"]) == 2
-    assert capsys.readouterr().err.strip() == "error: 'dataengine cycle' is not implemented yet: see the open issues"
+def test_cycle_without_its_config_says_what_to_write(tmp_path, capsys):
+    assert main(["cycle", "round1", "--config", str(tmp_path / "dataengine.toml")]) == 2
+    assert capsys.readouterr().err.strip().endswith("not found: write a [cycle] table with at least repo_id (see README)")
 
 
 def test_video_backend_falls_back_to_pyav_when_torchcodec_cannot_load(monkeypatch):

@@ -20,17 +20,6 @@ from dataengine.publish.tags import CODEBASE_TAG, dataset_tag
 REPO = "lab/so101_pick_place"
 
 
-@pytest.fixture
-def lerobot_home(tmp_path, monkeypatch):
-    """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import)."""
-    import lerobot.utils.constants as constants
-
-    home = tmp_path / "lerobot_home"
-    monkeypatch.setattr(constants, "HF_LEROBOT_HOME", home)
-    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", home)
-    return home
-
-
 def test_dataset_tags_cannot_be_taken_for_codebase_versions():
     from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION
     from lerobot.datasets.utils import is_valid_version

@@ -15,15 +15,12 @@ vars = { device = "cpu", steps = "100" }
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 TEMPLATES = Path(__file__).parent / "templates"
 KINDS = ("command", "slurm")
