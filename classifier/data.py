@@ -158,8 +158,8 @@ def load_frames(refs: list[EpisodeRef], views: tuple[str, ...], image_size: int,
     def load(i: int) -> tuple[np.ndarray, int]:
         ref, indices = refs[i], plans[i][0]
         if ref.kind == "rollout":
-            images = EpisodeStore(Path(ref.path)).read(ref.episode_id).images
-            frames = _pick_views(images, views, indices, f"run {ref.path} episode {ref.episode_id}")
+            images = EpisodeStore(Path(ref.path)).read(ref.episode_id, frames=indices).images  # only those frames
+            frames = _pick_views(images, views, slice(None), f"run {ref.path} episode {ref.episode_id}")
         else:
             frames = demo_readers[ref.path].frames(ref.episode_id, indices, views)
         size = frames.shape[2]
@@ -194,7 +194,8 @@ def load_frames(refs: list[EpisodeRef], views: tuple[str, ...], image_size: int,
     )
 
 
-def _pick_views(images: dict[str, np.ndarray], views: tuple[str, ...], indices: np.ndarray, name: str) -> np.ndarray:
+def _pick_views(images: dict[str, np.ndarray], views: tuple[str, ...], indices: np.ndarray | slice,
+                name: str) -> np.ndarray:
     missing = [v for v in views if v not in images]
     if missing:
         raise DataEngineError(f"{name} has no {', '.join(missing)} (it has {', '.join(sorted(images))}): "

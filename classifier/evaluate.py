@@ -59,7 +59,8 @@ def score_runs(clf: SuccessClassifier, stores: list[EpisodeStore], labels: dict,
         bar = progress.add_task("eval", total=len(jobs), status="")
         for start in range(0, len(jobs), batch_episodes):
             batch = jobs[start : start + batch_episodes]
-            episodes = list(pool.map(lambda job: job[0].read(job[1]), batch))
+            last = slice(-clf.end_frames, None)  # the episode rule reads only the last frames: decode only those
+            episodes = list(pool.map(lambda job: job[0].read(job[1], frames=last), batch))
             scores = clf.score_episodes(episodes)
             for (store, episode_id), episode, score in zip(batch, episodes, scores):
                 run_id = store.manifest["run_id"]

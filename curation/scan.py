@@ -40,5 +40,10 @@ def scan_chunk(task: ScanTask) -> list[tuple[EpisodeSignals, float | None]]:
                for i, e in zip(task.episode_ids, episodes)]
     if task.classifier is None:
         return [(s, None) for s in signals]
-    scores = _classifier(task.classifier).score_episodes(episodes)
+    classifier = _classifier(task.classifier)
+    recorded = [store.read_score(i) for i in task.episode_ids]  # scored during the rollout by the same classifier?
+    todo = [k for k, r in enumerate(recorded) if r is None or r["classifier"] != classifier.version]
+    scores = [None if k in todo else r["score"] for k, r in enumerate(recorded)]
+    for k, score in zip(todo, classifier.score_episodes([episodes[k] for k in todo])):
+        scores[k] = score
     return [(s, float(score)) for s, score in zip(signals, scores)]

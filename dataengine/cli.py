@@ -110,6 +110,8 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per predicted chunk")
     p.add_argument("--image-size", type=int, default=None,
                    help="camera size (default: the policy's input size; 224 for the scripted policy)")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="success classifier artifact: score episodes as they are stored (classifier.json)")
     p.add_argument("--render-preset", default="fast")
     p.add_argument("--visual-randomization", action="store_true")
     p.set_defaults(run=_run_rollout)
@@ -126,6 +128,7 @@ def _run_rollout(args: argparse.Namespace) -> None:
     config = RolloutConfig(policy=args.policy, n=args.n, out=args.out, seed=args.seed, num_envs=args.num_envs,
                            lanes=args.lanes, chunk_size=args.chunk_size, resume=args.resume, device=args.device,
                            temporal_ensemble_coeff=args.temporal_ensemble, n_action_steps=args.n_action_steps,
+                           classifier=args.classifier,
                            executor=ExecutorConfig(scheduler=args.scheduler, workers=args.workers), scene=scene)
     rollout(config, _workspace(args))
 

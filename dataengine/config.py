@@ -91,6 +91,9 @@ class RolloutConfig:
     """Set (e.g. 0.01) for ACT temporal ensembling: a policy call every step; else chunk execution."""
     n_action_steps: int | None = None
     """Actions executed per chunk (default: the checkpoint's)."""
+    classifier: Path | None = None
+    """A success classifier artifact: each chunk's episodes are scored as soon as they are stored, on the worker's
+    GPU, and the run's summary says how many it accepts (and, in simulation, how precisely)."""
     jpeg_quality: int = JPEG_QUALITY
     """Quality of the episode store's JPEG frames (``rollouts.frames``)."""
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)

@@ -51,6 +51,9 @@ class RolloutSummary:
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     """Workers' time by phase, summed over tasks (see ``rollouts.engine.ChunkResult``)."""
     capacity: Capacity | None = None
+    classifier: dict | None = None
+    """With ``--classifier``: scored and accepted episodes, and how many accepted ones the simulator calls a
+    success (precision) and how many successes were accepted (recall)."""
 
     @property
     def success_rate(self) -> float:
@@ -116,6 +119,7 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     out = Path(config.out or workspace.new_rollout_dir()).resolve()  # dask workers may run elsewhere
     manifest = {"run_id": uuid.uuid4().hex, "n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
                 "config": to_jsonable(config), "created": time.time()}
+    classifier = _check_classifier(config.classifier, scene.image_size)
     store = _open_store(out, manifest, config.resume)
     done = set(store.completed_ids())
     missing = [i for i in range(config.n) if i not in done]
@@ -127,12 +131,26 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
             console.print(f"capacity: {capacity.describe()}")
             chunk = config.chunk_size or capacity.num_envs
             tasks = [ChunkTask(str(out), tuple(missing[i : i + chunk]), config.seed, spec, scene, capacity.num_envs,
-                               config.jpeg_quality, capacity.lanes) for i in range(0, len(missing), chunk)]
+                               config.jpeg_quality, capacity.lanes, classifier)
+                     for i in range(0, len(missing), chunk)]
             env_steps, seconds = _run_tasks(client, tasks, config, store, console, already=len(done))
     summary = summarize(store, env_steps, time.perf_counter() - start, seconds, capacity)
     (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
     print_summary(console, summary)
     return summary
+
+
+def _check_classifier(path: Path | None, image_size: int) -> str | None:
+    """The artifact's absolute path (workers may run elsewhere), checked before any rollout starts."""
+    if path is None:
+        return None
+    from classifier.artifact import read_artifact_config
+
+    artifact, _training = read_artifact_config(Path(path))  # a one-line error for what is not an artifact
+    if artifact.frame_size != image_size:
+        raise DataEngineError(f"the classifier {path} was trained on {artifact.frame_size} px frames, this run renders "
+                              f"{image_size} px: pass a classifier trained on {image_size} px rollouts")
+    return str(Path(path).resolve())
 
 
 def _plan_capacity(client, config: RolloutConfig, spec: PolicySpec, scene, episodes: int) -> Capacity:
@@ -191,7 +209,21 @@ def summarize(store: EpisodeStore, env_steps: int, seconds: float, phase_seconds
         seconds=seconds,
         phase_seconds=phase_seconds or {},
         capacity=capacity,
+        classifier=_classifier_summary(store, metas),
     )
+
+
+def _classifier_summary(store: EpisodeStore, metas: list[dict]) -> dict | None:
+    scores = {m["episode_id"]: store.read_score(m["episode_id"]) for m in metas}
+    scored = [(m, scores[m["episode_id"]]) for m in metas if scores[m["episode_id"]] is not None]
+    if not scored:
+        return None
+    accepted = [m for m, score in scored if score["success"]]
+    true_accepted = sum(m["metrics"]["outcome"] == Outcome.SUCCESS.value for m in accepted)
+    successes = sum(m["metrics"]["outcome"] == Outcome.SUCCESS.value for m, _ in scored)
+    return {"version": scored[0][1]["classifier"], "scored": len(scored), "accepted": len(accepted),
+            "precision": true_accepted / len(accepted) if accepted else None,
+            "recall": true_accepted / successes if successes else None}
 
 
 _FAILURE_LABELS = {
@@ -209,6 +241,10 @@ def print_summary(console: Console, s: RolloutSummary) -> None:
     rows += [("pick rate", f"{s.pick_rate:.1%}"), ("drop rate (of picked)", f"{s.drop_rate:.1%}"),
              ("mean steps of successes", "-" if math.isnan(s.mean_success_steps) else f"{s.mean_success_steps:.0f}"),
              ("env-steps/s", f"{s.env_steps_per_second:,.0f}")]
+    if s.classifier:
+        c = s.classifier
+        judged = ", ".join(f"{name} {c[name]:.1%}" for name in ("precision", "recall") if c[name] is not None)
+        rows.append((f"classifier {c['version']}", f"accepts {c['accepted']} of {c['scored']} ({judged})"))
     if s.phase_seconds:
         rows.append(("worker seconds", ", ".join(f"{k} {v:,.1f}" for k, v in s.phase_seconds.items())))
     for name, value in rows:

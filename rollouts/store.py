@@ -5,6 +5,7 @@ RUN/manifest.json                      run id, full config, policy identity, n, 
 RUN/episodes/e000042/meta.json         episode id, seed, initial scene, outcome + metrics, policy identity
 RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,)
 RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``rollouts.frames``: cheap to record)
+RUN/episodes/e000042/classifier.json   optional: the success classifier's score (``rollout --classifier``)
 ```
 An episode directory is built under a hidden temporary name and renamed into place when complete, so a killed
 run never leaves a half episode that looks finished; leftovers are removed on resume. Episode ``k`` always uses
@@ -31,6 +32,7 @@ from scenes.randomization import SceneSample
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
 _TMP_PREFIX = ".tmp-"
+SCORE = "classifier.json"
 
 
 def episode_dirname(episode_id: int) -> str:
@@ -96,6 +98,16 @@ class EpisodeStore:
 
     def read_meta(self, episode_id: int) -> dict:
         return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
+
+    def write_score(self, episode_id: int, score: dict) -> None:
+        """Record the success classifier's verdict on a stored episode (``classifier.json``, written atomically;
+        a later score by another classifier replaces it)."""
+        write_atomic(self.episodes_dir / episode_dirname(episode_id) / SCORE, json.dumps(score, indent=2))
+
+    def read_score(self, episode_id: int) -> dict | None:
+        """The classifier's verdict recorded by ``write_score``, or None."""
+        path = self.episodes_dir / episode_dirname(episode_id) / SCORE
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def missing_files(self, episode_id: int) -> list[str]:
         """The files a stored episode must have that are absent (a damaged or hand-edited run)."""

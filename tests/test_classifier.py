@@ -198,3 +198,33 @@ def test_demos_are_a_label_source(demo_dataset, train_run, tmp_path):
     assert frames.images.shape == (10, 2, 32, 32, 3) and frames.frame_size == demo_dataset.scene.image_size
     assert frames.labels.tolist() == [0, 0, 1, 1, 1] * 2
     assert dataclasses.replace(config).demos == [demo_dataset.out]
+
+
+def test_rollout_scores_episodes_as_they_are_stored(trained, tmp_path, workspace):
+    config = RolloutConfig(policy="scripted-faulty:none=1,miss_grasp=1", n=3, out=tmp_path / "scored", seed=9100,
+                           num_envs=3, scene=SCENE, classifier=trained.artifact, executor=ExecutorConfig(workers=1))
+    summary = rollout(config, workspace)
+    store = EpisodeStore.open(tmp_path / "scored")
+    clf = load_classifier(trained.artifact)
+    expected = clf.score_episodes([store.read(i) for i in store.completed_ids()])
+    recorded = [store.read_score(i) for i in store.completed_ids()]
+    assert [r["classifier"] for r in recorded] == [clf.version] * 3
+    np.testing.assert_allclose([r["score"] for r in recorded], expected, atol=1e-4)
+    assert [r["success"] for r in recorded] == [bool(s >= clf.threshold) for s in expected]
+    assert summary.classifier["scored"] == 3 and summary.classifier["accepted"] == sum(r["success"] for r in recorded)
+    with pytest.raises(DataEngineError, match=f"trained on {SIZE} px frames, this run renders 32 px"):
+        rollout(dataclasses.replace(config, out=tmp_path / "other", scene=PickPlaceConfig(image_size=32)), workspace)
+    # curation judges with the same classifier: it reuses the recorded scores and keeps only accepted episodes
+    import pyarrow.parquet as pq
+
+    from curation.config import CurateConfig
+    from curation.curate import curate
+
+    curated = curate(CurateConfig(runs=[tmp_path / "scored"], out=tmp_path / "curated", classifier=trained.artifact,
+                                  vcodec="h264", workers=1))
+    episodes = pq.read_table(next((tmp_path / "curated" / "meta" / "episodes").rglob("*.parquet"))).to_pylist()
+    assert curated.classifier["version"] == clf.version and len(episodes) == curated.accepted >= 1
+    for row in episodes:
+        assert row["dataengine/classifier_version"] == clf.version
+        assert row["dataengine/score"] == pytest.approx(recorded[row["dataengine/source_episode"]]["score"])
+        assert recorded[row["dataengine/source_episode"]]["success"]
