@@ -1,7 +1,10 @@
 """Write episodes into a LeRobot v3 dataset through lerobot's own recording API, then give it exact stats.
 
 lerobot's ``LeRobotDataset.create / add_frame / save_episode`` guarantees the on-disk layout is byte-for-byte what
-lerobot reads; its streaming encoder feeds frames straight to the video encoder (no PNG round trip). Its stats are
+lerobot reads. Its streaming encoder (frames straight to the encoder, no PNG round trip) lost the last frame of one
+camera's video under CPU load (a 96 px h264 tour on 2 busy cores: 2,035 wrist frames for 2,036 overhead ones, so
+lerobot's loader failed on that frame); lerobot's classic path (frames as images, encoded at ``save_episode``) is
+used instead, and ``record_demos`` validates that every episode's first and last frame decode. Its stats are
 wrong for images (see ``curation.stats``), so ``close()`` recomputes every feature's stats from the written files
 (videos decoded as the trainer decodes them) and rewrites ``meta/stats.json`` and the per-episode stats.
 """
@@ -45,7 +48,7 @@ class DatasetWriter:
             robot_type=ROBOT_TYPE,
             use_videos=True,
             vcodec=vcodec,
-            streaming_encoding=True,
+            streaming_encoding=False,  # see the module docstring
         )
 
     def add_episode(self, episode: EpisodeFrames) -> None:

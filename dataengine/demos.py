@@ -20,6 +20,7 @@ from rich.table import Table
 
 from curation.features import so101_features
 from curation.dataset_stats import recompute_stats
+from curation.validate import validate_dataset
 from curation.writer import DatasetWriter
 from dataengine.config import DemosConfig, to_jsonable
 from dataengine.errors import DataEngineError
@@ -75,6 +76,7 @@ def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSu
     try:
         staging.mkdir()
         summary = _record_sharded(staging, config, console)
+        validate_dataset(staging / "dataset", config.repo_id)  # every file there, every episode's ends decode
         os.replace(staging / "dataset", out)  # replaces an empty directory; fails rather than overwrite files
     finally:
         shutil.rmtree(staging, ignore_errors=True)
