@@ -1,6 +1,8 @@
 """Write throughput (frames/s into a finished LeRobot v3 dataset): curation's writer vs lerobot's own
-``LeRobotDataset.add_frame / save_episode`` path (streaming encoding, its fastest setting), on the same stored
-episodes, same codec and resolution, side by side in one run. Both read the episodes from the store.
+``LeRobotDataset.add_frame / save_episode`` path, in its default mode (frames written as images, encoded at
+``save_episode``) and its streaming mode (frames straight to the encoder: faster, but it lost a frame under load,
+see ``curation/writer.py``), on the same stored episodes, same codec and resolution, side by side in one run.
+Both read the episodes from the store.
 
     python benchmarks/curation_write.py --episodes 16 --image-size 224 --vcodec libsvtav1
     python benchmarks/curation_write.py --run RUN --workers 16          (an existing rollout run)
@@ -58,7 +60,7 @@ def ours(run: Path, out: Path, vcodec: str, workers: int) -> tuple[float, float,
     return seconds, startup, sum(len(e) for e in encoded)
 
 
-def lerobots(run: Path, out: Path, vcodec: str) -> tuple[float, int]:
+def lerobots(run: Path, out: Path, vcodec: str, streaming: bool) -> tuple[float, int]:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     store = EpisodeStore.open(run)
@@ -66,7 +68,7 @@ def lerobots(run: Path, out: Path, vcodec: str) -> tuple[float, int]:
     size = int(store.manifest["scene"]["image_size"])
     start = time.perf_counter()
     dataset = LeRobotDataset.create(repo_id="local/bench", fps=fps, features=so101_features(size), root=out,
-                                    robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec, streaming_encoding=True)
+                                    robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec, streaming_encoding=streaming)
     frames = 0
     for i in store.completed_ids():
         episode = store.read(i)
@@ -87,6 +89,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224, help="camera size when recording a run")
     parser.add_argument("--vcodec", default="libsvtav1", help="libsvtav1 (lerobot's default) or h264")
     parser.add_argument("--workers", type=int, default=None, help="dask workers for ours (default: one per core)")
+    parser.add_argument("--baselines", default="classic,streaming",
+                        help="lerobot's writer modes to compare with: classic (its default: frames as images, encoded "
+                             "at save_episode) and/or streaming (frames straight to the encoder)")
     parser.add_argument("--out", default=os.environ.get("OUT") and str(Path(os.environ["OUT"]) / "curation_write.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,8 +99,9 @@ def main() -> None:
         run = args.run or make_run(tmp, args.episodes, args.image_size)
         workers = args.workers or os.cpu_count() or 1
         our_seconds, startup, frames = ours(run, tmp / "ours", args.vcodec, workers)
-        their_seconds, their_frames = lerobots(run, tmp / "lerobot", args.vcodec)
-        assert frames == their_frames
+        theirs = {mode: lerobots(run, tmp / f"lerobot-{mode}", args.vcodec, mode == "streaming")
+                  for mode in args.baselines.split(",")}
+        assert all(frames == their_frames for _seconds, their_frames in theirs.values())
         store = EpisodeStore.open(run)
         manifest, cameras = store.manifest, len(store.read_meta(0)["cameras"])
     results = {
@@ -108,12 +114,13 @@ def main() -> None:
         "vcodec": args.vcodec,
         "workers": workers,
         "ours_frames_per_s": frames / our_seconds,
-        "lerobot_frames_per_s": frames / their_seconds,
-        "speedup": their_seconds / our_seconds,
         "ours_seconds": our_seconds,
-        "lerobot_seconds": their_seconds,
         "ours_cluster_startup_seconds": startup,
     }
+    for mode, (seconds, _frames) in theirs.items():
+        results[f"lerobot_{mode}_frames_per_s"] = frames / seconds
+        results[f"lerobot_{mode}_seconds"] = seconds
+        results[f"speedup_vs_{mode}"] = seconds / our_seconds
     emit(results, args.out)
 
 
