@@ -11,6 +11,7 @@ wrong for images (see ``curation.stats``), so ``close()`` recomputes every featu
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ class DatasetWriter:
             frame = {"observation.state": episode.states[t], "action": episode.actions[t], "task": episode.task}
             frame.update({key: frames[t] for key, frames in episode.images.items()})
             self._dataset.add_frame(frame)
-        self._dataset.save_episode()
+        # lerobot encodes the cameras in child processes, which a daemonic process (a dask worker) cannot have
+        self._dataset.save_episode(parallel_encoding=not multiprocessing.current_process().daemon)
 
     def abort(self) -> None:
         """Stop lerobot's writers and delete everything written (they would otherwise flush into ``root`` later)."""
@@ -70,5 +72,6 @@ class DatasetWriter:
         """Flush lerobot's writers, then replace its stats with exact ones (skip for a shard that is merged and
         recomputed anyway)."""
         self._dataset.finalize()
+        shutil.rmtree(self.root / "images", ignore_errors=True)  # lerobot's frame staging area, empty by now
         if exact_stats:
             recompute_stats(self.root)

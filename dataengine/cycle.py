@@ -3,17 +3,20 @@
 Each stage writes where the next one reads (the episode store, then the LeRobot v3 dataset), under
 ``<workspace>/cycles/<name>/``, so a cycle killed at any point is finished by running the same command again:
 the rollout resumes, a finished curated dataset is reused, publishing the same content makes no new version, and
-hooks fire once per version. The ``[cycle]`` table names the policy, the episode count and the repo id; ``[curate]``
+hooks fire once per version. Each round's dataset is the newest published version plus the round's accepted
+episodes, so versions grow (and a hook's ``min_new_episodes`` sees the growth). The ``[cycle]`` table names the policy, the episode count and the repo id; ``[curate]``
 and ``[[hooks]]`` are the tables ``dataengine curate --config`` and ``dataengine publish`` read from the same file.
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
+from dataengine.files import write_atomic
 
 
 @dataclass
@@ -25,9 +28,11 @@ class CycleConfig:
     """What ``dataengine rollout --policy`` takes: ``act`` (the newest trained), a checkpoint, ``scripted``..."""
     n: int = 1000
     seed: int = 1_000_000
-    """Episode k uses scene seed ``seed + k``: give each cycle its own range (demos use 0, 1, ...)."""
+    """The first round's first scene seed; each later round starts after the seeds of all earlier rounds (demos
+    use 0, 1, ...)."""
     base: str | None = None
-    """A dataset whose episodes come first in the curated one (e.g. the expert demos)."""
+    """A dataset whose episodes come first in the first round's dataset (e.g. the expert demos); later rounds
+    start from the newest published version, so the dataset grows round by round."""
     classifier: str | None = None
     """The success classifier's artifact; without it ``use_sim_outcome`` must be set (simulation only)."""
     use_sim_outcome: bool = False
@@ -52,6 +57,33 @@ def load_cycle_config(path: Path) -> CycleConfig:
     return CycleConfig(**table)
 
 
+def _seed(cycles: Path, name: str, config: CycleConfig) -> int:
+    """This round's first scene seed: fixed when the round starts (``cycle.json``), after every earlier round's
+    seeds, so no two rounds roll out the same scenes."""
+    own = cycles / name / "cycle.json"
+    if own.is_file():
+        return json.loads(own.read_text())["seed"]
+    rounds = [json.loads(p.read_text()) for p in cycles.glob("*/cycle.json")]
+    seed = max((r["seed"] + r["n"] for r in rounds), default=config.seed)
+    own.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(own, json.dumps({"seed": seed, "n": config.n}))
+    return seed
+
+
+def _base(config: CycleConfig) -> Path | None:
+    """The newest published version, so every version holds all earlier ones' episodes plus this round's; the
+    configured base (e.g. the expert demos) for the first round, or when publishing to the Hub."""
+    from dataengine.publish.publish import default_registry
+    from dataengine.publish.registry import LocalRegistry
+
+    registry = LocalRegistry(default_registry().resolve())
+    versions = registry.versions(config.repo_id) if config.target == "local" else []
+    if versions:
+        print(f"cycle: base = the newest version {config.repo_id} {versions[-1].tag}")
+        return registry.version_path(config.repo_id, versions[-1].tag)
+    return Path(config.base) if config.base else None
+
+
 def run_cycle(config_path: Path, name: str, workspace, workers: int | None = None) -> None:
     """Run (or finish) cycle ``name``; prints what each stage did."""
     from curation.config import load_curate_config
@@ -66,8 +98,9 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     config = load_cycle_config(config_path)
     root = Path(workspace.root) / "cycles" / name
     run, dataset = root / "rollout", root / "dataset"
-    print(f"cycle {name}: rollout of {config.n} episodes ({config.policy}) -> {run}")
-    rollout(RolloutConfig(policy=config.policy, n=config.n, seed=config.seed, out=run,
+    seed = _seed(root.parent, name, config)
+    print(f"cycle {name}: rollout of {config.n} episodes ({config.policy}, seeds {seed}..{seed + config.n - 1}) -> {run}")
+    rollout(RolloutConfig(policy=config.policy, n=config.n, seed=seed, out=run,
                           resume=run.is_dir() and any(run.iterdir()), executor=ExecutorConfig(workers=workers),
                           scene=PickPlaceConfig(image_size=config.image_size)), workspace)
     if (dataset / "meta" / "info.json").is_file():
@@ -75,7 +108,7 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     else:
         curate_config = load_curate_config(config_path)
         curate_config.runs, curate_config.out, curate_config.repo_id = [run], dataset, config.repo_id
-        curate_config.base = Path(config.base) if config.base else None
+        curate_config.base = _base(config)
         curate_config.classifier = Path(config.classifier) if config.classifier else None
         curate_config.verdict.use_sim_outcome = config.use_sim_outcome
         curate_config.workers = workers

@@ -1,5 +1,5 @@
-"""``dataengine cycle``: rollout -> curate -> publish -> hooks from one dataengine.toml, and a re-run that finds
-every stage done (what finishing an interrupted round relies on)."""
+"""``dataengine cycle``: rollout -> curate -> publish -> hooks from one dataengine.toml; a second round grows the
+newest version, and a re-run finds every stage done (what finishing an interrupted round relies on)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 
 from dataengine.cli import main
 from dataengine.publish.registry import LocalRegistry
+from rollouts.store import EpisodeStore
 
 REPO = "lab/so101_cycle"
 
 
-def test_cycle_publishes_a_curated_version_fires_its_hook_once_and_reruns_idempotently(tmp_path, capsys,
+def test_cycle_rounds_grow_versions_fire_hooks_once_and_rerun_idempotently(tmp_path, capsys,
                                                                                        monkeypatch, lerobot_home):
     monkeypatch.setenv("DATAENGINE_REGISTRY", str(tmp_path / "registry"))
     config = tmp_path / "dataengine.toml"
@@ -35,18 +36,27 @@ argv = ["{{python}}", "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2
         "{tmp_path}/calls.txt", "{{tag}}"]
 out_dir = "{tmp_path}/hooks/{{hook}}/{{tag}}"
 """)
-    command = ["--workspace", str(tmp_path / "ws"), "cycle", "round1", "--config", str(config), "--workers", "1"]
-    assert main(command) == 0
-    versions = LocalRegistry(tmp_path / "registry").versions(REPO)
-    assert len(versions) == 1
+    def cycle(name: str) -> int:
+        return main(["--workspace", str(tmp_path / "ws"), "cycle", name, "--config", str(config), "--workers", "1"])
+
+    assert cycle("round1") == 0
+    registry = LocalRegistry(tmp_path / "registry")
+    (first,) = registry.versions(REPO)
     dataset = tmp_path / "ws" / "cycles" / "round1" / "dataset"
-    info = json.loads((dataset / "meta" / "info.json").read_text())
-    assert versions[0].total_episodes == info["total_episodes"] >= 1
-    assert (tmp_path / "calls.txt").read_text().split() == [versions[0].tag]
+    assert first.total_episodes == json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"] >= 1
+    assert (tmp_path / "calls.txt").read_text().split() == [first.tag]
+
+    assert cycle("round2") == 0  # starts from the newest version: the dataset grows
+    first, second = registry.versions(REPO)
+    assert second.total_episodes >= first.total_episodes and second.parent == first.tag
+    runs = [tmp_path / "ws" / "cycles" / name / "rollout" for name in ("round1", "round2")]
+    seeds = [EpisodeStore.open(run).manifest["seed"] for run in runs]
+    assert seeds == [1_000_000, 1_000_003], "each round rolls out new scenes"
+    assert (tmp_path / "calls.txt").read_text().split() == [first.tag, second.tag]
     capsys.readouterr()
 
-    assert main(command) == 0  # everything done: the rollout has nothing left, curate and publish are skipped
+    assert cycle("round2") == 0  # everything done: the rollout has nothing left, curate and publish are skipped
     out = capsys.readouterr().out
-    assert "curated dataset already written" in out and f"already published as {REPO} {versions[0].tag}" in out
-    assert len(LocalRegistry(tmp_path / "registry").versions(REPO)) == 1
-    assert (tmp_path / "calls.txt").read_text().split() == [versions[0].tag], "a hook fires once per version"
+    assert "curated dataset already written" in out and f"already published as {REPO} {second.tag}" in out
+    assert len(registry.versions(REPO)) == 2
+    assert (tmp_path / "calls.txt").read_text().split() == [first.tag, second.tag], "a hook fires once per version"
