@@ -89,11 +89,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
-    p.add_argument("--policy", required=True, help="act (newest trained), scripted, scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] "
+    p.add_argument("--policy", required=True,
+                   help="act (newest trained), scripted, scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] "
                         "(the expert failing on purpose, for the classifier), or a pretrained_model path")
     p.add_argument("--n", type=int, default=default_of(RolloutConfig, "n"), help="episodes (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
-    p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"), help="episode k uses scene seed SEED+k")
+    p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"),
+                   help="episode k uses scene seed SEED+k")
     p.add_argument("--num-envs", type=int, default=default_of(RolloutConfig, "num_envs"),
                    help="environments per worker, stepped together (default: the largest that fits, see capacity:)")
     p.add_argument("--lanes", type=int, default=default_of(RolloutConfig, "lanes"),
@@ -159,7 +161,8 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cycle", help="one round of rollout -> curate -> publish -> hooks from dataengine.toml; "
                                      "run it again to finish an interrupted round")
     p.add_argument("name", help="the round's name: its files go to <workspace>/cycles/NAME")
-    p.add_argument("--config", type=Path, default=Path("dataengine.toml"), help="[cycle], [curate], [[hooks]] (%(default)s)")
+    p.add_argument("--config", type=Path, default=Path("dataengine.toml"),
+                   help="[cycle], [curate], [[hooks]] (%(default)s)")
     p.add_argument("--workers", type=int, default=None, help="embedded dask workers (default: one per core)")
     p.set_defaults(run=_cycle)
 

@@ -4,8 +4,9 @@ Each stage writes where the next one reads (the episode store, then the LeRobot 
 ``<workspace>/cycles/<name>/``, so a cycle killed at any point is finished by running the same command again:
 the rollout resumes, a finished curated dataset is reused, publishing the same content makes no new version, and
 hooks fire once per version. Each round's dataset is the newest published version plus the round's accepted
-episodes, so versions grow (and a hook's ``min_new_episodes`` sees the growth). The ``[cycle]`` table names the policy, the episode count and the repo id; ``[curate]``
-and ``[[hooks]]`` are the tables ``dataengine curate --config`` and ``dataengine publish`` read from the same file.
+episodes, so versions grow (and a hook's ``min_new_episodes`` sees the growth). The ``[cycle]`` table names the
+policy, the episode count and the repo id; ``[curate]`` and ``[[hooks]]`` are the tables ``dataengine curate
+--config`` and ``dataengine publish`` read from the same file.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def load_cycle_config(path: Path) -> CycleConfig:
         raise DataEngineError(f"{path} has no [cycle] table with a repo_id: add one (see README)")
     unknown = sorted(set(table) - known)
     if unknown:
-        raise DataEngineError(f"unknown key(s) {', '.join(unknown)} in [cycle] of {path}: use {', '.join(sorted(known))}")
+        raise DataEngineError(f"unknown key(s) {', '.join(unknown)} in [cycle] of {path}: "
+                              f"use {', '.join(sorted(known))}")
     return CycleConfig(**table)
 
 
@@ -99,7 +101,8 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     root = Path(workspace.root) / "cycles" / name
     run, dataset = root / "rollout", root / "dataset"
     seed = _seed(root.parent, name, config)
-    print(f"cycle {name}: rollout of {config.n} episodes ({config.policy}, seeds {seed}..{seed + config.n - 1}) -> {run}")
+    seeds = f"seeds {seed}..{seed + config.n - 1}"
+    print(f"cycle {name}: rollout of {config.n} episodes ({config.policy}, {seeds}) -> {run}")
     rollout(RolloutConfig(policy=config.policy, n=config.n, seed=seed, out=run,
                           resume=run.is_dir() and any(run.iterdir()), executor=ExecutorConfig(workers=workers),
                           scene=PickPlaceConfig(image_size=config.image_size)), workspace)
