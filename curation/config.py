@@ -18,11 +18,11 @@ Command-line flags override the file; the file overrides these defaults.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
+from dataengine.files import read_toml
 
 
 @dataclass
@@ -159,13 +159,7 @@ def load_curate_config(path: Path | None) -> CurateConfig:
     config = CurateConfig()
     if path is None:
         return config
-    try:
-        document = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataEngineError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise DataEngineError(f"config file {path} is not valid TOML ({error})") from None
-    section = document.get("curate", {})
+    section = read_toml(path, "pass an existing TOML file with a [curate] section").get("curate", {})
     if "runs" in section:
         section = {**section, "runs": [Path(r) for r in section["runs"]]}
     return _apply(config, section, "curate")

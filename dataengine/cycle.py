@@ -12,12 +12,11 @@ policy, the episode count and the repo id; ``[curate]`` and ``[[hooks]]`` are th
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
+from dataengine.files import read_toml, write_atomic
 
 
 @dataclass
@@ -42,13 +41,9 @@ class CycleConfig:
     message: str = ""
 
 
-def load_cycle_config(path: Path) -> CycleConfig:
-    if not path.is_file():
-        raise DataEngineError(f"{path} not found: write a [cycle] table with at least repo_id (see README)")
-    try:
-        table = tomllib.loads(path.read_text()).get("cycle")
-    except tomllib.TOMLDecodeError as error:
-        raise DataEngineError(f"{path} is not valid TOML ({error}): fix the file") from None
+def cycle_config(document: dict, path: Path) -> CycleConfig:
+    """The ``[cycle]`` table of the config file ``path`` (read as ``document``), checked."""
+    table = document.get("cycle")
     known = {f.name for f in fields(CycleConfig)}
     if not table or "repo_id" not in table:
         raise DataEngineError(f"{path} has no [cycle] table with a repo_id: add one (see README)")
@@ -97,7 +92,8 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     from dataengine.rollout import rollout
     from scenes.pick_place import PickPlaceConfig
 
-    config = load_cycle_config(config_path)
+    document = read_toml(config_path, "write a [cycle] table with at least repo_id (see README)")
+    config = cycle_config(document, config_path)
     root = Path(workspace.root) / "cycles" / name
     run, dataset = root / "rollout", root / "dataset"
     seed = _seed(root.parent, name, config)
@@ -120,5 +116,5 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
                                    message=config.message or f"cycle {name}"))
     state = "published" if result.created else "unchanged, already published as"
     print(f"cycle {name}: {state} {result.repo_id} {result.tag} ({result.manifest.total_episodes} episodes)")
-    if "hooks" in tomllib.loads(config_path.read_text()):
+    if "hooks" in document:
         fire_and_report(config_path, result, workspace.root)

@@ -1,10 +1,14 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Files the engine's way: atomic writes (a reader sees the old file or the new one, never half of one), and
+config files read with a one-line error for a missing or malformed one."""
 
 from __future__ import annotations
 
 import os
+import tomllib
 import uuid
 from pathlib import Path
+
+from dataengine.errors import DataEngineError
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -13,3 +17,14 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex}")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
+
+
+def read_toml(path: Path, when_missing: str) -> dict:
+    """The TOML document at ``path``; absent, the error says ``when_missing`` (what to write there)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataEngineError(f"{path} not found: {when_missing}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise DataEngineError(f"{path} is not valid TOML ({error}): fix the file") from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
+from dataengine.files import read_toml
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -99,12 +100,7 @@ def _hook(table: dict, base: Path) -> HookConfig:
 
 def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
     path = Path(path)
-    if not path.is_file():
-        raise DataEngineError(f"{path} not found: create it with [[hooks]] tables (see docs/publishing.md)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise DataEngineError(f"{path} is not valid TOML ({error}): fix the file") from None
+    data = read_toml(path, "create it with [[hooks]] tables (see docs/publishing.md)")
     hooks = [_hook(t, path.parent) for t in data.get("hooks", [])]
     names = [h.name for h in hooks]
     if len(set(names)) != len(names):
