@@ -214,8 +214,7 @@ def summarize(store: EpisodeStore, env_steps: int, seconds: float, phase_seconds
 
 
 def _classifier_summary(store: EpisodeStore, metas: list[dict]) -> dict | None:
-    scores = {m["episode_id"]: store.read_score(m["episode_id"]) for m in metas}
-    scored = [(m, scores[m["episode_id"]]) for m in metas if scores[m["episode_id"]] is not None]
+    scored = [(m, score) for m in metas if (score := store.read_score(m["episode_id"])) is not None]
     if not scored:
         return None
     accepted = [m for m, score in scored if score["success"]]

@@ -134,7 +134,7 @@ class _Lanes:
         self.recorders = [ThreadPoolExecutor(1, thread_name_prefix=f"recorder{k}") for k in range(count)]
         self.seconds = {executor: defaultdict(float) for executor in self.physics + self.recorders}
         self.recording: list[Future] = []
-        self._steps: collections.deque[list[Future]] = collections.deque()
+        self._steps: collections.deque[Future] = collections.deque()
 
     def step_physics(self, lane: int, items: list) -> Future:
         return self._submit(self.physics[lane], _lane_physics, items)
@@ -144,12 +144,12 @@ class _Lanes:
         self.recording.append(future)
         return future
 
-    def end_step(self, recordings: list[Future]) -> None:
-        """Bound the frames waiting to be encoded: wait for the oldest lane-step's recording beyond the backlog."""
-        self._steps.append(recordings)
+    def record_step(self, lane: int, items: list) -> None:
+        """Hand one lane-step's frames to the lane's recorder, keeping at most ``RECORD_BACKLOG`` steps per lane
+        queued: beyond that, wait for the oldest step's recording."""
+        self._steps.append(self.record(lane, _lane_record, items))
         while len(self._steps) > self.RECORD_BACKLOG * self.count:
-            for future in self._steps.popleft():
-                future.result()
+            self._steps.popleft().result()
 
     def _submit(self, executor: ThreadPoolExecutor, function, *args) -> Future:
         return executor.submit(function, self.seconds[executor], *args)
@@ -240,8 +240,7 @@ def _step_slots(slots: list[_Slot], todo: list[int], task: ChunkTask, policy, re
             actions = policy.act(active[lane], [slot.observation for slot in members])
             t4 = time.perf_counter()
             stepping[lane] = lanes.step_physics(lane, [(slot.env, action) for slot, action in zip(members, actions)])
-            lanes.end_step([lanes.record(lane, _lane_record, [(slot.writer, slot.observation, action)
-                                                              for slot, action in zip(members, actions)])])
+            lanes.record_step(lane, [(slot.writer, slot.observation, action) for slot, action in zip(members, actions)])
             clock["wait_lanes"] += t1 - t0
             clock["reset"] += t2 - t1
             clock["render"] += t3 - t2
