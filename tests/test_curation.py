@@ -22,6 +22,7 @@ from curation.signals import measure
 from dataengine.cli import main
 from dataengine.errors import DataEngineError
 from dataengine.video import video_backend
+from pixel_stats import exact_image_mean_std
 from rollouts.store import EpisodeStore
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
@@ -89,23 +90,11 @@ def test_rollout_frames_match_the_store(loaded, run, demo_dataset):
 def test_image_stats_are_exact_over_every_decoded_pixel_of_base_and_rollouts(loaded):
     """meta/stats.json equals a float64 numpy computation over every pixel lerobot's loader returns, across the
     merged base and rollouts (tolerance 1e-6), and the vector stats equal numpy's (rtol 1e-6)."""
-    sums, squares, count = {k: np.zeros(3) for k in CAMERAS}, {k: np.zeros(3) for k in CAMERAS}, 0
-    states = []
-    for i in range(len(loaded)):
-        item = loaded[i]
-        states.append(item["observation.state"].double().numpy())
-        for key in CAMERAS:
-            pixels = item[key].double().reshape(3, -1).numpy()
-            sums[key] += pixels.sum(1)
-            squares[key] += (pixels**2).sum(1)
-        count += item[CAMERAS[0]].shape[1] * item[CAMERAS[0]].shape[2]
-    for key in CAMERAS:
-        mean = sums[key] / count
-        std = np.sqrt(squares[key] / count - mean**2)
+    for key, (mean, std) in exact_image_mean_std(loaded, CAMERAS).items():
         np.testing.assert_allclose(np.asarray(loaded.meta.stats[key]["mean"]).ravel(), mean, atol=1e-6)
         np.testing.assert_allclose(np.asarray(loaded.meta.stats[key]["std"]).ravel(), std, atol=1e-6)
         assert int(np.asarray(loaded.meta.stats[key]["count"]).item()) == len(loaded)
-    states = np.stack(states)
+    states = np.asarray(loaded.hf_dataset.with_format("numpy")["observation.state"], dtype=np.float64)
     np.testing.assert_allclose(loaded.meta.stats["observation.state"]["mean"], states.mean(0), rtol=1e-6)
     np.testing.assert_allclose(loaded.meta.stats["observation.state"]["q99"], np.quantile(states, 0.99, axis=0),
                                rtol=1e-6)

@@ -13,6 +13,7 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from dataengine.cli import main
+from pixel_stats import exact_image_mean_std
 from dataengine.video import video_backend
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
@@ -39,19 +40,7 @@ def test_lerobot_loads_it_offline_with_so101_features(loaded, demo_dataset):
 
 def test_image_stats_equal_numpy_over_every_decoded_pixel(loaded):
     """Every image channel's mean/std in meta/stats.json equals a float64 computation over all pixels."""
-    sums = {k: np.zeros(3) for k in CAMERAS}
-    squares = {k: np.zeros(3) for k in CAMERAS}
-    count = 0
-    for i in range(len(loaded)):
-        item = loaded[i]
-        for key in CAMERAS:
-            pixels = item[key].double().reshape(3, -1).numpy()
-            sums[key] += pixels.sum(1)
-            squares[key] += (pixels**2).sum(1)
-        count += item[CAMERAS[0]].shape[1] * item[CAMERAS[0]].shape[2]
-    for key in CAMERAS:
-        mean = sums[key] / count
-        std = np.sqrt(squares[key] / count - mean**2)
+    for key, (mean, std) in exact_image_mean_std(loaded, CAMERAS).items():
         stats = loaded.meta.stats[key]
         np.testing.assert_allclose(np.asarray(stats["mean"]).ravel(), mean, atol=1e-6)
         np.testing.assert_allclose(np.asarray(stats["std"]).ravel(), std, atol=1e-6)
