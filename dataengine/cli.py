@@ -72,6 +72,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="dataloader workers (%(default)s)")
     p.add_argument("--save-freq", type=int, default=default_of(TrainConfig, "save_freq"), help="(%(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-frame-cache", dest="frame_cache", action="store_false",
+                   help="decode video frames per sample instead of once into <workspace>/cache/frames")
     p.add_argument("extra", nargs="*", help="passed to lerobot-train after '--'")
     p.set_defaults(run=_run_train)
 
@@ -82,7 +84,7 @@ def _run_train(args: argparse.Namespace) -> None:
     config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
                          learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out,
                          device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
-                         resume=args.resume, extra_args=list(args.extra))
+                         resume=args.resume, frame_cache=args.frame_cache, extra_args=list(args.extra))
     checkpoint = train(config, _workspace(args))
     print(f"checkpoint: {checkpoint}")
 

@@ -9,17 +9,21 @@ the tolerance), so lerobot's loader and trainer keep working unchanged. Like ler
 opened files are kept open per process: a v3 video file holds many episodes, and re-opening it for every sample
 (parsing its index each time) made data loading, not the GPU, the limit of lerobot-train.
 
-``python -m dataengine.lerobot_compat ARGS...`` runs ``lerobot-train ARGS...`` with the fallback installed.
+``python -m dataengine.lerobot_compat ARGS...`` runs ``lerobot-train ARGS...`` with the fallback installed, and
+reads frames from the decoded-frame cache named by ``$DATAENGINE_FRAME_CACHE`` (``dataengine.frame_cache``).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+from pathlib import Path
 
 import av
 import numpy as np
 import torch
+
+from dataengine import frame_cache
 
 _OPEN_LIMIT = 32
 """Open video files kept per process (a dataset has two cameras x a few chunk files)."""
@@ -78,6 +82,8 @@ def install_video_fallback() -> bool:
 
 if __name__ == "__main__":
     install_video_fallback()
+    if os.environ.get(frame_cache.CACHE_ENV):
+        frame_cache.install(Path(os.environ[frame_cache.CACHE_ENV]))
     from lerobot.scripts.lerobot_train import main
 
     main()

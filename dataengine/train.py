@@ -20,6 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
+
+from dataengine import frame_cache
 from dataengine.config import to_jsonable
 from dataengine.errors import DataEngineError
 from dataengine.video import video_backend
@@ -52,6 +55,9 @@ class TrainConfig:
     """``cuda`` when available, else ``cpu``."""
     num_workers: int = 8
     save_freq: int = 4_500
+    frame_cache: bool = True
+    """Decode every camera frame once before training and read frames from that cache (``dataengine.frame_cache``)
+    instead of seeking in the videos for every sample; costs the decoded size on disk under the workspace."""
     resume: bool = False
     extra_args: list[str] = field(default_factory=list)
     """Passed to lerobot-train as they are (e.g. ``--policy.chunk_size=50``)."""
@@ -144,6 +150,8 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
     command = lerobot_train_command(config, dataset, out, device)
     precision = config.mixed_precision if device.startswith("cuda") else "no"
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_MIXED_PRECISION=precision)
+    if config.frame_cache:
+        env[frame_cache.CACHE_ENV] = str(frame_cache.build(dataset.root, workspace.root / "cache" / "frames", Console()))
     started = time.time()
     result = subprocess.run(command, env=env)
     if result.returncode != 0:

@@ -1,0 +1,187 @@
+"""A decoded-frame cache for training: every camera frame of a LeRobot v3 dataset decoded once, kept as raw uint8.
+
+Why: lerobot-train decodes one video frame per camera per sample, seeking inside an mp4 each time. On the GPU
+machine that decoding, not the GPU, bounded ACT training (data loading ~40 % of every step at batch 128; the
+users saw the same: "data loading, not the GPU, bounded training"). Decoding each frame once into a flat array
+(one file per camera, one row per dataset index) turns a sample's images into a memory read shared by all
+dataloader workers through the page cache.
+
+The cache only replaces *how* lerobot obtains the decoded frames (``LeRobotDataset._query_videos``); the dataset,
+its timestamps, the training loop and the images the policy sees are unchanged (a test compares them with lerobot's
+own decoding). The cache is keyed by the dataset's content (``fingerprint``), built in a hidden directory and
+renamed into place, so a killed build is simply rebuilt and a changed dataset never reads stale frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from dataengine.errors import DataEngineError
+from dataengine.progress import progress_bar
+
+CACHE_ENV = "DATAENGINE_FRAME_CACHE"
+"""Set by ``dataengine train`` for its lerobot-train process: the cache directory to read frames from."""
+INFO_FILE = "frame_cache.json"
+EPISODES_PER_TASK = 8
+"""Episodes decoded by one task: a v3 video file holds many episodes back to back, decoded in one pass each."""
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """Decode the frames of some consecutive episodes of one video file into rows of one camera's cache file."""
+
+    video: str
+    cache_file: str
+    shape: tuple[int, ...]
+    fps: int
+    episodes: tuple[tuple[float, int, int], ...]
+    """(from_timestamp in the file, first dataset index, length) per episode, in file order."""
+
+
+def fingerprint(root: Path) -> str:
+    """Content key of a dataset: its info.json and the names and sizes of its data, episode and video files."""
+    digest = hashlib.sha256((root / "meta" / "info.json").read_bytes())
+    for sub in ("data", "meta/episodes", "videos"):
+        for file in sorted((root / sub).rglob("*")):
+            if file.is_file():
+                digest.update(f"{file.relative_to(root).as_posix()}:{file.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _camera_file(key: str) -> str:
+    return key.replace("/", "_") + ".u8"
+
+
+def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
+    """The cache's description (cameras, shapes) and the decode tasks that fill it."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata("local/frame_cache", root=root)
+    episodes = meta.episodes
+    cameras, tasks = {}, []
+    for key in meta.video_keys:
+        height, width, channels = meta.features[key]["shape"]
+        shape = (meta.total_frames, height, width, channels)
+        cameras[key] = {"file": _camera_file(key), "shape": list(shape)}
+        by_file: dict[str, list[tuple[float, int, int]]] = {}
+        for index in range(meta.total_episodes):
+            episode = episodes[index]
+            video = str(root / meta.get_video_file_path(index, key))
+            by_file.setdefault(video, []).append(
+                (float(episode[f"videos/{key}/from_timestamp"]), int(episode["dataset_from_index"]), int(episode["length"]))
+            )
+        for video, spans in by_file.items():
+            spans.sort()
+            for start in range(0, len(spans), EPISODES_PER_TASK):
+                tasks.append(DecodeTask(video, cameras[key]["file"], shape, meta.fps,
+                                        tuple(spans[start : start + EPISODES_PER_TASK])))
+    return {"fps": meta.fps, "total_frames": meta.total_frames, "cameras": cameras}, tasks
+
+
+def decode_into(task: DecodeTask, cache_dir: Path) -> int:
+    """Decode ``task``'s episodes in one pass over the video and write each frame to its dataset row; returns
+    the number of frames written. Every frame of every episode must be found."""
+    import av
+
+    rows = np.memmap(cache_dir / task.cache_file, dtype=np.uint8, mode="r+", shape=task.shape)
+    wanted = {}
+    for from_ts, first_index, length in task.episodes:
+        for k in range(length):
+            wanted[round((from_ts + k / task.fps) * task.fps)] = first_index + k
+    last_tick = max(wanted)
+    with av.open(task.video) as container:
+        stream = container.streams.video[0]
+        container.seek(int(task.episodes[0][0] / stream.time_base), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            seconds = float(frame.pts * stream.time_base)
+            tick = round(seconds * task.fps)
+            if tick > last_tick:
+                break
+            if tick in wanted:
+                rows[wanted.pop(tick)] = frame.to_ndarray(format="rgb24")
+    rows.flush()
+    if wanted:
+        raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; "
+                              "the dataset is damaged: run 'dataengine curate --validate' or re-record it")
+    return sum(length for _, _, length in task.episodes)
+
+
+def build(root: Path, cache_root: Path, console: Console, workers: int | None = None) -> Path:
+    """The cache of dataset ``root`` under ``cache_root`` (built if missing, in parallel processes)."""
+    root = Path(root).resolve()
+    cache_dir = Path(cache_root) / fingerprint(root)
+    if (cache_dir / INFO_FILE).is_file():
+        return cache_dir
+    info, tasks = plan(root)
+    need = sum(int(np.prod(c["shape"])) for c in info["cameras"].values())
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache_root).free
+    if need > free:
+        raise DataEngineError(f"the decoded-frame cache needs {need / 2**30:.1f} GiB and {cache_root} has "
+                              f"{free / 2**30:.1f} GiB free: free space, or train with --no-frame-cache")
+    partial = cache_dir.with_name(f".{cache_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    for camera in info["cameras"].values():
+        np.memmap(partial / camera["file"], dtype=np.uint8, mode="w+", shape=tuple(camera["shape"])).flush()
+    workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
+    context = multiprocessing.get_context("spawn")  # the caller may hold torch threads: never fork them
+    with ProcessPoolExecutor(workers, mp_context=context) as pool, progress_bar(console, "frame cache") as bar:
+        job = bar.add_task("", total=info["total_frames"] * len(info["cameras"]), status="decoding each frame once")
+        for frames in pool.map(decode_into, tasks, [partial] * len(tasks)):
+            bar.advance(job, frames)
+    (partial / INFO_FILE).write_text(json.dumps({**info, "dataset": str(root)}, indent=2))
+    partial.rename(cache_dir)
+    return cache_dir
+
+
+class FrameCache:
+    """The cache opened for reading (memory-mapped, so dataloader workers share the pages)."""
+
+    def __init__(self, cache_dir: Path):
+        info = json.loads((Path(cache_dir) / INFO_FILE).read_text())
+        self.dataset = Path(info["dataset"])
+        self.fps = info["fps"]
+        self.cameras = {key: np.memmap(Path(cache_dir) / c["file"], dtype=np.uint8, mode="r", shape=tuple(c["shape"]))
+                        for key, c in info["cameras"].items()}
+
+    def frames(self, key: str, first_index: int, length: int, timestamps: list[float], tolerance_s: float):
+        """(N, 3, H, W) float frames in [0, 1] at episode-relative ``timestamps``, as lerobot's decoders return them."""
+        import torch
+        from lerobot.datasets.video_utils import FrameTimestampError
+
+        ticks = [t * self.fps for t in timestamps]
+        nearest = [min(max(round(t), 0), length - 1) for t in ticks]
+        if any(abs(t - n) / self.fps >= tolerance_s for t, n in zip(ticks, nearest)):
+            raise FrameTimestampError(f"query timestamps {timestamps} are further than {tolerance_s} s from any frame")
+        images = self.cameras[key][[first_index + n for n in nearest]]
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def install(cache_dir: Path) -> None:
+    """Make lerobot's ``LeRobotDataset`` read the frames of the cached dataset from the cache (other datasets, if
+    any, still decode their videos). Installed before the dataset is made, so forked dataloader workers inherit it."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    cache = FrameCache(cache_dir)
+    decode_from_video = LeRobotDataset._query_videos
+
+    def query_videos(self, query_timestamps: dict[str, list[float]], ep_idx: int) -> dict:
+        if Path(self.root).resolve() != cache.dataset:
+            return decode_from_video(self, query_timestamps, ep_idx)
+        episode = self.meta.episodes[ep_idx]
+        first, length = int(episode["dataset_from_index"]), int(episode["length"])
+        return {key: cache.frames(key, first, length, timestamps, self.tolerance_s).squeeze(0)
+                for key, timestamps in query_timestamps.items()}
+
+    LeRobotDataset._query_videos = query_videos

@@ -1,0 +1,61 @@
+"""The decoded-frame cache that ``dataengine train`` puts under lerobot-train: it must give lerobot's dataset exactly
+the images lerobot's own video decoding gives, for every sample, and never serve another dataset's frames."""
+
+import shutil
+
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from rich.console import Console
+
+from dataengine import frame_cache
+from dataengine.video import video_backend
+
+ACT_DELTAS = {"action": [k / 30 for k in range(10)]}
+"""Samples as ACT's training asks for them: the current frame's images and a chunk of actions."""
+
+
+def _dataset(config, **kwargs) -> LeRobotDataset:
+    return LeRobotDataset(config.repo_id, root=config.out, video_backend=video_backend(), **kwargs)
+
+
+def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(LeRobotDataset, "_query_videos", LeRobotDataset._query_videos)  # undone after the test
+    decoded = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
+    other_decoded = _dataset(grown_dataset)
+    cache_dir = frame_cache.build(demo_dataset.out, tmp_path / "cache", Console())
+    assert frame_cache.build(demo_dataset.out, tmp_path / "cache", Console()) == cache_dir  # reused, not rebuilt
+
+    frame_cache.install(cache_dir)
+    other = _dataset(grown_dataset)  # not cached: decoded from its own videos
+    cameras = decoded.meta.video_keys
+    last = len(other) - 1
+    assert torch.equal(other[last][cameras[0]], other_decoded[last][cameras[0]])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached dataset decoded a video")
+
+    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.decode_video_frames", no_decoding)
+    cached = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
+    assert len(cameras) == 2 and len(cached) == len(decoded)
+    for index in range(len(decoded)):
+        want, got = decoded[index], cached[index]
+        for key in cameras:
+            assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype
+            assert torch.equal(got[key], want[key]), f"sample {index} {key}"
+        assert torch.equal(got["action"], want["action"])
+
+
+def test_a_changed_dataset_gets_a_new_cache_and_a_killed_build_is_redone(demo_dataset, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dataset.out, copy)
+    first = frame_cache.build(copy, tmp_path / "cache", Console())
+    video = next((copy / "videos").rglob("*.mp4"))
+    video.write_bytes(video.read_bytes() + b"\0")  # a re-encoded or appended video changes the dataset's content
+    assert frame_cache.fingerprint(copy) != first.name
+
+    killed = first.with_name(f".{frame_cache.fingerprint(copy)}.partial")
+    killed.mkdir()
+    (killed / "leftover.u8").write_bytes(b"half")
+    second = frame_cache.build(copy, tmp_path / "cache", Console())
+    assert second != first and not killed.exists() and not (second / "leftover.u8").exists()
+    assert (second / frame_cache.INFO_FILE).is_file()
