@@ -3,14 +3,16 @@
 # Stages, so that training can run on between device calls (it is started detached):
 #   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
 #   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) with and without bf16, 300 steps each
-#   benchmarks/act_recipe_gpu.sh train      start dataengine train in the background (log: $W/train.log)
-#   benchmarks/act_recipe_gpu.sh wait       until training has ended (or 560 s)
-#   benchmarks/act_recipe_gpu.sh status     tail of the training log
+#   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background ($W/train.log)
+#   benchmarks/act_recipe_gpu.sh wait [S]   until training has ended (or S seconds, default 560)
+#   benchmarks/act_recipe_gpu.sh status     tail of the training log and the checkpoints saved so far
+#   benchmarks/act_recipe_gpu.sh stop       end training (its saved checkpoints stay; ACT's learning rate is constant,
+#                                           so a checkpoint of a stopped run is the same as that of a shorter run)
 #   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 set -euo pipefail
 W=${W:-/tmp/act_recipe}
-DEMOS=${DEMOS:-300}
-STEPS=${STEPS:-30000}
+DEMOS=${DEMOS:-200}
+STEPS=${STEPS:-9000}
 mkdir -p "$W"
 steps_per_s() { tr '\r' '\n' < "$1" | grep -oE "[0-9]+step/s|[0-9.]+it/s|updt_s:[0-9.]+|data_s:[0-9.]+" | tail -4 | tr '\n' ' '; echo; }
 case "$1" in
@@ -28,10 +30,13 @@ case "$1" in
       --out "$W/act" "${@:2}" -- --log_freq=500 > "$W/train.log" 2>&1 &
     echo $! > "$W/train.pid"; sleep 45; tail -c 1000 "$W/train.log" ;;
   wait)
-    for _ in $(seq 112); do kill -0 "$(cat "$W/train.pid")" 2>/dev/null || break; sleep 5; done
-    tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3 ;;
+    for _ in $(seq $(( ${2:-560} / 5 ))); do kill -0 "$(cat "$W/train.pid")" 2>/dev/null || break; sleep 5; done
+    "$0" status ;;
   status)
-    tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3 ;;
+    tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3
+    ls "$W/act/checkpoints" 2>/dev/null | tr '\n' ' '; echo ;;
+  stop)
+    kill -- -"$(cat "$W/train.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
   eval)
     tag=$2; ckpt=$3; shift 3
     python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
