@@ -64,8 +64,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="(%(default)s)")
     p.add_argument("--lr", type=float, default=default_of(TrainConfig, "learning_rate"),
                    help="learning rate, backbone included (%(default)s)")
-    p.add_argument("--lr-schedule", default=default_of(TrainConfig, "lr_schedule"),
-                   help="cosine (warm-up, decay to the last step) or constant (%(default)s)")
     p.add_argument("--mixed-precision", default=default_of(TrainConfig, "mixed_precision"),
                    help="bf16, fp16 or no, on CUDA (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/train/...)")
@@ -84,7 +82,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from dataengine.train import train
 
     config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
-                         learning_rate=args.lr, lr_schedule=args.lr_schedule, mixed_precision=args.mixed_precision, out=args.out,
+                         learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out,
                          device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
                          resume=args.resume, frame_cache=args.frame_cache, extra_args=list(args.extra))
     checkpoint = train(config, _workspace(args))

@@ -18,17 +18,6 @@ def test_train_produces_a_lerobot_checkpoint_at_exactly_the_requested_step(act_c
     assert json.loads((act_checkpoint / "config.json").read_text())["pretrained_backbone_weights"] is None
 
 
-def test_the_learning_rate_warms_up_then_decays_to_its_minimum_at_the_last_step(act_checkpoint):
-    state = act_checkpoint.parent / "training_state"
-    config = TrainConfig(dataset="")
-    groups = json.loads((state / "optimizer_param_groups.json").read_text())
-    assert sum(len(group["params"]) for group in groups) > 100  # every parameter, backbone included, on the schedule
-    for group in groups:
-        assert group["initial_lr"] == config.learning_rate
-        assert group["lr"] == pytest.approx(config.min_learning_rate, rel=1e-3)
-    assert (state / "scheduler_state.json").is_file()  # so that --resume continues the same schedule
-
-
 def test_act_shortcut_finds_the_newest_trained_checkpoint(act_checkpoint, workspace):
     assert workspace.newest_policy("act") == act_checkpoint.resolve()
 
@@ -42,7 +31,5 @@ def test_dataset_resolution_and_bad_input(demo_dataset, workspace, tmp_path):
         resolve_dataset(str(tmp_path))
     with pytest.raises(DataEngineError, match="--steps must be at least 1"):
         train(TrainConfig(dataset=str(demo_dataset.out), steps=0), workspace)
-    with pytest.raises(DataEngineError, match="unknown learning-rate schedule 'linear'"):
-        train(TrainConfig(dataset=str(demo_dataset.out), lr_schedule="linear"), workspace)
     with pytest.raises(DataEngineError, match="nothing to resume"):
         train(TrainConfig(dataset=str(demo_dataset.out), out=tmp_path / "new", resume=True), workspace)
