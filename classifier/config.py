@@ -51,6 +51,9 @@ class ClassifierTrainConfig:
     epochs: int = 40
     patience: int = 6
     """Early stopping: epochs without a better validation loss."""
+    min_improvement: float = 0.0
+    """Early stopping: a validation loss counts as better (resets the patience) only when it beats the best by
+    more than this; the weights kept are still those of the lowest loss."""
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4

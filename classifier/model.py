@@ -27,13 +27,19 @@ def create_backbone(name: str) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0)
 
 
+def feature_width(backbone: nn.Module) -> int:
+    """Width of the pooled features: timm's ``head_hidden_size`` where a pre-logits head (e.g. MobileNetV3's
+    1x1 conv after pooling) widens ``num_features``."""
+    return getattr(backbone, "head_hidden_size", None) or backbone.num_features
+
+
 class SuccessNet(nn.Module):
     def __init__(self, backbone: str, views: int, image_size: int):
         super().__init__()
         self.image_size = image_size
         self.views = views
         self.backbone = create_backbone(backbone)
-        self.head = nn.Linear(self.backbone.num_features * views, 1)
+        self.head = nn.Linear(feature_width(self.backbone) * views, 1)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255, persistent=False)
 
