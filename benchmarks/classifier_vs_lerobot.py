@@ -1,12 +1,18 @@
 """Our success classifier vs LeRobot's reward classifier (``lerobot.policies.sac.reward_model``), on the same frames.
 
-    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B            # CPU, small
-    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cuda --epochs 30
+    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cpu
+    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cuda
 
-Both are trained on the same labelled frames (``classifier.data``: same episodes, same frame indices, same
-episode split) and scored on the same held-out episodes with the same episode rule (mean of the last K frames).
-Reported side by side: ROC-AUC, precision at equal recall (ours at its calibrated threshold, LeRobot's at the
-threshold giving the same recall; and both at recall 0.90), training seconds, scoring frames/s.
+Both are trained on the same labelled frames (``classifier.data``: same stored frames, same frame indices and
+labels, same episode split, each resized once to its network's input) with the same batch size and class-balanced
+sampling, and scored on the same held-out episodes with the same episode rule (mean of the last K frames).
+Ours trains as ``dataengine classifier train`` does by default (early stopping on the validation loss, best
+epoch's weights kept, threshold calibrated on the validation episodes); LeRobot's has no early stopping and trains
+``--lerobot-epochs`` (default: as many epochs as ours ran, so both train the same epochs). Reported side by side:
+ROC-AUC, precision at equal recall (ours at its calibrated threshold, LeRobot's at the threshold giving the same
+recall; and both at recall 0.90), the score margin (lowest held-out success minus highest failure), each epoch's
+seconds, each training run's seconds, scoring frames/s (ours from the stored frames, resize included; LeRobot's
+from frames already at its 128 px).
 
 Offline, with no downloads: LeRobot's classifier loads its encoder with ``transformers.AutoModel.from_pretrained(
 config.model_name)`` (default ``helper2424/resnet10`` from the Hub). Here ``model_name`` is a local directory holding

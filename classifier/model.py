@@ -23,7 +23,7 @@ def create_backbone(name: str) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
-        raise DataEngineError(f"unknown timm backbone {name!r}: pick one from timm.list_models(), e.g. resnet10t")
+        raise DataEngineError(f"unknown timm backbone {name!r}: pick one from timm.list_models(), e.g. regnetx_002")
     return timm.create_model(name, pretrained=False, num_classes=0)
 
 

@@ -191,6 +191,7 @@ def collect_episodes(config: ClassifierTrainConfig) -> list[EpisodeRef]:
 
 
 def _initial_net(config: ClassifierTrainConfig) -> SuccessNet:
+    torch.manual_seed(config.seed)  # the random initial weights too: one seed, one classifier
     net = SuccessNet(config.model.backbone, len(config.model.views), config.model.image_size)
     if config.init is not None:
         previous = load_classifier(config.init, device="cpu")
