@@ -1,12 +1,18 @@
 """Our success classifier vs LeRobot's reward classifier (``lerobot.policies.sac.reward_model``), on the same frames.
 
-    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B            # CPU, small
-    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cuda --epochs 30
+    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cpu
+    python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cuda
 
-Both are trained on the same labelled frames (``classifier.data``: same episodes, same frame indices, same
-episode split) and scored on the same held-out episodes with the same episode rule (mean of the last K frames).
-Reported side by side: ROC-AUC, precision at equal recall (ours at its calibrated threshold, LeRobot's at the
-threshold giving the same recall; and both at recall 0.90), training seconds, scoring frames/s.
+Both are trained on the same labelled frames (``classifier.data``: same stored frames, same frame indices and
+labels, same episode split, each resized once to its network's input) with the same batch size and class-balanced
+sampling, and scored on the same held-out episodes with the same episode rule (mean of the last K frames).
+Ours trains as ``dataengine classifier train`` does by default (early stopping on the validation loss, best
+epoch's weights kept, threshold calibrated on the validation episodes); LeRobot's has no early stopping and trains
+``--lerobot-epochs`` (default: as many epochs as ours ran, so both train the same epochs). Reported side by side:
+ROC-AUC, precision at equal recall (ours at its calibrated threshold, LeRobot's at the threshold giving the same
+recall; and both at recall 0.90), the score margin (lowest held-out success minus highest failure), each epoch's
+seconds, each training run's seconds, scoring frames/s (ours from the stored frames, resize included; LeRobot's
+from frames already at its 128 px).
 
 Offline, with no downloads: LeRobot's classifier loads its encoder with ``transformers.AutoModel.from_pretrained(
 config.model_name)`` (default ``helper2424/resnet10`` from the Hub). Here ``model_name`` is a local directory holding
@@ -33,10 +39,11 @@ from rich.console import Console
 
 from benchmarks.report import emit
 from classifier.config import ClassifierTrainConfig, FrameSampling, ModelConfig
-from classifier.data import FrameSet, load_frames, resize_frames, rollout_episodes, split_by_episode
+from classifier.data import EpisodeRef, FrameSet, load_frames, resize_frames, rollout_episodes, split_by_episode
 from classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
 from classifier.model import SuccessNet, pick_device
 from classifier.train import episode_scores, fit, predict
+from rollouts.store import EpisodeStore
 
 LEROBOT_SIZE = 128
 
@@ -65,9 +72,9 @@ def _lerobot_inputs(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
 
 
 def train_lerobot(model, config, frames: FrameSet, train_eps, epochs: int, batch_size: int, device: torch.device,
-                  seed: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+                  seed: int) -> tuple[list[float], torch.Tensor, torch.Tensor]:
     """LeRobot's own loss (``Classifier.forward``) and optimizer preset (AdamW, its lr / weight decay / clip), with
-    the same class-balanced sampling as ours. Returns seconds and the normalisation stats used."""
+    the same class-balanced sampling as ours. Returns each epoch's seconds and the normalisation stats used."""
     images = torch.from_numpy(frames.images)
     labels = torch.from_numpy(frames.labels)
     train_idx = torch.from_numpy(np.flatnonzero(np.isin(frames.episode, train_eps)))
@@ -82,9 +89,11 @@ def train_lerobot(model, config, frames: FrameSet, train_eps, epochs: int, batch
     weights = torch.where(train_labels > 0.5, 0.5 / positives, 0.5 / (len(train_labels) - positives))
     generator = torch.Generator().manual_seed(seed)
     steps = max(1, int(np.ceil(len(train_idx) / batch_size)))
-    start = time.perf_counter()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    epoch_seconds = []
     model.train()
     for _epoch in range(epochs):
+        start = time.perf_counter()
         order = train_idx[torch.multinomial(weights, steps * batch_size, True, generator=generator)]
         for step in range(steps):
             batch = order[step * batch_size : (step + 1) * batch_size]
@@ -95,9 +104,9 @@ def train_lerobot(model, config, frames: FrameSet, train_eps, epochs: int, batch
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip_norm)
             optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, mean, std
+        sync()
+        epoch_seconds.append(time.perf_counter() - start)
+    return epoch_seconds, mean, std
 
 
 @torch.inference_mode()
@@ -110,11 +119,17 @@ def lerobot_probabilities(model, frames: torch.Tensor, mean, std, device, batch:
     return torch.cat(out).numpy()
 
 
-def held_out(eval_runs: list[Path], sampling: FrameSampling, views) -> tuple[FrameSet, np.ndarray, list[str]]:
+def stored_frame_size(ref: EpisodeRef) -> int:
+    first = EpisodeStore(Path(ref.path)).read(ref.episode_id, frames=np.array([0])).images
+    return next(iter(first.values())).shape[1]
+
+
+def held_out(eval_runs: list[Path], sampling: FrameSampling, views) -> tuple[FrameSet, np.ndarray]:
+    """The end frames of every held-out episode at their stored size (as the artifact scores them)."""
     refs = [r for run in eval_runs for r in rollout_episodes(run, {})]
     only_end = FrameSampling(end_frames=sampling.end_frames, early_frames=0, early_fraction=sampling.early_fraction)
-    frames = load_frames(refs, views, LEROBOT_SIZE, only_end, 0, workers=2)
-    return frames, np.array([r.success for r in refs]), [r.outcome for r in refs]
+    frames = load_frames(refs, views, stored_frame_size(refs[0]), only_end, 0, workers=2)
+    return frames, np.array([r.success for r in refs])
 
 
 def frames_per_second(score, frames: torch.Tensor, device: torch.device, seconds: float = 3.0) -> float:
@@ -130,13 +145,19 @@ def frames_per_second(score, frames: torch.Tensor, device: torch.device, seconds
 
 
 def main() -> None:
+    defaults = ClassifierTrainConfig(out=Path("unused"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-runs", type=Path, nargs="+", required=True)
     parser.add_argument("--eval-runs", type=Path, nargs="+", required=True, help="held-out runs (other policy/seeds)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--image-size", type=int, default=ModelConfig.image_size, help="our network's input size")
-    parser.add_argument("--epochs", type=int, default=10, help="both models, same sampling")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backbone", default=defaults.model.backbone, help="ours")
+    parser.add_argument("--image-size", type=int, default=defaults.model.image_size, help="our network's input size")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="ours: at most, with early stopping")
+    parser.add_argument("--patience", type=int, default=defaults.patience, help="ours")
+    parser.add_argument("--min-improvement", type=float, default=defaults.min_improvement, help="ours")
+    parser.add_argument("--lerobot-epochs", type=int, default=None,
+                        help="LeRobot's (it has no early stopping; default: as many as ours ran)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="both, same sampling")
     parser.add_argument("--lerobot-encoder", type=Path, default=None, help="a local transformers encoder directory")
     parser.add_argument("--score-batch", type=int, default=256)
     parser.add_argument("--out", default=None)
@@ -145,23 +166,26 @@ def main() -> None:
     device = pick_device(args.device)
     console = Console(stderr=True)
     config = ClassifierTrainConfig(out=Path("unused"), runs=args.train_runs,
-                                   model=ModelConfig(image_size=args.image_size), epochs=args.epochs, patience=args.epochs, batch_size=args.batch_size,
-                                   device=str(device))
+                                   model=ModelConfig(backbone=args.backbone, image_size=args.image_size),
+                                   epochs=args.epochs, patience=args.patience, min_improvement=args.min_improvement,
+                                   batch_size=args.batch_size, device=str(device))
     refs = [r for run in args.train_runs for r in rollout_episodes(run, {})]
     train_eps, val_eps = split_by_episode(refs, config.val_fraction, config.seed)
+    # the same stored frames (same episodes, frame indices, labels), each at its network's input size
+    ours_frames = load_frames(refs, config.model.views, args.image_size, config.frames, config.seed, workers=2)
     frames128 = load_frames(refs, config.model.views, LEROBOT_SIZE, config.frames, config.seed, workers=2)
-    ours_frames = FrameSet(np.stack([resize_frames(frames128.images[:, v], args.image_size)
-                                     for v in range(frames128.images.shape[1])], axis=1),
-                           frames128.labels, frames128.episode, frames128.end_frame, frames128.frame_size)
-    eval_frames, eval_truth, _outcomes = held_out(args.eval_runs, config.frames, config.model.views)
+    assert np.array_equal(ours_frames.labels, frames128.labels) and np.array_equal(ours_frames.episode,
+                                                                                    frames128.episode)
+    eval_frames, eval_truth = held_out(args.eval_runs, config.frames, config.model.views)
     k = config.frames.end_frames
-    eval_tensor = torch.from_numpy(eval_frames.images)
+    eval_stored = torch.from_numpy(eval_frames.images)
+    eval128 = torch.from_numpy(np.stack([resize_frames(eval_frames.images[:, v], LEROBOT_SIZE)
+                                         for v in range(eval_frames.images.shape[1])], axis=1))
 
-    # ours
-    torch.manual_seed(0)
+    # ours: what `dataengine classifier train` runs, early stopping included
+    torch.manual_seed(config.seed)
     net = SuccessNet(config.model.backbone, len(config.model.views), args.image_size)
     fitted = fit(net, ours_frames, refs, train_eps, val_eps, config, device, console)
-    ours_train_seconds = fitted.seconds
     val_probs = torch.sigmoid(predict(net, torch.from_numpy(ours_frames.images), device)).numpy()
     calibration = calibrate_threshold(episode_scores(val_probs, ours_frames, val_eps),
                                       np.array([refs[e].success for e in val_eps]), config.target_precision)
@@ -176,42 +200,54 @@ def main() -> None:
                 out.append(torch.sigmoid(net(frames[start : start + args.score_batch].to(device)).float()).cpu())
         return torch.cat(out).numpy()
 
-    ours_scores = ours_score(eval_tensor).reshape(-1, k).mean(1)
+    ours_scores = ours_score(eval_stored).reshape(-1, k).mean(1)
+    ours_fps = frames_per_second(ours_score, eval_stored[: args.score_batch * 2], device)
 
     # LeRobot's
+    lerobot_epochs = args.lerobot_epochs or fitted.epochs
     with tempfile.TemporaryDirectory() as scratch:
         model, lr_config = build_lerobot_classifier(config.model.views, device.type, args.lerobot_encoder,
                                                     Path(scratch))
-        torch.manual_seed(0)
-        theirs_train_seconds, mean, std = train_lerobot(model, lr_config, frames128, train_eps, args.epochs,
+        torch.manual_seed(config.seed)
+        theirs_epoch_seconds, mean, std = train_lerobot(model, lr_config, frames128, train_eps, lerobot_epochs,
                                                         args.batch_size, device, config.seed)
-        theirs_scores = lerobot_probabilities(model, eval_tensor, mean, std, device).reshape(-1, k).mean(1)
+        theirs_scores = lerobot_probabilities(model, eval128, mean, std, device).reshape(-1, k).mean(1)
         theirs_fps = frames_per_second(lambda f: lerobot_probabilities(model, f, mean, std, device, args.score_batch),
-                                       eval_tensor[: args.score_batch * 2], device)
+                                       eval128[: args.score_batch * 2], device)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         updated = sum(p.numel() for p in model.parameters() if p.grad is not None)  # its no_grad encoder branches
-    ours_fps = frames_per_second(ours_score, eval_tensor[: args.score_batch * 2], device)
 
     ours_at = confusion(ours_scores, eval_truth, calibration.threshold)
     recall = ours_at.recall if ours_at.recall > 0 else 0.9
+    ours_epoch_seconds = [h["seconds"] for h in fitted.history]
+    same = min(len(ours_epoch_seconds), lerobot_epochs)
     results = {
         "device": str(device), "train_episodes": len(refs), "train_frames": int(len(frames128.labels)),
-        "eval_episodes": int(len(eval_truth)), "eval_successes": int(eval_truth.sum()), "epochs": args.epochs,
-        "ours": {"backbone": config.model.backbone, "input": args.image_size, "train_seconds": ours_train_seconds,
+        "eval_episodes": int(len(eval_truth)), "eval_successes": int(eval_truth.sum()),
+        "stored_frame_size": int(eval_frames.frame_size), "batch_size": args.batch_size,
+        "ours": {"backbone": config.model.backbone, "input": args.image_size, "epochs": fitted.epochs,
+                 "best_epoch": fitted.best_epoch, "patience": args.patience,
+                 "min_improvement": args.min_improvement,
+                 "train_seconds": fitted.seconds, "epoch_seconds": ours_epoch_seconds,
                  "roc_auc": roc_auc(ours_scores, eval_truth), "threshold": calibration.threshold,
                  "at_threshold": ours_at.to_dict(),
                  "precision_at_recall_0.9": precision_at_recall(ours_scores, eval_truth, 0.9),
+                 "margin": float(ours_scores[eval_truth].min() - ours_scores[~eval_truth].max()),
                  "frames_per_second": ours_fps, "trainable_parameters": sum(p.numel() for p in net.parameters())},
         "lerobot": {"encoder": str(args.lerobot_encoder or "random-init transformers ResNet-10 (offline)"),
-                    "input": LEROBOT_SIZE, "train_seconds": theirs_train_seconds,
-                    "roc_auc": roc_auc(theirs_scores, eval_truth),
+                    "input": LEROBOT_SIZE, "epochs": lerobot_epochs, "train_seconds": sum(theirs_epoch_seconds),
+                    "epoch_seconds": theirs_epoch_seconds, "roc_auc": roc_auc(theirs_scores, eval_truth),
                     f"precision_at_ours_recall_{recall:.3f}": precision_at_recall(theirs_scores, eval_truth, recall),
                     "precision_at_recall_0.9": precision_at_recall(theirs_scores, eval_truth, 0.9),
+                    "margin": float(theirs_scores[eval_truth].min() - theirs_scores[~eval_truth].max()),
                     "frames_per_second": theirs_fps, "trainable_parameters": trainable,
                     "parameters_receiving_gradients": updated},
     }
-    results["ratios"] = {"train_seconds_theirs_over_ours": theirs_train_seconds / ours_train_seconds,
-                         "scoring_ours_over_theirs": ours_fps / theirs_fps}
+    results["ratios"] = {
+        f"seconds_first_{same}_epochs_theirs_over_ours": sum(theirs_epoch_seconds[:same]) / sum(
+            ours_epoch_seconds[:same]),
+        "train_run_seconds_theirs_over_ours": sum(theirs_epoch_seconds) / fitted.seconds,
+        "scoring_ours_over_theirs": ours_fps / theirs_fps}
     out = args.out or (os.path.join(os.environ["OUT"], "classifier_vs_lerobot.json") if os.environ.get("OUT") else None)
     emit(results, out)
 

@@ -32,6 +32,8 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=default_of(ClassifierTrainConfig, "epochs"), help="(%(default)s)")
     p.add_argument("--patience", type=int, default=default_of(ClassifierTrainConfig, "patience"),
                    help="early stopping patience in epochs (%(default)s)")
+    p.add_argument("--min-improvement", type=float, default=default_of(ClassifierTrainConfig, "min_improvement"),
+                   help="early stopping: validation-loss gain that resets the patience (%(default)s)")
     p.add_argument("--batch-size", type=int, default=default_of(ClassifierTrainConfig, "batch_size"))
     p.add_argument("--lr", type=float, default=default_of(ClassifierTrainConfig, "learning_rate"))
     p.add_argument("--target-precision", type=float, default=default_of(ClassifierTrainConfig, "target_precision"),
@@ -53,9 +55,9 @@ def _run_train(args: argparse.Namespace) -> None:
         out=args.out, runs=args.runs, demos=args.demos, labels=args.labels,
         model=ModelConfig(backbone=args.backbone, views=tuple(args.views), image_size=args.image_size),
         frames=FrameSampling(end_frames=args.end_frames), epochs=args.epochs, patience=args.patience,
-        batch_size=args.batch_size, learning_rate=args.lr, val_fraction=args.val_fraction,
-        target_precision=args.target_precision, seed=args.seed, device=args.device, pretrained=args.pretrained,
-        init=args.init, workers=args.workers)
+        min_improvement=args.min_improvement, batch_size=args.batch_size, learning_rate=args.lr,
+        val_fraction=args.val_fraction, target_precision=args.target_precision, seed=args.seed, device=args.device,
+        pretrained=args.pretrained, init=args.init, workers=args.workers)
     result = train_classifier(config)
     c = result.calibration
     print(f"classifier {result.version} -> {result.artifact}: threshold {result.threshold:.4f} "

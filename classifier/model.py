@@ -23,8 +23,14 @@ def create_backbone(name: str) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
-        raise DataEngineError(f"unknown timm backbone {name!r}: pick one from timm.list_models(), e.g. resnet10t")
+        raise DataEngineError(f"unknown timm backbone {name!r}: pick one from timm.list_models(), e.g. regnetx_002")
     return timm.create_model(name, pretrained=False, num_classes=0)
+
+
+def feature_width(backbone: nn.Module) -> int:
+    """Width of the pooled features: timm's ``head_hidden_size`` where a pre-logits head (e.g. MobileNetV3's
+    1x1 conv after pooling) widens ``num_features``."""
+    return getattr(backbone, "head_hidden_size", None) or backbone.num_features
 
 
 class SuccessNet(nn.Module):
@@ -33,7 +39,7 @@ class SuccessNet(nn.Module):
         self.image_size = image_size
         self.views = views
         self.backbone = create_backbone(backbone)
-        self.head = nn.Linear(self.backbone.num_features * views, 1)
+        self.head = nn.Linear(feature_width(self.backbone) * views, 1)
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1) * 255, persistent=False)
 

@@ -43,6 +43,8 @@ class FitResult:
     val_auc: float
     seconds: float
     frames_seen: int
+    history: list[dict]
+    """Per epoch: wall seconds (training steps and the validation pass), validation loss and episode ROC-AUC."""
 
 
 @dataclass
@@ -135,11 +137,15 @@ def fit(net: SuccessNet, frames: FrameSet, refs: list[EpisodeRef], train_eps: li
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     steps = max(1, int(np.ceil(len(train_idx) / config.batch_size)))
     best = (float("inf"), 0, copy.deepcopy(net.state_dict()), float("nan"))
-    start, epoch, seen = time.perf_counter(), 0, 0
+    start, epoch, seen, history = time.perf_counter(), 0, 0, []
+    # patience counts from the last epoch whose validation loss beat the best by more than min_improvement: once the
+    # loss only creeps down, training stops (the weights kept are still those of the lowest loss)
+    last_gain = 0
     val_labels = labels[val_idx]
     with progress_bar(console, "classifier train") as progress:
         bar = progress.add_task("train", total=config.epochs, status="")
         for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
             net.train()
             order = train_idx[torch.multinomial(weights, steps * config.batch_size, True, generator=generator)]
             for step in range(steps):
@@ -158,14 +164,17 @@ def fit(net: SuccessNet, frames: FrameSet, refs: list[EpisodeRef], train_eps: li
             all_probs = np.zeros(len(frames.labels), dtype=np.float32)
             all_probs[val_idx.numpy()] = probabilities
             val_auc = roc_auc(episode_scores(all_probs, frames, val_eps), [refs[e].success for e in val_eps])
+            if val_loss < best[0] - config.min_improvement:
+                last_gain = epoch
             if val_loss < best[0]:
                 best = (val_loss, epoch, copy.deepcopy(net.state_dict()), val_auc)
+            history.append({"seconds": time.perf_counter() - epoch_start, "val_loss": val_loss, "val_auc": val_auc})
             progress.update(bar, completed=epoch, status=f"loss {loss.item():.3f}  val {val_loss:.3f}  "
                                                          f"val episode AUC {val_auc:.3f}  best epoch {best[1]}")
-            if epoch - best[1] >= config.patience:
+            if epoch - last_gain >= config.patience:
                 break
     net.load_state_dict(best[2])
-    return FitResult(epoch, best[1], best[0], best[3], time.perf_counter() - start, seen)
+    return FitResult(epoch, best[1], best[0], best[3], time.perf_counter() - start, seen, history)
 
 
 def collect_episodes(config: ClassifierTrainConfig) -> list[EpisodeRef]:
@@ -182,6 +191,7 @@ def collect_episodes(config: ClassifierTrainConfig) -> list[EpisodeRef]:
 
 
 def _initial_net(config: ClassifierTrainConfig) -> SuccessNet:
+    torch.manual_seed(config.seed)  # the random initial weights too: one seed, one classifier
     net = SuccessNet(config.model.backbone, len(config.model.views), config.model.image_size)
     if config.init is not None:
         previous = load_classifier(config.init, device="cpu")

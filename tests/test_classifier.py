@@ -67,7 +67,7 @@ def test_trained_artifact_round_trips_and_separates_success_from_failure(trained
     assert clf.version == trained.version and len(clf.version) == 12
     assert clf.threshold == pytest.approx(trained.threshold)
     described = clf.describe()
-    assert described["backbone"] == "resnet10t" and described["frame_size"] == SIZE
+    assert described["backbone"] == ModelConfig.backbone and described["frame_size"] == SIZE
     assert described["training"]["runs"][0]["run_id"] == EpisodeStore.open(train_run).manifest["run_id"]
     assert described["training"]["label_sources"] == {"simulator": 8}
     assert described["training"]["runs"][0]["policy"]["kind"] == \
@@ -80,6 +80,33 @@ def test_trained_artifact_round_trips_and_separates_success_from_failure(trained
     assert truth.sum() == 3, "the fixture's seeds give 3 successes, 3 misses, 2 holds"
     assert roc_auc(scores, truth) == 1.0, list(zip(scores.round(3), truth))
     assert scores[truth].mean() - scores[~truth].mean() > 0.3
+
+
+def test_early_stopping_counts_patience_from_the_last_gain_above_min_improvement(train_run, tmp_path):
+    """A validation loss that only creeps down must not keep training: with a min_improvement no epoch can beat,
+    training stops after the first epoch plus the patience, and keeps the weights of the lowest loss."""
+    result = train_classifier(ClassifierTrainConfig(out=tmp_path / "a", runs=[train_run],
+                                                    **{**TINY, "patience": 2, "min_improvement": 1e9}))
+    fit = result.fit
+    assert fit.epochs == 3 and len(fit.history) == 3
+    losses = [h["val_loss"] for h in fit.history]
+    assert fit.val_loss == min(losses) and fit.best_epoch == 1 + losses.index(min(losses))
+    assert all(h["seconds"] > 0 for h in fit.history)
+    assert load_classifier(result.artifact).training["fit"]["history"] == fit.history
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "lcnet_050"])
+def test_backbones_with_a_widening_pre_logits_head_train_and_score(backbone):
+    """MobileNetV3/LCNet widen their pooled features (num_features 288/256 -> 1024/1280): the head must fit."""
+    import torch
+
+    from classifier.model import SuccessNet
+
+    net = SuccessNet(backbone, views=2, image_size=32)
+    logits = net(torch.randint(0, 256, (3, 2, 40, 40, 3), dtype=torch.uint8))
+    assert logits.shape == (3,)
+    logits.sum().backward()
+    assert net.head.weight.grad is not None
 
 
 def test_validation_is_split_by_episode_never_by_frame(trained, train_run):
@@ -144,7 +171,8 @@ def test_artifact_from_another_backbone_or_size_is_refused(trained, train_run, t
     episode = EpisodeStore.open(eval_run).read(0)
     with pytest.raises(DataEngineError, match="has 64 px frames but this classifier was trained on 224 px"):
         load_classifier(other).score_episodes([episode])
-    with pytest.raises(DataEngineError, match="--init .* at 64 px, but this training asks for resnet10t .* at 48 px"):
+    with pytest.raises(DataEngineError, match=f"--init .* at 64 px, but this training asks for {ModelConfig.backbone} "
+                                              f".* at 48 px"):
         train_classifier(ClassifierTrainConfig(out=tmp_path / "x", runs=[train_run], init=trained.artifact,
                                                **{**TINY, "model": ModelConfig(image_size=48)}))
 
