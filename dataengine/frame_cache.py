@@ -112,7 +112,7 @@ def decode_into(task: DecodeTask, cache_dir: Path) -> int:
     rows.flush()
     if wanted:
         raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; "
-                              "the dataset is damaged: run 'dataengine curate --validate' or re-record it")
+                              "the dataset is damaged: re-record or re-curate it (or train with --no-frame-cache)")
     return sum(length for _, _, length in task.episodes)
 
 
@@ -140,7 +140,7 @@ def build(root: Path, cache_root: Path, console: Console, workers: int | None = 
         job = bar.add_task("", total=info["total_frames"] * len(info["cameras"]), status="decoding each frame once")
         for frames in pool.map(decode_into, tasks, [partial] * len(tasks)):
             bar.advance(job, frames)
-    (partial / INFO_FILE).write_text(json.dumps({**info, "dataset": str(root)}, indent=2))
+    (partial / INFO_FILE).write_text(json.dumps(info, indent=2))
     partial.rename(cache_dir)
     return cache_dir
 
@@ -150,7 +150,7 @@ class FrameCache:
 
     def __init__(self, cache_dir: Path):
         info = json.loads((Path(cache_dir) / INFO_FILE).read_text())
-        self.dataset = Path(info["dataset"])
+        self.fingerprint = Path(cache_dir).name
         self.fps = info["fps"]
         self.cameras = {key: np.memmap(Path(cache_dir) / c["file"], dtype=np.uint8, mode="r", shape=tuple(c["shape"]))
                         for key, c in info["cameras"].items()}
@@ -170,14 +170,19 @@ class FrameCache:
 
 def install(cache_dir: Path) -> None:
     """Make lerobot's ``LeRobotDataset`` read the frames of the cached dataset from the cache (other datasets, if
-    any, still decode their videos). Installed before the dataset is made, so forked dataloader workers inherit it."""
+    any, still decode their videos). A dataset is recognised by its content, wherever it lies. Installed before the
+    dataset is made, so forked dataloader workers inherit it."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     cache = FrameCache(cache_dir)
     decode_from_video = LeRobotDataset._query_videos
+    fingerprints: dict[Path, str] = {}
 
     def query_videos(self, query_timestamps: dict[str, list[float]], ep_idx: int) -> dict:
-        if Path(self.root).resolve() != cache.dataset:
+        root = Path(self.root)
+        if root not in fingerprints:
+            fingerprints[root] = fingerprint(root)
+        if fingerprints[root] != cache.fingerprint:
             return decode_from_video(self, query_timestamps, ep_idx)
         episode = self.meta.episodes[ep_idx]
         first, length = int(episode["dataset_from_index"]), int(episode["length"])

@@ -44,6 +44,10 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
             assert torch.equal(got[key], want[key]), f"sample {index} {key}"
         assert torch.equal(got["action"], want["action"])
 
+    moved = shutil.copytree(demo_dataset.out, tmp_path / "moved")  # same content elsewhere: still served from the cache
+    from_moved = LeRobotDataset(demo_dataset.repo_id, root=moved, video_backend=video_backend())
+    assert torch.equal(from_moved[5][cameras[1]], decoded[5][cameras[1]])
+
 
 def test_a_changed_dataset_gets_a_new_cache_and_a_killed_build_is_redone(demo_dataset, tmp_path):
     copy = tmp_path / "copy"
