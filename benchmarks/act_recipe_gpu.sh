@@ -2,7 +2,7 @@
 # The ACT recipe on the GPU machine: expert demos -> dataengine train (its defaults) -> 200 seeded rollout episodes.
 # Stages, so that training can run on between device calls (it is started detached):
 #   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
-#   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) with and without bf16, 300 steps each
+#   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) at batch sizes $BATCHES, 400 steps each
 #   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background ($W/train.log)
 #   benchmarks/act_recipe_gpu.sh wait [S]   until training has ended (or S seconds, default 560)
 #   benchmarks/act_recipe_gpu.sh status     tail of the training log and the checkpoints saved so far
@@ -20,10 +20,10 @@ case "$1" in
     /usr/bin/time -f "demos: %e s" python3 -m dataengine.cli demos --n "$DEMOS" --workers 14 --vcodec h264 \
       --out "$W/demos" 2>&1 | grep -v '^Svt' | tail -8 ;;
   probe)
-    for precision in bf16 no; do
-      python3 -m dataengine.cli --workspace "$W/probe" train --dataset "$W/demos" --steps 300 --save-freq 300 \
-        --mixed-precision "$precision" --out "$W/probe-$precision" -- --log_freq=100 > "$W/probe-$precision.log" 2>&1
-      echo "$precision: $(steps_per_s "$W/probe-$precision.log")"
+    for batch in ${BATCHES:-128 256}; do
+      python3 -m dataengine.cli --workspace "$W/probe" train --dataset "$W/demos" --steps 400 --save-freq 400 \
+        --batch-size "$batch" --out "$W/probe-$batch" -- --log_freq=100 > "$W/probe-$batch.log" 2>&1
+      echo "batch $batch: $(steps_per_s "$W/probe-$batch.log")"
     done ;;
   train)
     setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \

@@ -19,7 +19,8 @@ def _dataset(config, **kwargs) -> LeRobotDataset:
 
 
 def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(LeRobotDataset, "_query_videos", LeRobotDataset._query_videos)  # undone after the test
+    for method in ("_query_videos", "_query_hf_dataset"):  # undone after the test
+        monkeypatch.setattr(LeRobotDataset, method, getattr(LeRobotDataset, method))
     decoded = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
     other_decoded = _dataset(grown_dataset)
     cache_dir = frame_cache.build(demo_dataset.out, tmp_path / "cache", Console())
@@ -35,6 +36,9 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
         raise AssertionError("a cached dataset decoded a video")
 
     monkeypatch.setattr("lerobot.datasets.lerobot_dataset.decode_video_frames", no_decoding)
+    column_reads = []
+    monkeypatch.setattr(frame_cache, "read_columns",
+                        lambda root, read=frame_cache.read_columns: column_reads.append(root) or read(root))
     cached = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
     assert len(cameras) == 2 and len(cached) == len(decoded)
     for index in range(len(decoded)):
@@ -42,7 +46,9 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
         for key in cameras:
             assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype
             assert torch.equal(got[key], want[key]), f"sample {index} {key}"
-        assert torch.equal(got["action"], want["action"])
+        for key in ("action", "action_is_pad", "observation.state", "timestamp", "index"):
+            assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), f"sample {index} {key}"
+    assert len(column_reads) == 1  # the action chunks came from the in-memory columns, read once
 
     moved = shutil.copytree(demo_dataset.out, tmp_path / "moved")  # same content elsewhere: still served from the cache
     from_moved = LeRobotDataset(demo_dataset.repo_id, root=moved, video_backend=video_backend())
