@@ -11,6 +11,7 @@ samples/s after a warm-up batch. The baseline decodes frames from the videos (th
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +28,9 @@ ACT_CHUNK = 100
 
 
 def samples_per_second(root: Path, batch_size: int, workers: int, batches: int) -> float:
+    fps = json.loads((root / "meta" / "info.json").read_text())["fps"]
     dataset = LeRobotDataset("local/bench", root=root, video_backend=video_backend(),
-                             delta_timestamps={"action": [k / 30 for k in range(ACT_CHUNK)]})
+                             delta_timestamps={"action": [k / fps for k in range(ACT_CHUNK)]})
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                                          persistent_workers=False, drop_last=True)
     batch_iter = iter(loader)

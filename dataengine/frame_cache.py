@@ -6,9 +6,10 @@ users saw the same: "data loading, not the GPU, bounded training"). Decoding eac
 (one file per camera, one row per dataset index) turns a sample's images into a memory read shared by all
 dataloader workers through the page cache.
 
-The cache only replaces *how* lerobot obtains the decoded frames (``LeRobotDataset._query_videos``); the dataset,
-its timestamps, the training loop and the images the policy sees are unchanged (a test compares them with lerobot's
-own decoding). The cache is keyed by the dataset's content (``fingerprint``), built in a hidden directory and
+The cache only replaces *how* lerobot obtains the decoded frames (``LeRobotDataset._query_videos``) and, once frames
+are cheap, the action/state chunks (``_query_hf_dataset``, from the numeric columns held in memory); the dataset,
+its timestamps, the training loop and the samples the policy sees are unchanged (a test compares them with
+lerobot's own reads). The cache is keyed by the dataset's content (``fingerprint``), built in a hidden directory and
 renamed into place, so a killed build is simply rebuilt and a changed dataset never reads stale frames.
 """
 
@@ -28,6 +29,7 @@ from rich.console import Console
 
 from dataengine.errors import DataEngineError
 from dataengine.progress import progress_bar
+from dataengine.video import iter_frames
 
 CACHE_ENV = "DATAENGINE_FRAME_CACHE"
 """Set by ``dataengine train`` for its lerobot-train process: the cache directory to read frames from."""
@@ -91,24 +93,18 @@ def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
 def decode_into(task: DecodeTask, cache_dir: Path) -> int:
     """Decode ``task``'s episodes in one pass over the video and write each frame to its dataset row; returns
     the number of frames written. Every frame of every episode must be found."""
-    import av
-
     rows = np.memmap(cache_dir / task.cache_file, dtype=np.uint8, mode="r+", shape=task.shape)
     wanted = {}
     for from_ts, first_index, length in task.episodes:
         for k in range(length):
             wanted[round((from_ts + k / task.fps) * task.fps)] = first_index + k
     last_tick = max(wanted)
-    with av.open(task.video) as container:
-        stream = container.streams.video[0]
-        container.seek(int(task.episodes[0][0] / stream.time_base), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            seconds = float(frame.pts * stream.time_base)
-            tick = round(seconds * task.fps)
-            if tick > last_tick:
-                break
-            if tick in wanted:
-                rows[wanted.pop(tick)] = frame.to_ndarray(format="rgb24")
+    for image, seconds in iter_frames(Path(task.video), start=task.episodes[0][0]):
+        tick = round(seconds * task.fps)
+        if tick > last_tick:
+            break
+        if tick in wanted:
+            rows[wanted.pop(tick)] = image
     rows.flush()
     if wanted:
         raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; "
@@ -116,7 +112,7 @@ def decode_into(task: DecodeTask, cache_dir: Path) -> int:
     return sum(length for _, _, length in task.episodes)
 
 
-def build(root: Path, cache_root: Path, console: Console, workers: int | None = None) -> Path:
+def build(root: Path, cache_root: Path, console: Console) -> Path:
     """The cache of dataset ``root`` under ``cache_root`` (built if missing, in parallel processes)."""
     root = Path(root).resolve()
     cache_dir = Path(cache_root) / fingerprint(root)
@@ -134,7 +130,7 @@ def build(root: Path, cache_root: Path, console: Console, workers: int | None = 
     partial.mkdir()
     for camera in info["cameras"].values():
         np.memmap(partial / camera["file"], dtype=np.uint8, mode="w+", shape=tuple(camera["shape"])).flush()
-    workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
+    workers = max(1, min(len(tasks), os.cpu_count() or 1))
     context = multiprocessing.get_context("spawn")  # the caller may hold torch threads: never fork them
     with ProcessPoolExecutor(workers, mp_context=context) as pool, progress_bar(console, "frame cache") as bar:
         job = bar.add_task("", total=info["total_frames"] * len(info["cameras"]), status="decoding each frame once")
@@ -214,9 +210,9 @@ def install(cache_dir: Path) -> None:
                 for key, timestamps in query_timestamps.items()}
 
     def query_hf_dataset(self, query_indices: dict[str, list[int]]) -> dict:
-        wanted = {k: i for k, i in query_indices.items() if k not in self.meta.video_keys}
         if not is_cached(self) or self._absolute_to_relative_idx is not None:  # an episode subset: lerobot's way
             return query_rows(self, query_indices)
+        wanted = {k: i for k, i in query_indices.items() if k not in self.meta.video_keys}
         if not columns:
             columns.update(read_columns(self.root))
         if any(key not in columns for key in wanted):

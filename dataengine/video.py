@@ -32,9 +32,12 @@ def video_backend() -> str:
     return "torchcodec"
 
 
-def iter_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
-    """Each frame (H, W, 3) uint8 of a video file with its timestamp in seconds, decoded with PyAV, one at a time."""
+def iter_frames(path: Path, start: float = 0.0) -> Iterator[tuple[np.ndarray, float]]:
+    """Each frame (H, W, 3) uint8 of a video file with its timestamp in seconds, decoded with PyAV, one at a time;
+    with ``start``, from the key frame at or before ``start`` seconds (a v3 file holds many episodes back to back)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        if start > 0:
+            container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
         for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24"), float(frame.pts * stream.time_base)
