@@ -95,6 +95,7 @@ out_dir = "{blocker}/out"
 """)
     runs = {r.hook: r for r in fire_hooks(load_hooks(config), event())}
     assert runs["pi0"].status == "preflight_failed" and "13 GB = 1300000.0 GB needed" in runs["pi0"].reason
+    assert "model weights missing" in runs["pi0"].reason, "every reason is reported at once, not only the first"
     assert "lerobot/pi0_base (not in the Hub cache and HF_HUB_OFFLINE=1)" in runs["pi0-weights"].reason
     assert "cannot write to" in runs["unwritable"].reason
     assert {r.status for r in Ledger(tmp_path / "ledger.jsonl").runs()} == {"preflight_failed"}

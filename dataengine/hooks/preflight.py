@@ -63,5 +63,6 @@ def check_weights(hook: HookConfig, env: dict[str, str]) -> str | None:
 
 
 def preflight(hook: HookConfig, out_dir: Path, env: dict[str, str]) -> str | None:
-    """None when the hook may launch, else the first reason it must not."""
-    return check_writable(out_dir) or check_disk(out_dir, hook) or check_weights(hook, env)
+    """None when the hook may launch, else every reason it must not (so one retry fixes them all), joined by '; '."""
+    reasons = [check_writable(out_dir), check_disk(out_dir, hook), check_weights(hook, env)]
+    return "; ".join(reason for reason in reasons if reason) or None
