@@ -1,4 +1,5 @@
-"""A fast LeRobot v3 writer: stored rollout episodes -> a finished dataset, without lerobot's per-frame path.
+"""A fast LeRobot v3 writer: episodes (stored rollouts, or expert demos in memory) -> a finished dataset, without
+lerobot's per-frame path.
 
 lerobot's ``add_frame / save_episode`` validates and buffers every frame in Python, writes one parquet file per
 episode through ``datasets``, and re-muxes the growing video file after every episode. Here:
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 
 from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from dataengine.video import iter_frames
+from rollouts.episode import EpisodeFrames
 
 VIDEO_MB = 200
 """lerobot's ``DEFAULT_VIDEO_FILE_SIZE_IN_MB``: a video file is closed once it would grow past this."""
@@ -112,24 +114,30 @@ def video_duration(path: Path) -> float:
         return float(container.duration / av.time_base)
 
 
-def encode_episode(task: EncodeTask) -> EncodedEpisode:
-    """A dask task: one stored episode -> encoded camera files + exact stats of the decoded pixels."""
-    from rollouts.store import EpisodeStore
-
+def encode_frames(frames: EpisodeFrames, out: Path, fps: int, vcodec: str, image_size: int | None,
+                  threads: int = 1) -> EncodedEpisode:
+    """One in-memory episode -> encoded camera files in ``out`` + exact stats of the pixels the trainer will decode."""
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner per encoder otherwise; keep its errors
-    episode = EpisodeStore.open(Path(task.run_dir)).read(task.episode_id)
-    out = Path(task.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     videos, durations, image_stats = {}, {}, {}
-    for key, frames in episode.images.items():
+    for key, images in frames.images.items():
         path = out / f"{key}.mp4"
-        encode_video(frames, path, task.fps, task.vcodec, task.image_size, task.encoder_threads)
+        encode_video(images, path, fps, vcodec, image_size, threads)
         stats = ImageStats()
         for frame, _time in iter_frames(path):
             stats.update(frame[None])
         videos[key], durations[key], image_stats[key] = str(path), video_duration(path), stats
-    return EncodedEpisode(episode.meta["task"], np.asarray(episode.states, np.float32),
-                          np.asarray(episode.actions, np.float32), videos, durations, image_stats)
+    return EncodedEpisode(frames.task, np.asarray(frames.states, np.float32), np.asarray(frames.actions, np.float32),
+                          videos, durations, image_stats)
+
+
+def encode_episode(task: EncodeTask) -> EncodedEpisode:
+    """A dask task: one stored episode -> :func:`encode_frames`."""
+    from rollouts.store import EpisodeStore
+
+    episode = EpisodeStore.open(Path(task.run_dir)).read(task.episode_id)
+    frames = EpisodeFrames(episode.states, episode.actions, episode.images, episode.meta["task"])
+    return encode_frames(frames, Path(task.out_dir), task.fps, task.vcodec, task.image_size, task.encoder_threads)
 
 
 # -- assembling the dataset ---------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """``dataengine demos``: scripted-expert episodes recorded as a LeRobot v3 dataset.
 
-The dataset is built in a hidden sibling directory and renamed into place only when complete (stats rewritten,
-metadata written), so an interrupted or failed run never leaves a partial dataset at ``--out``.
+Each kept episode is encoded as soon as it is recorded, by the process that recorded it, with the same writer as
+``dataengine curate`` (``curation.v3_writer``: lerobot's codec settings, exact stats of the decoded pixels, no PNG
+round trip and no per-frame Python path); the driver then lays all episodes out as one dataset. The dataset is
+built in a hidden sibling directory and renamed into place only when complete, so an interrupted or failed run
+never leaves a partial dataset at ``--out``.
 """
 
 from __future__ import annotations
@@ -12,16 +15,15 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from curation.features import so101_features
-from curation.dataset_stats import recompute_stats
+from curation.features import ROBOT_TYPE, so101_features
+from curation.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
 from curation.validate import validate_dataset
-from curation.writer import DatasetWriter
 from dataengine.config import DemosConfig, to_jsonable
 from dataengine.errors import DataEngineError
 from dataengine.executors import ExecutorConfig, dask_client, wait_all
@@ -66,8 +68,8 @@ def validate(config: DemosConfig) -> None:
 def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSummary:
     """Record ``config.n`` expert episodes into a new dataset at ``config.out``.
 
-    With ``config.workers > 1`` the episodes are split into shards recorded in parallel by dask workers (each a
-    dataset of its own, seeds disjoint), then merged with lerobot's ``aggregate_datasets`` and given exact stats.
+    With ``config.workers > 1`` the episodes are split into shards (seeds disjoint) recorded and encoded in parallel
+    by dask workers; the files are then laid out as one dataset in shard order.
     """
     console = console or Console(stderr=True)
     validate(config)
@@ -75,7 +77,8 @@ def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSu
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         staging.mkdir()
-        summary = _record_sharded(staging, config, console)
+        shards, summary = _record_sharded(staging, config, console)
+        _write(staging / "dataset", shards, config)
         validate_dataset(staging / "dataset", config.repo_id)  # every file there, every episode's ends decode
         os.replace(staging / "dataset", out)  # replaces an empty directory; fails rather than overwrite files
     finally:
@@ -86,9 +89,20 @@ def record_demos(config: DemosConfig, console: Console | None = None) -> DemosSu
 
 @dataclass(frozen=True)
 class _Shard:
-    root: str
+    episodes_dir: str
     config: DemosConfig
     progress_file: str
+
+
+@dataclass
+class _Recorded:
+    """What one shard recorded: its kept episodes, encoded, with their provenance, and its counts."""
+
+    encoded: list[EncodedEpisode] = field(default_factory=list)
+    provenance: list[dict] = field(default_factory=list)
+    """Per kept episode: seed, scene and outcome metrics (``meta/dataengine.json``)."""
+    outcomes: collections.Counter = field(default_factory=collections.Counter)
+    attempts: int = 0
 
 
 def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
@@ -104,102 +118,86 @@ def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
     ]
 
 
-def _record_shard(shard: _Shard) -> DemosSummary:
+def _record_shard_on_worker(shard: _Shard) -> _Recorded:
     """A dask task: record one shard, reporting kept/attempted episodes through a small progress file."""
     progress = Path(shard.progress_file)
 
     def report(kept: int, attempts: int, successes: int) -> None:
         write_atomic(progress, f"{kept} {attempts} {successes}")
 
-    shutil.rmtree(shard.root, ignore_errors=True)  # a retried shard starts over (lerobot refuses existing roots)
-    return _record_into(Path(shard.root), shard.config, report, exact_stats=False)
+    shutil.rmtree(shard.episodes_dir, ignore_errors=True)  # a retried shard starts over
+    return _record_shard(shard, report)
 
 
-def _record_sharded(staging: Path, config: DemosConfig, console: Console) -> DemosSummary:
+def _record_sharded(staging: Path, config: DemosConfig, console: Console) -> tuple[list[_Recorded], DemosSummary]:
     start = time.perf_counter()
+    shards = _shards(staging, config)
     with progress_bar(console, "demos") as progress:
         bar = progress.add_task("demos", total=config.n, status="")
 
         def show(kept: int, attempts: int, successes: int) -> None:
             progress.update(bar, completed=kept, status=f"success {successes / max(attempts, 1):.0%} of {attempts}")
 
-        if config.workers == 1:
-            summaries = [_record_into(staging / "dataset", config, show)]
+        if len(shards) == 1:
+            recorded = [_record_shard(shards[0], show)]
         else:
-            shards = _shards(staging, config)
-            summaries = _run_shards(shards, config, show)
-            _merge_shards([Path(s.root) for s in shards], staging / "dataset", config)
+            recorded = _run_shards(shards, config, show)
     outcomes: collections.Counter[str] = collections.Counter()
-    for summary in summaries:
-        outcomes.update(summary.outcomes)
-    return DemosSummary(sum(s.episodes for s in summaries), sum(s.attempts for s in summaries), dict(outcomes),
-                        sum(s.frames for s in summaries), time.perf_counter() - start)
+    for shard in recorded:
+        outcomes.update(shard.outcomes)
+    summary = DemosSummary(sum(len(r.encoded) for r in recorded), sum(r.attempts for r in recorded), dict(outcomes),
+                           sum(len(e) for r in recorded for e in r.encoded), time.perf_counter() - start)
+    return recorded, summary
 
 
-def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[DemosSummary]:
+def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[_Recorded]:
     def poll() -> None:
         counts = [Path(s.progress_file).read_text().split() for s in shards if Path(s.progress_file).is_file()]
         show(*(sum(int(c[i]) for c in counts) for i in range(3)))
 
     with dask_client(ExecutorConfig(scheduler=config.scheduler, workers=len(shards))) as client:
-        futures = client.map(_record_shard, shards, pure=False)
-        wait_all(futures, poll)
-        return client.gather(futures)
+        futures = client.map(_record_shard_on_worker, shards, pure=False)
+        return wait_all(futures, poll)
 
 
-def _merge_shards(roots: list[Path], out: Path, config: DemosConfig) -> None:
-    """lerobot's own aggregation (data, videos, episode indices), then exact stats and the merged provenance."""
-    from lerobot.datasets.aggregate import aggregate_datasets
-
-    aggregate_datasets(repo_ids=[config.repo_id] * len(roots), aggr_repo_id=config.repo_id, roots=roots, aggr_root=out)
-    recompute_stats(out)
-    episodes = []
-    for root in roots:
-        for episode in json.loads((root / "meta" / ENGINE_META).read_text())["episodes"]:
-            episodes.append({**episode, "episode_index": len(episodes)})
-    meta = {"config": to_jsonable(config), "episodes": episodes}
-    (out / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
+def _write(root: Path, shards: list[_Recorded], config: DemosConfig) -> None:
+    """All shards' episodes as one v3 dataset (exact stats come with the encoded episodes), plus the provenance."""
+    encoded = [episode for shard in shards for episode in shard.encoded]
+    sample_videos = {key: Path(path) for key, path in encoded[0].videos.items()}
+    info = build_info(so101_features(config.scene.image_size), config.scene.fps, sample_videos, ROBOT_TYPE)
+    write_dataset(DatasetLayout(root, info), encoded)
+    provenance = [episode for shard in shards for episode in shard.provenance]
+    meta = {"config": to_jsonable(config),
+            "episodes": [{"episode_index": i, **episode} for i, episode in enumerate(provenance)]}
+    (root / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
 
 
-def _record_into(root: Path, config: DemosConfig, report, exact_stats: bool = True) -> DemosSummary:
-    """Record one dataset in this process; ``report(kept, attempts, successes)`` after every episode."""
+def _record_shard(shard: _Shard, report) -> _Recorded:
+    """Record and encode one shard's episodes in this process; ``report(kept, attempts, successes)`` after each."""
+    config = shard.config
     env = PickPlaceEnv(config.scene)
     expert = ScriptedExpert(env, config.expert)
+    recorded = _Recorded()
     try:
-        writer = DatasetWriter(root, config.repo_id, config.scene.fps, so101_features(config.scene.image_size),
-                               config.vcodec)
-    except BaseException:
-        env.close()
-        raise
-    outcomes: collections.Counter[str] = collections.Counter()
-    kept, frames, attempts = [], 0, 0
-    start = time.perf_counter()
-    try:
-        while len(kept) < config.n:
-            if attempts >= config.n * config.max_attempts_per_episode:
+        while len(recorded.encoded) < config.n:
+            if recorded.attempts >= config.n * config.max_attempts_per_episode:
                 raise DataEngineError(
-                    f"only {len(kept)} of {config.n} episodes succeeded in {attempts} attempts: "
+                    f"only {len(recorded.encoded)} of {config.n} episodes succeeded in {recorded.attempts} attempts: "
                     "check the scene randomisation ranges or pass --include-failures"
                 )
-            seed = config.seed + attempts
-            attempts += 1
+            seed = config.seed + recorded.attempts
+            recorded.attempts += 1
             episode = record_episode(env, seed, lambda _obs: expert.act(), expert.reset)
-            outcomes[episode.metrics.outcome.value] += 1
+            recorded.outcomes[episode.metrics.outcome.value] += 1
             if episode.metrics.outcome is Outcome.SUCCESS or config.include_failures:
-                writer.add_episode(episode.frames)
-                kept.append({"episode_index": len(kept), "seed": seed, "scene": episode.scene.to_dict(),
-                             "metrics": episode.metrics.to_dict()})
-                frames += len(episode.frames)
-            report(len(kept), attempts, outcomes[Outcome.SUCCESS.value])
-        writer.close(exact_stats)
-    except BaseException:
-        writer.abort()
-        raise
+                recorded.encoded.append(encode_frames(episode.frames, Path(shard.episodes_dir) / f"seed-{seed}",
+                                                      config.scene.fps, config.vcodec, None))
+                recorded.provenance.append({"seed": seed, "scene": episode.scene.to_dict(),
+                                            "metrics": episode.metrics.to_dict()})
+            report(len(recorded.encoded), recorded.attempts, recorded.outcomes[Outcome.SUCCESS.value])
     finally:
         env.close()
-    meta = {"config": to_jsonable(config), "episodes": kept}
-    (root / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
-    return DemosSummary(len(kept), attempts, dict(outcomes), frames, time.perf_counter() - start)
+    return recorded
 
 
 def _print_summary(console: Console, summary: DemosSummary, out: Path) -> None:

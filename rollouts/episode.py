@@ -1,7 +1,5 @@
-"""Run one episode in one environment and keep every frame: the simplest rollout, used for expert demos.
-
-The batched engine (many environments, one policy call) comes with the rollout issue; this is its reference.
-"""
+"""Run one episode in one environment and keep every frame in memory: the simplest rollout, used for expert demos
+and as the reference of the batched engine (many environments, one policy call; ``rollouts.engine``)."""
 
 from __future__ import annotations
 
@@ -10,10 +8,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.writer import EpisodeFrames
 from scenes.outcome import EpisodeMetrics
 from scenes.pick_place import TASK, Observation, PickPlaceEnv
 from scenes.randomization import SceneSample
+
+
+@dataclass(frozen=True)
+class EpisodeFrames:
+    """One episode in memory: T frames of state, action and camera images (keyed by LeRobot feature name)."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    images: dict[str, np.ndarray]
+    task: str
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
 
 
 @dataclass(frozen=True)

@@ -116,14 +116,14 @@ def test_interrupted_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
     def explode(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demos.DatasetWriter, "close", explode)
+    monkeypatch.setattr(demos, "write_dataset", explode)
     with pytest.raises(KeyboardInterrupt):
         demos.record_demos(DemosConfig(out=tmp_path / "ds", n=1, scene=PickPlaceConfig(image_size=32)))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_sharded_demos_on_dask_merge_into_one_exact_dataset(tmp_path):
-    """--workers 2: two shards recorded by dask workers, merged by lerobot's aggregate, stats exact again."""
+    """--workers 2: two shards recorded and encoded by dask workers, laid out as one dataset with exact stats."""
     from curation.dataset_stats import compute_episode_stats
     from curation.stats import merge_all, to_lerobot
 

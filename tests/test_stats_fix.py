@@ -12,7 +12,7 @@ import pytest
 from curation.dataset_stats import compute_episode_stats
 from curation.features import so101_features
 from curation.stats import merge_all, to_lerobot
-from curation.writer import DatasetWriter
+from curation.lerobot_writer import DatasetWriter
 from dataengine.cli import main
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert

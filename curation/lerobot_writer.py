@@ -1,39 +1,26 @@
-"""Write episodes into a LeRobot v3 dataset through lerobot's own recording API, then give it exact stats.
+"""lerobot's own recording API (``add_frame / save_episode``) behind one call per episode: the reference that the
+engine's fast writer (``curation.v3_writer``) is benchmarked against (``benchmarks/demos_writer.py``), and the
+source of datasets with lerobot's broken stats for ``dataengine stats fix``'s tests.
 
 lerobot's ``LeRobotDataset.create / add_frame / save_episode`` guarantees the on-disk layout is byte-for-byte what
 lerobot reads. Its streaming encoder (frames straight to the encoder, no PNG round trip) lost the last frame of one
 camera's video under CPU load (a 96 px h264 tour on 2 busy cores: 2,035 wrist frames for 2,036 overhead ones, so
 lerobot's loader failed on that frame); lerobot's classic path (frames as images, encoded at ``save_episode``) is
-used instead, and ``record_demos`` validates that every episode's first and last frame decode. Its stats are
-wrong for images (see ``curation.stats``), so ``close()`` recomputes every feature's stats from the written files
-(videos decoded as the trainer decodes them) and rewrites ``meta/stats.json`` and the per-episode stats.
+used instead. Its stats are wrong for images (see ``curation.stats``), so ``close()`` can recompute every feature's
+stats from the written files (videos decoded as the trainer decodes them).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from curation.dataset_stats import recompute_stats
 from curation.features import ROBOT_TYPE
-
-
-@dataclass(frozen=True)
-class EpisodeFrames:
-    """One episode in memory: T frames of state, action and camera images (keyed by LeRobot feature name)."""
-
-    states: np.ndarray
-    actions: np.ndarray
-    images: dict[str, np.ndarray]
-    task: str
-
-    def __len__(self) -> int:
-        return self.states.shape[0]
+from rollouts.episode import EpisodeFrames
 
 
 class DatasetWriter:
