@@ -28,10 +28,11 @@ class DemosConfig:
     n: int = 50
     repo_id: str = "local/so101_pick_place_demos"
     seed: int = 0
-    """Episode k of the run uses scene seed ``seed + k`` (attempts, including discarded failures, count)."""
+    """Attempt k uses scene seed ``seed + k`` (discarded failures count). With ``workers`` > 1, shard j's attempts
+    start at ``seed + j * n * max_attempts_per_episode`` (disjoint), so the scenes depend on ``workers``."""
     include_failures: bool = False
     max_attempts_per_episode: int = 3
-    """Give up once ``n * this`` attempts have not produced ``n`` kept episodes."""
+    """Give up once ``n * this`` attempts have not produced ``n`` kept episodes (per shard with ``workers`` > 1)."""
     vcodec: str = "libsvtav1"
     """lerobot's default codec (AV1); ``h264`` encodes faster."""
     workers: int = 1

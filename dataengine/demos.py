@@ -157,7 +157,11 @@ def _run_shards(shards: list[_Shard], config: DemosConfig, show) -> list[_Record
 
     with dask_client(ExecutorConfig(scheduler=config.scheduler, workers=len(shards))) as client:
         futures = client.map(_record_shard_on_worker, shards, pure=False)
-        return wait_all(futures, poll)
+        try:
+            return wait_all(futures, poll)
+        except BaseException:
+            client.cancel(futures)  # on a shared cluster the other shards would go on writing into staging
+            raise
 
 
 def _write(root: Path, shards: list[_Recorded], config: DemosConfig) -> None:

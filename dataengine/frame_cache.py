@@ -15,6 +15,7 @@ renamed into place, so a killed build is simply rebuilt and a changed dataset ne
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -34,6 +35,8 @@ from dataengine.video import iter_frames
 CACHE_ENV = "DATAENGINE_FRAME_CACHE"
 """Set by ``dataengine train`` for its lerobot-train process: the cache directory to read frames from."""
 INFO_FILE = "frame_cache.json"
+TOLERANCE_S = 1e-4
+"""lerobot's default ``tolerance_s``: how far a decoded frame's timestamp may be from the one asked for."""
 EPISODES_PER_TASK = 8
 """Episodes decoded by one task: a v3 video file holds many episodes back to back, decoded in one pass each."""
 
@@ -93,52 +96,73 @@ def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
 def decode_into(task: DecodeTask, cache_dir: Path) -> int:
     """Decode ``task``'s episodes in one pass over the video and write each frame to its dataset row; returns
     the number of frames written. Every frame of every episode must be found."""
+    damaged = ("the dataset is damaged: re-record or re-curate it, or run lerobot's own checks on it "
+               "(`dataengine train --no-frame-cache`)")
     rows = np.memmap(cache_dir / task.cache_file, dtype=np.uint8, mode="r+", shape=task.shape)
     wanted = {}
     for from_ts, first_index, length in task.episodes:
         for k in range(length):
-            wanted[round((from_ts + k / task.fps) * task.fps)] = first_index + k
+            tick = round((from_ts + k / task.fps) * task.fps)
+            if tick in wanted:
+                raise DataEngineError(f"{task.video}: two episodes claim the frame at {tick / task.fps:.3f} s; {damaged}")
+            wanted[tick] = first_index + k
     last_tick = max(wanted)
     for image, seconds in iter_frames(Path(task.video), start=task.episodes[0][0]):
         tick = round(seconds * task.fps)
         if tick > last_tick:
             break
         if tick in wanted:
+            if abs(seconds - tick / task.fps) > TOLERANCE_S:
+                raise DataEngineError(f"{task.video}: a frame at {seconds:.5f} s is off the {task.fps} fps grid "
+                                      f"(more than lerobot's {TOLERANCE_S} s); {damaged}")
             rows[wanted.pop(tick)] = image
     rows.flush()
     if wanted:
-        raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; "
-                              "the dataset is damaged: re-record or re-curate it (or train with --no-frame-cache)")
+        raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; {damaged}")
     return sum(length for _, _, length in task.episodes)
 
 
 def build(root: Path, cache_root: Path, console: Console) -> Path:
-    """The cache of dataset ``root`` under ``cache_root`` (built if missing, in parallel processes)."""
+    """The cache of dataset ``root`` under ``cache_root`` (built if missing, in parallel processes). Builds of the
+    same dataset take turns (a file lock): a second ``dataengine train`` waits, then uses the first one's cache."""
     root = Path(root).resolve()
     cache_dir = Path(cache_root) / fingerprint(root)
     if (cache_dir / INFO_FILE).is_file():
         return cache_dir
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    with open(cache_dir.with_name(f".{cache_dir.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache_dir / INFO_FILE).is_file():
+            _build_locked(root, cache_dir, console)
+    return cache_dir
+
+
+def _build_locked(root: Path, cache_dir: Path, console: Console) -> None:
+    partial = cache_dir.with_name(f".{cache_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a killed build's leftovers: before the free-space check
     info, tasks = plan(root)
     need = sum(int(np.prod(c["shape"])) for c in info["cameras"].values())
-    Path(cache_root).mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(cache_root).free
+    free = shutil.disk_usage(cache_dir.parent).free
     if need > free:
-        raise DataEngineError(f"the decoded-frame cache needs {need / 2**30:.1f} GiB and {cache_root} has "
-                              f"{free / 2**30:.1f} GiB free: free space, or train with --no-frame-cache")
-    partial = cache_dir.with_name(f".{cache_dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+        raise DataEngineError(f"the decoded-frame cache needs {need / 2**30:.1f} GiB and {cache_dir.parent} has "
+                              f"{free / 2**30:.1f} GiB free: free space (older caches there can go), or train with "
+                              "--no-frame-cache")
     partial.mkdir()
-    for camera in info["cameras"].values():
-        np.memmap(partial / camera["file"], dtype=np.uint8, mode="w+", shape=tuple(camera["shape"])).flush()
-    workers = max(1, min(len(tasks), os.cpu_count() or 1))
-    context = multiprocessing.get_context("spawn")  # the caller may hold torch threads: never fork them
-    with ProcessPoolExecutor(workers, mp_context=context) as pool, progress_bar(console, "frame cache") as bar:
-        job = bar.add_task("", total=info["total_frames"] * len(info["cameras"]), status="decoding each frame once")
-        for frames in pool.map(decode_into, tasks, [partial] * len(tasks)):
-            bar.advance(job, frames)
-    (partial / INFO_FILE).write_text(json.dumps(info, indent=2))
-    partial.rename(cache_dir)
-    return cache_dir
+    try:
+        for camera in info["cameras"].values():
+            np.memmap(partial / camera["file"], dtype=np.uint8, mode="w+", shape=tuple(camera["shape"])).flush()
+        workers = max(1, min(len(tasks), os.cpu_count() or 1))
+        context = multiprocessing.get_context("spawn")  # the caller may hold torch threads: never fork them
+        with ProcessPoolExecutor(workers, mp_context=context) as pool, progress_bar(console, "frame cache") as bar:
+            job = bar.add_task("", total=info["total_frames"] * len(info["cameras"]), status="decoding each frame once")
+            for frames in pool.map(decode_into, tasks, [partial] * len(tasks)):
+                bar.advance(job, frames)
+        (partial / INFO_FILE).write_text(json.dumps(info, indent=2))
+        partial.rename(cache_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    console.print(f"frame cache: {need / 2**30:.1f} GiB in {cache_dir} (safe to delete; rebuilt when needed)")
 
 
 class FrameCache:
@@ -170,7 +194,7 @@ def read_columns(root: Path) -> dict[str, np.ndarray]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables([pq.read_table(f) for f in sorted((Path(root) / "data").rglob("*.parquet"))])
+    table = pa.concat_tables([pq.read_table(f) for f in sorted((Path(root) / "data").glob("*/*.parquet"))])
     order = np.argsort(table["index"].to_numpy())
     columns = {}
     for name in table.column_names:

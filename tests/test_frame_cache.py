@@ -1,13 +1,20 @@
 """The decoded-frame cache that ``dataengine train`` puts under lerobot-train: it must give lerobot's dataset exactly
 the images lerobot's own video decoding gives, for every sample, and never serve another dataset's frames."""
 
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from rich.console import Console
 
 from dataengine import frame_cache
+from dataengine.errors import DataEngineError
 from dataengine.video import video_backend
 
 ACT_DELTAS = {"action": [k / 30 for k in range(10)]}
@@ -69,3 +76,35 @@ def test_a_changed_dataset_gets_a_new_cache_and_a_killed_build_is_redone(demo_da
     second = frame_cache.build(copy, tmp_path / "cache", Console())
     assert second != first and not killed.exists() and not (second / "leftover.u8").exists()
     assert (second / frame_cache.INFO_FILE).is_file()
+
+
+def _build_in_another_process(root: str, cache_root: str) -> str:
+    return str(frame_cache.build(Path(root), Path(cache_root), Console(quiet=True)))
+
+
+def test_two_trainings_building_the_same_cache_at_once_share_one_build(demo_dataset, tmp_path):
+    """Two `dataengine train` runs on one dataset (a sweep) start together: one builds, the other waits for it."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        built = list(pool.map(_build_in_another_process, [str(demo_dataset.out)] * 2, [str(tmp_path / "cache")] * 2))
+    assert built[0] == built[1]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")) == [Path(built[0]).name]
+    cache = frame_cache.FrameCache(Path(built[0]))
+    decoded = _dataset(demo_dataset)
+    key = decoded.meta.video_keys[0]
+    last = len(decoded) - 1
+    assert torch.equal(cache.frames(key, 0, last + 1, [last / 30], 1e-4)[0], decoded[last][key])
+
+
+def test_overlapping_episodes_are_a_clear_error_and_leave_nothing_behind(demo_dataset, tmp_path):
+    """A damaged index (episode 1 starting inside episode 0's frames) must not become silently black frames."""
+    copy = shutil.copytree(demo_dataset.out, tmp_path / "copy")
+    path = next((copy / "meta" / "episodes").rglob("*.parquet"))
+    table = pq.read_table(path)
+    column = "videos/observation.images.wrist/from_timestamp"
+    starts = table[column].to_pylist()
+    starts[1] -= 1 / 30
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, pa.array(starts)), path)
+    with pytest.raises(DataEngineError, match="two episodes claim the frame .* the dataset is damaged"):
+        frame_cache.build(copy, tmp_path / "cache", Console(quiet=True))
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
