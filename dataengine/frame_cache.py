@@ -10,7 +10,8 @@ The cache only replaces *how* lerobot obtains the decoded frames (``LeRobotDatas
 are cheap, the action/state chunks (``_query_hf_dataset``, from the numeric columns held in memory); the dataset,
 its timestamps, the training loop and the samples the policy sees are unchanged (a test compares them with
 lerobot's own reads). The cache is keyed by the dataset's content (``fingerprint``), built in a hidden directory and
-renamed into place, so a killed build is simply rebuilt and a changed dataset never reads stale frames.
+renamed into place, so a killed build is simply rebuilt and a changed dataset never reads stale frames. When the
+disk is short, the least recently used caches that no training is reading make room.
 """
 
 from __future__ import annotations
@@ -127,14 +128,49 @@ def build(root: Path, cache_root: Path, console: Console) -> Path:
     same dataset take turns (a file lock): a second ``dataengine train`` waits, then uses the first one's cache."""
     root = Path(root).resolve()
     cache_dir = Path(cache_root) / fingerprint(root)
-    if (cache_dir / INFO_FILE).is_file():
-        return cache_dir
     Path(cache_root).mkdir(parents=True, exist_ok=True)
-    with open(cache_dir.with_name(f".{cache_dir.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(_lock_path(cache_dir), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # shared with trainings reading it; no pruning meanwhile
         if not (cache_dir / INFO_FILE).is_file():
-            _build_locked(root, cache_dir, console)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time (flock re-locks, so look again)
+            if not (cache_dir / INFO_FILE).is_file():
+                _build_locked(root, cache_dir, console)
+        os.utime(cache_dir / INFO_FILE)  # last use: what pruning goes by
     return cache_dir
+
+
+def _lock_path(cache_dir: Path) -> Path:
+    return cache_dir.with_name(f".{cache_dir.name}.lock")
+
+
+_HELD: list = []
+"""Lock files this process holds shared for the caches it reads, so that no build prunes them meanwhile."""
+
+
+def hold(cache_dir: Path) -> None:
+    """Mark ``cache_dir`` in use for the rest of this process (a shared lock; pruning skips locked caches)."""
+    handle = open(_lock_path(Path(cache_dir)), "a")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    _HELD.append(handle)
+
+
+def _prune(cache_root: Path, need: int, console: Console) -> None:
+    """Delete least recently used caches that no process is reading until ``need`` bytes are free: every dataset
+    version gets its own cache (~12 GB for 200 episodes at 224 px), and a growing dataset makes one per round."""
+    caches = sorted((d for d in cache_root.iterdir() if (d / INFO_FILE).is_file()),
+                    key=lambda d: (d / INFO_FILE).stat().st_mtime)
+    for old in caches:
+        if shutil.disk_usage(cache_root).free >= need:
+            return
+        with open(_lock_path(old), "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a training is reading it
+                continue
+            size = sum(f.stat().st_size for f in old.iterdir())
+            shutil.rmtree(old)
+            console.print(f"frame cache: removed the least recently used cache {old.name} ({size / 2**30:.1f} GiB) "
+                          "to make room")
 
 
 def _build_locked(root: Path, cache_dir: Path, console: Console) -> None:
@@ -142,11 +178,12 @@ def _build_locked(root: Path, cache_dir: Path, console: Console) -> None:
     shutil.rmtree(partial, ignore_errors=True)  # a killed build's leftovers: before the free-space check
     info, tasks = plan(root)
     need = sum(int(np.prod(c["shape"])) for c in info["cameras"].values())
+    _prune(cache_dir.parent, need, console)
     free = shutil.disk_usage(cache_dir.parent).free
     if need > free:
         raise DataEngineError(f"the decoded-frame cache needs {need / 2**30:.1f} GiB and {cache_dir.parent} has "
-                              f"{free / 2**30:.1f} GiB free: free space (older caches there can go), or train with "
-                              "--no-frame-cache")
+                              f"{free / 2**30:.1f} GiB free (no unused cache left to remove): free space, or train "
+                              "with --no-frame-cache")
     partial.mkdir()
     try:
         for camera in info["cameras"].values():
@@ -214,6 +251,7 @@ def install(cache_dir: Path) -> None:
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    hold(cache_dir)
     cache = FrameCache(cache_dir)
     decode_from_video, query_rows = LeRobotDataset._query_videos, LeRobotDataset._query_hf_dataset
     fingerprints: dict[Path, str] = {}

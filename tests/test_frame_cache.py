@@ -1,7 +1,9 @@
 """The decoded-frame cache that ``dataengine train`` puts under lerobot-train: it must give lerobot's dataset exactly
 the images lerobot's own video decoding gives, for every sample, and never serve another dataset's frames."""
 
+import json
 import multiprocessing
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -108,3 +110,29 @@ def test_overlapping_episodes_are_a_clear_error_and_leave_nothing_behind(demo_da
     with pytest.raises(DataEngineError, match="two episodes claim the frame .* the dataset is damaged"):
         frame_cache.build(copy, tmp_path / "cache", Console(quiet=True))
     assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_short_disk_removes_the_least_recently_used_cache_nobody_reads(demo_dataset, tmp_path, monkeypatch):
+    """Each dataset version gets its own cache; when the disk is short the oldest unused one goes, never one that a
+    training is reading (it holds a shared lock from `install`)."""
+    def version(name: str) -> Path:  # same frames, another dataset version (its info.json differs)
+        copy = shutil.copytree(demo_dataset.out, tmp_path / name)
+        info = json.loads((copy / "meta" / "info.json").read_text())
+        (copy / "meta" / "info.json").write_text(json.dumps({**info, "version_note": name}))
+        return copy
+
+    cache_root = tmp_path / "cache"
+    read_by_a_training, unused = (frame_cache.build(version(n), cache_root, Console(quiet=True)) for n in ("a", "b"))
+    frame_cache.hold(read_by_a_training)  # what `install` does inside lerobot-train
+    for age, cache in enumerate((read_by_a_training, unused)):  # the one being read is the older
+        os.utime(cache / frame_cache.INFO_FILE, (1000 + age, 1000 + age))
+    real_disk_usage = shutil.disk_usage
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage",  # room for one more cache only once one has gone
+                        lambda path: real_disk_usage(path)._replace(free=10**12 if not unused.exists() else 0))
+    newest = frame_cache.build(version("c"), cache_root, Console(quiet=True))
+    assert read_by_a_training.exists() and not unused.exists() and (newest / frame_cache.INFO_FILE).is_file()
+
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda path: real_disk_usage(path)._replace(free=0))
+    with pytest.raises(DataEngineError, match="no unused cache left to remove"):
+        frame_cache.build(version("d"), cache_root, Console(quiet=True))
+    assert read_by_a_training.exists(), "a cache in use is never removed"
