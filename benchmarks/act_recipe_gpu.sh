@@ -3,16 +3,20 @@
 # Stages, so that training can run on between device calls (it is started detached):
 #   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
 #   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) at batch sizes $BATCHES, 400 steps each
-#   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background ($W/train.log)
-#   benchmarks/act_recipe_gpu.sh wait [S]   until training has ended (or S seconds, default 560)
-#   benchmarks/act_recipe_gpu.sh status     tail of the training log and the checkpoints saved so far
-#   benchmarks/act_recipe_gpu.sh stop       end training (its saved checkpoints stay; ACT's learning rate is constant,
+#   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background
+#                                           ($W/$RUN.log, checkpoints in $W/$RUN; RUN defaults to "act")
+#   benchmarks/act_recipe_gpu.sh wait [S]   until run $RUN has ended (or S seconds, default 560)
+#   benchmarks/act_recipe_gpu.sh status     tail of run $RUN's log and the checkpoints saved so far
+#   benchmarks/act_recipe_gpu.sh stop       end run $RUN (its saved checkpoints stay; ACT's learning rate is constant,
 #                                           so a checkpoint of a stopped run is the same as that of a shorter run)
+# Two runs can share the GPU (RUN=a ... train --num-workers 7; RUN=b ... train --num-workers 7); they read one frame
+# cache (the second waits for the first's build). Whether they slow each other down is not measured yet.
 #   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 set -euo pipefail
 W=${W:-/tmp/act_recipe}
 DEMOS=${DEMOS:-200}
 STEPS=${STEPS:-9000}
+RUN=${RUN:-act}
 mkdir -p "$W"
 steps_per_s() { tr '\r' '\n' < "$1" | grep -oE "[0-9]+step/s|[0-9.]+it/s|updt_s:[0-9.]+|data_s:[0-9.]+" | tail -4 | tr '\n' ' '; echo; }
 case "$1" in
@@ -27,16 +31,16 @@ case "$1" in
     done ;;
   train)
     setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
-      --out "$W/act" "${@:2}" -- --log_freq=500 > "$W/train.log" 2>&1 &
-    echo $! > "$W/train.pid"; sleep 45; tail -c 1000 "$W/train.log" ;;
+      --out "$W/$RUN" "${@:2}" -- --log_freq=500 > "$W/$RUN.log" 2>&1 &
+    echo $! > "$W/$RUN.pid"; sleep 45; tail -c 1000 "$W/$RUN.log" ;;
   wait)
-    for _ in $(seq $(( ${2:-560} / 5 ))); do kill -0 "$(cat "$W/train.pid")" 2>/dev/null || break; sleep 5; done
+    for _ in $(seq $(( ${2:-560} / 5 ))); do kill -0 "$(cat "$W/$RUN.pid")" 2>/dev/null || break; sleep 5; done
     "$0" status ;;
   status)
-    tr '\r' '\n' < "$W/train.log" | grep -E "step:|End of training|Error|error" | tail -3
-    ls "$W/act/checkpoints" 2>/dev/null | tr '\n' ' '; echo ;;
+    tr '\r' '\n' < "$W/$RUN.log" | grep -E "step:|End of training|Error|error" | tail -3
+    ls "$W/$RUN/checkpoints" 2>/dev/null | tr '\n' ' '; echo ;;
   stop)
-    kill -- -"$(cat "$W/train.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
+    kill -- -"$(cat "$W/$RUN.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
   eval)
     tag=$2; ckpt=$3; shift 3
     python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
