@@ -4,7 +4,7 @@
 #   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
 #   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) at batch sizes $BATCHES, 400 steps each
 #   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background
-#                                           ($W/$RUN.log, checkpoints in $W/$RUN; RUN defaults to "act")
+#                                           ($W/runs/$RUN.log, checkpoints in $W/runs/$RUN; RUN defaults to "act")
 #   benchmarks/act_recipe_gpu.sh wait [S]   until run $RUN has ended (or S seconds, default 560)
 #   benchmarks/act_recipe_gpu.sh status     tail of run $RUN's log and the checkpoints saved so far
 #   benchmarks/act_recipe_gpu.sh stop       end run $RUN (its saved checkpoints stay; ACT's learning rate is constant,
@@ -17,9 +17,10 @@ W=${W:-/tmp/act_recipe}
 DEMOS=${DEMOS:-200}
 STEPS=${STEPS:-9000}
 RUN=${RUN:-act}
-mkdir -p "$W"
+R="$W/runs/$RUN"
+mkdir -p "$W/runs"
 steps_per_s() { tr '\r' '\n' < "$1" | grep -oE "[0-9]+step/s|[0-9.]+it/s|updt_s:[0-9.]+|data_s:[0-9.]+" | tail -4 | tr '\n' ' '; echo; }
-case "$1" in
+case "${1:-}" in
   demos)
     /usr/bin/time -f "demos: %e s" python3 -m dataengine.cli demos --n "$DEMOS" --workers 14 --vcodec h264 \
       --out "$W/demos" 2>&1 | grep -v '^Svt' | tail -8 ;;
@@ -31,18 +32,20 @@ case "$1" in
     done ;;
   train)
     setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
-      --out "$W/$RUN" "${@:2}" -- --log_freq=500 > "$W/$RUN.log" 2>&1 &
-    echo $! > "$W/$RUN.pid"; sleep 45; tail -c 1000 "$W/$RUN.log" ;;
+      --out "$R" "${@:2}" -- --log_freq=500 > "$R.log" 2>&1 &
+    echo $! > "$R.pid"; sleep 45; tail -c 1000 "$R.log" ;;
   wait)
-    for _ in $(seq $(( ${2:-560} / 5 ))); do kill -0 "$(cat "$W/$RUN.pid")" 2>/dev/null || break; sleep 5; done
+    for _ in $(seq $(( ${2:-560} / 5 ))); do kill -0 "$(cat "$R.pid")" 2>/dev/null || break; sleep 5; done
     "$0" status ;;
   status)
-    tr '\r' '\n' < "$W/$RUN.log" | grep -E "step:|End of training|Error|error" | tail -3
-    ls "$W/$RUN/checkpoints" 2>/dev/null | tr '\n' ' '; echo ;;
+    { tr '\r' '\n' < "$R.log" | grep -E "step:|End of training|Error|error" || true; } | tail -3
+    ls "$R/checkpoints" 2>/dev/null | tr '\n' ' '; echo ;;
   stop)
-    kill -- -"$(cat "$W/$RUN.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
+    kill -- -"$(cat "$R.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
   eval)
     tag=$2; ckpt=$3; shift 3
     python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
     cp "$W/eval-$tag/summary.json" "${OUT:-/tmp}/eval-$tag.json" ;;
+  *)
+    echo "usage: $0 demos | probe | train [flags] | wait [S] | status | stop | eval TAG CKPT [flags]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 """Write throughput (frames/s into a finished LeRobot v3 dataset): curation's writer vs lerobot's own
 ``LeRobotDataset.add_frame / save_episode`` path, in its default mode (frames written as images, encoded at
 ``save_episode``) and its streaming mode (frames straight to the encoder: faster, but it lost a frame under load,
-see ``curation/lerobot_writer.py``), on the same stored episodes, same codec and resolution, side by side in one run.
+see ``tests/lerobot_recorder.py``), on the same stored episodes, same codec and resolution, side by side in one run.
 Both read the episodes from the store.
 
     python benchmarks/curation_write.py --episodes 16 --image-size 224 --vcodec libsvtav1

@@ -92,6 +92,8 @@ class _Shard:
     episodes_dir: str
     config: DemosConfig
     progress_file: str
+    encoder_threads: int
+    """The cores left to each shard's video encoder (all of them when one shard records everything)."""
 
 
 @dataclass
@@ -110,10 +112,11 @@ def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
     workers = min(config.workers, config.n)
     sizes = [config.n // workers + (j < config.n % workers) for j in range(workers)]
     stride = config.n * config.max_attempts_per_episode
+    threads = max(1, (os.cpu_count() or 1) // workers)
     return [
         _Shard(str(staging / f"shard-{j:03d}"),
                dataclasses.replace(config, n=size, seed=config.seed + j * stride, workers=1),
-               str(staging / f"shard-{j:03d}.progress"))
+               str(staging / f"shard-{j:03d}.progress"), threads)
         for j, size in enumerate(sizes)
     ]
 
@@ -195,7 +198,7 @@ def _record_shard(shard: _Shard, report) -> _Recorded:
             recorded.outcomes[episode.metrics.outcome.value] += 1
             if episode.metrics.outcome is Outcome.SUCCESS or config.include_failures:
                 recorded.encoded.append(encode_frames(episode.frames, Path(shard.episodes_dir) / f"seed-{seed}",
-                                                      config.scene.fps, config.vcodec, None))
+                                                      config.scene.fps, config.vcodec, None, shard.encoder_threads))
                 recorded.provenance.append({"seed": seed, "scene": episode.scene.to_dict(),
                                             "metrics": episode.metrics.to_dict()})
             report(len(recorded.encoded), recorded.attempts, recorded.outcomes[Outcome.SUCCESS.value])

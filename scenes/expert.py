@@ -36,11 +36,12 @@ class ExpertConfig:
     xy_noise: float = 0.004
     """Approach and release offsets in x and y."""
     grasp_bias: float = 0.009
-    """Aim the grasp this far from the cube centre towards the moving jaw. At the nominal grasp point the fixed jaw
-    clears the cube by 2.5 mm, so along the jaw axis the grasp tolerated aim errors from -24 mm to only about +3 mm
-    (the way that lands the fixed jaw on the cube; +4 mm already failed 3 times in 10): the expert grasped at the
-    edge of its own window, and a policy imitating it a few mm off missed. Aiming 9 mm towards the moving jaw
-    centres the window (``benchmarks/grasp_tolerance.py``, docs/benchmarks.md); across the jaws +-12 mm did anyway."""
+    """Shift the grasp point this far along the jaw axis to the fixed jaw's side, so that the fixed jaw clears the
+    cube by 11.5 mm instead of 2.5 mm (the closing moving jaw then pushes the cube against it). With 2.5 mm the grasp
+    tolerated aim errors along the jaw axis of -24 mm one way but only about +3 mm the other (the way that lands the
+    fixed jaw on the cube; +4 mm already failed 3 times in 10): the expert grasped at the edge of its own window, and
+    a policy imitating it a few mm off missed. With 9 mm the window is centred: -16 to +8 mm succeeded every time,
+    +12 mm 9 times in 10 (``benchmarks/grasp_tolerance.py``, docs/benchmarks.md)."""
     gripper_open: tuple[float, float] = (0.7, 1.0)
     gripper_closed: float = GRIPPER_RANGE_RAD[0]
     """Fully closed: the position servo squeezes the cube with its force limit."""
@@ -69,7 +70,8 @@ class InverseKinematics:
 
     The grasp point is the ``grasp_center`` site: half a cube (12.5 mm + 2.5 mm clearance) off the fixed jaw's inner
     face, so a cube centred on it touches the fixed jaw and is squeezed against it by the moving jaw. Aiming
-    Menagerie's ``gripperframe`` TCP at the cube centre would drive the fixed jaw into the cube.
+    Menagerie's ``gripperframe`` TCP at the cube centre would drive the fixed jaw into the cube. The expert aims it
+    ``ExpertConfig.grasp_bias`` from the cube centre, for a margin on both sides.
     """
 
     def __init__(self, model: mujoco.MjModel, iterations: int = 150, damping: float = 1e-3):

@@ -12,7 +12,7 @@ import pytest
 from curation.dataset_stats import compute_episode_stats
 from curation.features import so101_features
 from curation.stats import merge_all, to_lerobot
-from curation.lerobot_writer import DatasetWriter
+from lerobot_recorder import write_with_lerobot
 from dataengine.cli import main
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert
@@ -36,9 +36,7 @@ def lerobot_written(tmp_path):
     finally:
         env.close()
     root = tmp_path / "ds"
-    writer = DatasetWriter(root, "local/broken", 30, so101_features(32), vcodec="h264")
-    writer.add_episode(episode.frames)
-    writer.close(exact_stats=False)
+    write_with_lerobot(root, "local/broken", 30, so101_features(32), [episode.frames])
     return root
 
 

@@ -12,14 +12,17 @@ from dataengine.hooks.config import HookConfig
 
 
 def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
+    while not os.path.exists(path) and path != path.parent:  # os.path.exists: False, not an error, where denied
         path = path.parent
     return path
 
 
 def check_disk(out_dir: Path, hook: HookConfig) -> str | None:
     needed = hook.checkpoint_gb * hook.checkpoints * 1e9
-    free = shutil.disk_usage(_existing_parent(out_dir.resolve())).free
+    try:
+        free = shutil.disk_usage(_existing_parent(out_dir.resolve())).free
+    except OSError:  # cannot even look there: check_writable says why
+        return None
     if free < needed:
         return (f"{free / 1e9:.1f} GB free under {out_dir}, {hook.checkpoints} checkpoints x {hook.checkpoint_gb} GB "
                 f"= {needed / 1e9:.1f} GB needed: free space or point out_dir at a larger disk")
