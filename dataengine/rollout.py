@@ -66,11 +66,10 @@ class RolloutSummary:
 
 def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicySpec, dict, int | None]:
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
-    if config.policy == "scripted":
-        return PolicySpec("scripted"), {"kind": "scripted", "path": None, "sha256": None}, None
-    if config.policy.split(":")[0] == FAULTY_KIND:
-        spec = PolicySpec(FAULTY_KIND, faults=FaultMix.parse(config.policy.partition(":")[2]))
-        return spec, {"kind": spec.build().identity.kind, "path": None, "sha256": None}, None
+    if config.policy == "scripted" or config.policy.split(":")[0] == FAULTY_KIND:
+        spec = PolicySpec("scripted") if config.policy == "scripted" else \
+            PolicySpec(FAULTY_KIND, faults=FaultMix.parse(config.policy.partition(":")[2]))
+        return spec, to_jsonable(spec.build().identity), None
     checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy).resolve()
     if not checkpoint.is_dir():
         raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory "

@@ -12,14 +12,14 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dataengine.errors import DataEngineError
-from scenes.expert import ScriptedExpert
+from scenes.expert import ExpertConfig, ScriptedExpert
 from scenes.faulty_expert import FaultMix, FaultyExpert
 from scenes.pick_place import Observation, PickPlaceEnv
 from scenes.render import CAMERA_NAMES, image_feature_key
@@ -49,13 +49,19 @@ def checkpoint_sha256(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
+def expert_sha256() -> str:
+    """Content hash of the scripted expert's settings (``ExpertConfig``), recorded as its identity, so episodes of
+    the expert before and after a change (its grasp aim, say) are told apart and a run is not resumed across one."""
+    return hashlib.sha256(json.dumps(asdict(ExpertConfig()), sort_keys=True).encode()).hexdigest()
+
+
 class ScriptedPolicy:
     """The privileged scripted expert behind the batched-policy interface (a baseline and a demo source)."""
 
     image_size: int | None = None
 
     def __init__(self) -> None:
-        self.identity = PolicyIdentity("scripted", None, None)
+        self.identity = PolicyIdentity("scripted", None, expert_sha256())
         self._experts: dict[int, ScriptedExpert] = {}
 
     def reset(self, slot: int, env: PickPlaceEnv, seed: int) -> None:
@@ -79,7 +85,7 @@ class FaultyScriptedPolicy(ScriptedPolicy):
     def __init__(self, mix: FaultMix) -> None:
         super().__init__()
         self.mix = mix
-        self.identity = PolicyIdentity(f"{FAULTY_KIND}:{mix.canonical()}", None, None)
+        self.identity = PolicyIdentity(f"{FAULTY_KIND}:{mix.canonical()}", None, expert_sha256())
 
     def reset(self, slot: int, env: PickPlaceEnv, seed: int) -> None:
         expert = self._experts.get(slot)

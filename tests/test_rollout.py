@@ -21,7 +21,9 @@ from dataengine.rollout import rollout
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from rollouts.episode import record_episode
 from rollouts.store import EpisodeStore
-from scenes.expert import ScriptedExpert
+from rollouts import policies
+from rollouts.policies import expert_sha256
+from scenes.expert import ExpertConfig, ScriptedExpert
 from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 SMALL = PickPlaceConfig(image_size=32)
@@ -58,7 +60,7 @@ def test_batched_engine_reproduces_single_env_episodes(tmp_path):
     assert run_chunk(task).episodes == 0, "a retried chunk must not redo stored episodes"
 
 
-def test_cli_rollout_on_embedded_dask_cluster_with_summary(tmp_path, capsys):
+def test_cli_rollout_on_embedded_dask_cluster_with_summary(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["rollout", "--policy", "scripted", "--n", "4", "--num-envs", "2", "--chunk-size", "2",
                  "--workers", "2", "--image-size", "32", "--out", str(out)]) == 0
@@ -71,6 +73,13 @@ def test_cli_rollout_on_embedded_dask_cluster_with_summary(tmp_path, capsys):
     summary = (out / "summary.json").read_text()
     assert '"episodes": 4' in summary
     assert "env-steps/s" in capsys.readouterr().err
+    # the expert's settings are its identity: episodes of a changed expert (e.g. its grasp aim) are told apart
+    assert meta["policy"] == store.manifest["policy"] and meta["policy"]["sha256"] == expert_sha256()
+    monkeypatch.setattr(policies, "ExpertConfig", lambda: ExpertConfig(grasp_bias=0.0))
+    assert expert_sha256() != meta["policy"]["sha256"]
+    assert main(["rollout", "--policy", "scripted", "--n", "4", "--image-size", "32", "--out", str(out),
+                 "--resume"]) == 2, "a run is not resumed with a different expert"
+    assert "policy" in capsys.readouterr().err
 
 
 def test_act_rollout_records_policy_identity(act_checkpoint, tmp_path, workspace):
