@@ -38,7 +38,8 @@ RESNET18_WEIGHTS = "resnet18-f37072fd.pth"
 class TrainConfig:
     """``dataengine train``. Defaults: the best GPU recipe measured so far (docs/benchmarks.md, "ACT recipe"): 200
     expert demos at 224 px, batch 128, constant lr 1e-4, bf16, 9,000 steps (17 min on an H200 with the frame cache):
-    77.5 % success over 200 seeded episodes with chunks of 100 (6,000 steps: 62 %, 7,500: 73 %). >= 80 % is open."""
+    77.5 % success over 200 seeded episodes with chunks of 100 (6,000 steps: 62 %, 7,500: 73 %), on demos of the
+    expert's earlier grasp, which sat at the edge of its tolerance (``ExpertConfig.grasp_bias``). >= 80 % is open."""
 
     dataset: str
     policy: str = "act"
