@@ -66,9 +66,9 @@ class RolloutSummary:
 
 def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicySpec, dict, int | None]:
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
-    if config.policy == "scripted" or config.policy.split(":")[0] == FAULTY_KIND:
-        spec = PolicySpec("scripted") if config.policy == "scripted" else \
-            PolicySpec(FAULTY_KIND, faults=FaultMix.parse(config.policy.partition(":")[2]))
+    kind, _, mix = config.policy.partition(":")
+    if config.policy == "scripted" or kind == FAULTY_KIND:
+        spec = PolicySpec(kind, faults=FaultMix.parse(mix) if kind == FAULTY_KIND else None)
         return spec, to_jsonable(spec.build().identity), None
     checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy).resolve()
     if not checkpoint.is_dir():

@@ -104,7 +104,8 @@ def _backbone_args() -> list[str]:
     return ["--policy.pretrained_backbone_weights=null"]
 
 
-def default_workers() -> int:
+def default_loader_workers() -> int:
+    """lerobot-train's dataloader workers: all cores but two (the training loop and the pin-memory thread)."""
     return max(0, (os.cpu_count() or 1) - 2)
 
 
@@ -132,7 +133,7 @@ def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Pa
         f"--batch_size={config.batch_size}",
         f"--policy.optimizer_lr={config.learning_rate}",
         f"--policy.optimizer_lr_backbone={config.learning_rate}",
-        f"--num_workers={default_workers() if config.num_workers is None else config.num_workers}",
+        f"--num_workers={default_loader_workers() if config.num_workers is None else config.num_workers}",
         f"--save_freq={min(config.save_freq, config.steps)}",
         "--wandb.enable=false",
         f"--output_dir={out}",
