@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ACT recipe on the GPU machine: expert demos -> dataengine train (its defaults) -> 200 seeded rollout episodes.
 # Stages, so that training can run on between device calls (it is started detached):
-#   benchmarks/act_recipe_gpu.sh demos      $DEMOS expert demos, 224 px, H.264, recorded by 14 dask workers
+#   benchmarks/act_recipe_gpu.sh demos      $DEMOS (400) expert demos, 224 px, H.264, recorded by 14 dask workers
 #   benchmarks/act_recipe_gpu.sh probe      lerobot-train speed (steps/s) at batch sizes $BATCHES, 400 steps each
 #   benchmarks/act_recipe_gpu.sh train [dataengine train flags...]   start training in the background
 #                                           ($W/runs/$RUN.log, checkpoints in $W/runs/$RUN; RUN defaults to "act")
@@ -14,8 +14,8 @@
 #   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 set -euo pipefail
 W=${W:-/tmp/act_recipe}
-DEMOS=${DEMOS:-200}
-STEPS=${STEPS:-9000}
+DEMOS=${DEMOS:-400}
+STEPS=${STEPS:-8000}
 RUN=${RUN:-act}
 R="$W/runs/$RUN"
 mkdir -p "$W/runs"

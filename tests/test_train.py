@@ -1,9 +1,10 @@
 import json
+import shutil
 
 import pytest
 
 from dataengine.errors import DataEngineError
-from dataengine.train import TrainConfig, resolve_dataset, train
+from dataengine.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
 
 
 def test_train_produces_a_lerobot_checkpoint_at_exactly_the_requested_step(act_checkpoint, demo_dataset):
@@ -33,3 +34,13 @@ def test_dataset_resolution_and_bad_input(demo_dataset, workspace, tmp_path):
         train(TrainConfig(dataset=str(demo_dataset.out), steps=0), workspace)
     with pytest.raises(DataEngineError, match="nothing to resume"):
         train(TrainConfig(dataset=str(demo_dataset.out), out=tmp_path / "new", resume=True), workspace)
+
+
+def test_a_dataset_smaller_than_the_recipes_gets_a_note_naming_both_counts(demo_dataset, tmp_path):
+    """The recipe's success came from its number of demos: a user training on fewer is told before the run."""
+    assert fewer_demos_than_the_recipe(demo_dataset.out) == (
+        f"note: {demo_dataset.out} holds 2 episodes; the default recipe reached >= 80 % with 400 (docs/act_recipe.md)")
+    big = shutil.copytree(demo_dataset.out / "meta", tmp_path / "big" / "meta")
+    info = json.loads((big / "info.json").read_text())
+    (big / "info.json").write_text(json.dumps({**info, "total_episodes": 400}))
+    assert fewer_demos_than_the_recipe(big.parent) is None
