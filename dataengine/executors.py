@@ -44,7 +44,6 @@ def dask_client(config: ExecutorConfig) -> Iterator[Client]:
         yield client
 
 
-
 def wait_all(futures: list[Future], poll: Callable[[], None], interval: float = 0.5) -> list:
     """Wait for every future, calling ``poll()`` every ``interval`` seconds and once after the last one finished
     (for live progress); a failed task raises its error at once, not after the others. Returns the results."""
