@@ -169,7 +169,7 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     if note := fewer_demos_than_the_recipe(dataset.root):
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, soft_wrap=True)
     device = training_device(config)
     command = lerobot_train_command(config, dataset, out, device)
     precision = config.mixed_precision if device.startswith("cuda") else "no"
