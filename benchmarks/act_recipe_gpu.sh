@@ -9,9 +9,9 @@
 #   benchmarks/act_recipe_gpu.sh status     tail of run $RUN's log and the checkpoints saved so far
 #   benchmarks/act_recipe_gpu.sh stop       end run $RUN (its saved checkpoints stay; ACT's learning rate is constant,
 #                                           so a checkpoint of a stopped run is the same as that of a shorter run)
+#   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 # Two runs can share the GPU (RUN=a ... train --num-workers 7; RUN=b ... train --num-workers 7); they read one frame
 # cache (the second waits for the first's build). Whether they slow each other down is not measured yet.
-#   benchmarks/act_recipe_gpu.sh eval TAG CKPT [rollout flags...]   200 episodes on the batched engine, summary to $OUT
 set -euo pipefail
 W=${W:-/tmp/act_recipe}
 DEMOS=${DEMOS:-400}

@@ -11,7 +11,6 @@ samples/s after a warm-up batch. The baseline decodes frames from the videos (th
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from rich.console import Console
 
 from benchmarks.report import emit
+from curation.dataset_stats import read_info
 from dataengine import frame_cache
 from dataengine.video import video_backend
 
@@ -28,7 +28,7 @@ ACT_CHUNK = 100
 
 
 def samples_per_second(root: Path, batch_size: int, workers: int, batches: int) -> float:
-    fps = json.loads((root / "meta" / "info.json").read_text())["fps"]
+    fps = read_info(root)["fps"]
     dataset = LeRobotDataset("local/bench", root=root, video_backend=video_backend(),
                              delta_timestamps={"action": [k / fps for k in range(ACT_CHUNK)]})
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from curation.dataset_stats import read_info
 from dataengine import frame_cache
 from dataengine.config import DemosConfig, default_of, to_jsonable
 from dataengine.errors import DataEngineError
@@ -143,8 +144,8 @@ def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Pa
 
 def fewer_demos_than_the_recipe(root: Path) -> str | None:
     """A note when the dataset is smaller than the one the default recipe was measured on: the number of demos
-    decided ACT's success there (200: at most 66 %, 400: >= 80 %), and a short run says nothing about a long one."""
-    episodes = json.loads((root / "meta" / "info.json").read_text())["total_episodes"]
+    decided ACT's success there (200: at most 66 %, 400: >= 80 %), so the recipe's figure does not carry over."""
+    episodes = read_info(root)["total_episodes"]
     recipe = default_of(DemosConfig, "n")
     if episodes >= recipe:
         return None
