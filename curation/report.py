@@ -84,7 +84,8 @@ def _scores_figure(candidates: list[Candidate], threshold: float | None, path: P
     return True
 
 
-def _strip(store: EpisodeStore, episode_id: int) -> np.ndarray:
+def frame_strip(store: EpisodeStore, episode_id: int) -> np.ndarray:
+    """``STRIP_FRAMES`` frames of the episode's first camera, evenly spaced from start to end, side by side."""
     picks = np.linspace(0, store.read_meta(episode_id)["length"] - 1, STRIP_FRAMES).astype(int)
     images = store.read(episode_id, frames=picks).images  # decodes only the strip's frames
     return np.concatenate(list(images[sorted(images)[0]]), axis=1)
@@ -95,7 +96,7 @@ def _gallery_figure(rows: list[tuple[Candidate, str]], stores: list[EpisodeStore
         return False
     figure, axes = plt.subplots(len(rows), 1, figsize=(9, 1.6 * len(rows)), squeeze=False)
     for axis, (c, label) in zip(axes[:, 0], rows):
-        axis.imshow(_strip(stores[c.key[0]], c.key[1]))
+        axis.imshow(frame_strip(stores[c.key[0]], c.key[1]))
         score = "" if c.score is None else f"score {c.score:.2f} · "
         axis.set_title(f"run {c.key[0]} ep {c.key[1]} · {score}sim {c.outcome} · {label}", fontsize=8, loc="left")
         axis.axis("off")

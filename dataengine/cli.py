@@ -13,6 +13,7 @@ from classifier import cli as classifier_cli  # noqa: E402
 from curation import cli as curation_cli  # noqa: E402
 from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
 from dataengine.errors import DataEngineError  # noqa: E402
+from dataengine.evaluation import cli as eval_cli  # noqa: E402
 from dataengine.hooks import cli as hooks_cli  # noqa: E402
 from dataengine.publish import cli as publish_cli  # noqa: E402
 from dataengine.train import TrainConfig  # noqa: E402
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_train(sub)
     _add_rollout(sub)
+    eval_cli.add_parser(sub)
     classifier_cli.add_parser(sub)
     curation_cli.add_parser(sub)
     publish_cli.add_parsers(sub)

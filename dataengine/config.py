@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dataengine.executors import ExecutorConfig
+from dataengine.seeds import DEMO_SEED, ROLLOUT_SEED
 from scenes.expert import ExpertConfig
 from rollouts.frames import JPEG_QUALITY
 from scenes.pick_place import PickPlaceConfig
@@ -28,7 +29,7 @@ class DemosConfig:
     n: int = 400
     """The ACT recipe's count (docs/act_recipe.md): ACT trained on 400 demos reached >= 80 %, on 200 at most 66 %."""
     repo_id: str = "local/so101_pick_place_demos"
-    seed: int = 0
+    seed: int = DEMO_SEED
     """Attempt k uses scene seed ``seed + k`` (discarded failures count). With ``workers`` > 1, shard j's attempts
     start at ``seed + j * n * max_attempts_per_episode`` (disjoint), so the scenes depend on ``workers``."""
     include_failures: bool = False
@@ -78,8 +79,9 @@ class RolloutConfig:
     n: int = 1000
     out: Path | None = None
     """Run directory; default ``<workspace>/rollouts/run-<time>``."""
-    seed: int = 1_000_000
-    """Episode k uses scene seed ``seed + k``. Far from the demo seeds (0, 1, ...) so rollouts see new scenes."""
+    seed: int = ROLLOUT_SEED
+    """Episode k uses scene seed ``seed + k``. Far from the demo seeds (0, 1, ...) so rollouts see new scenes, and
+    below ``dataengine.seeds.EVAL_SEED``, so evaluations never score a policy on its own training scenes."""
     num_envs: int | None = None
     """Environments stepped together per worker (one batched policy call per control step); None: the largest
     that fits the GPU's and the host's memory (``rollouts.capacity``)."""
