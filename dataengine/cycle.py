@@ -6,7 +6,9 @@ the rollout resumes, a finished curated dataset is reused, publishing the same c
 hooks fire once per version. Each round's dataset is the newest published version plus the round's accepted
 episodes, so versions grow (and a hook's ``min_new_episodes`` sees the growth). The ``[cycle]`` table names the
 policy, the episode count and the repo id; ``[curate]`` and ``[[hooks]]`` are the tables ``dataengine curate
---config`` and ``dataengine publish`` read from the same file.
+--config`` and ``dataengine publish`` read from the same file. A cycle ends with the trend over rounds: per round
+its version, episodes and the evaluated success of every hook with ``eval`` (from each round's ``cycle.json`` and
+the hook ledger; run it again later to see evaluations that ended since, e.g. of Slurm jobs).
 """
 
 from __future__ import annotations
@@ -116,5 +118,44 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
                                    message=config.message or f"cycle {name}"))
     state = "published" if result.created else "unchanged, already published as"
     print(f"cycle {name}: {state} {result.repo_id} {result.tag} ({result.manifest.total_episodes} episodes)")
+    _record_version(root / "cycle.json", result.repo_id, result.tag, result.manifest.total_episodes)
     if "hooks" in document:
         fire_and_report(config_path, result, workspace.root)
+    print_trend(root.parent, config, config_path, workspace.root)
+
+
+def _record_version(state: Path, repo_id: str, tag: str, episodes: int) -> None:
+    """The round's version goes into its ``cycle.json`` (next to its seed), for the trend over rounds."""
+    version = {"repo_id": repo_id, "tag": tag, "episodes": episodes}
+    round_state = json.loads(state.read_text())
+    if any(round_state.get(k) != v for k, v in version.items()):
+        write_atomic(state, json.dumps({**round_state, **version}))
+
+
+def trend(cycles: Path, repo_id: str, ledger_file: Path) -> list[str]:
+    """One line per round that published a version of ``repo_id``, in seed order (the order the rounds ran):
+    its name, tag, episodes, and the evaluated success of every hook evaluated on any round ("-" where not yet)."""
+    from dataengine.hooks.ledger import Ledger
+
+    rounds = sorted(((json.loads(p.read_text()), p.parent.name) for p in cycles.glob("*/cycle.json")),
+                    key=lambda r: r[0]["seed"])
+    rounds = [(state, name) for state, name in rounds if state.get("repo_id") == repo_id and "tag" in state]
+    ledger = Ledger(ledger_file)
+    evaluated = {state["tag"]: ledger.evaluated(repo_id, state["tag"]) for state, _ in rounds}
+    hooks = list(dict.fromkeys(hook for runs in evaluated.values() for hook in runs))
+    width = max((len(name) for _, name in rounds), default=0)
+    lines = []
+    for state, name in rounds:
+        runs = evaluated[state["tag"]]
+        success = "  ".join(f"{hook} {runs[hook].success() if hook in runs else '-'}" for hook in hooks)
+        lines.append(f"{name:<{width}}  {state['tag']}  {state['episodes']:>6} episodes  {success or 'no evaluations'}")
+    return lines
+
+
+def print_trend(cycles: Path, config: CycleConfig, config_path: Path, workspace_root: Path) -> None:
+    from dataengine.hooks.config import ledger_path
+
+    lines = trend(cycles, config.repo_id, ledger_path(config_path, workspace_root))
+    print(f"cycle trend over {len(lines)} round(s) of {config.repo_id} (evaluated success, 95 % CI):")
+    for line in lines:
+        print(f"  {line}")

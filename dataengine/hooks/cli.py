@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hooks", help="retrain hooks fired per dataset version (dataengine.toml)")
     p.add_argument("--config", type=Path, default=Path("dataengine.toml"), help="project config (./dataengine.toml)")
     actions = p.add_subparsers(dest="hooks_command", required=True)
-    status = actions.add_parser("status", help="the ledger: every hook run, its version, times, status, log, jobs")
+    status = actions.add_parser("status", help="the ledger: every hook run, its version, times, status, jobs, "
+                                               "evaluated success, log")
     status.set_defaults(run=_run_status)
     run = actions.add_parser("run", help="fire hooks for a published version by hand (again)")
     run.add_argument("--version", required=True, help="OWNER/NAME@TAG (or @v3.0 for the newest)")
@@ -43,7 +44,8 @@ def fire_and_report(config_path: Path, result, workspace: Path | None = None) ->
 def _describe(run) -> str:
     extra = f" jobs {','.join(run.job_ids)}" if run.job_ids else ""
     reason = f": {run.reason}" if run.reason else ""
-    return f"hook {run.hook} {run.tag}: {run.status}{extra}{reason} (log {run.log or '-'})"
+    evaluated = f", evaluated {run.success()}" if run.evaluation else ""
+    return f"hook {run.hook} {run.tag}: {run.status}{evaluated}{extra}{reason} (log {run.log or '-'})"
 
 
 def _run_hooks(args: argparse.Namespace) -> None:
@@ -80,11 +82,11 @@ def _run_status(args: argparse.Namespace) -> None:
         print("no hook runs yet")
         return
     table = Table()
-    for column in ("version", "hook", "start", "end", "status", "exit", "jobs", "log / reason"):
-        table.add_column(column)
+    for column in ("version", "hook", "start", "end", "status", "exit", "jobs", "success (95 % CI)", "log / reason"):
+        table.add_column(column, no_wrap=column == "success (95 % CI)")
     stamp = lambda t: time.strftime("%m-%d %H:%M:%S", time.localtime(t)) if t else "-"  # noqa: E731
     for r in runs:
         table.add_row(f"{r.repo_id}@{r.tag}", r.hook + (" (manual)" if r.manual else ""), stamp(r.start), stamp(r.end),
                       r.status, "-" if r.exit_status is None else str(r.exit_status), ",".join(r.job_ids) or "-",
-                      r.reason or r.log)
+                      r.success(), r.reason or r.log)
     Console(width=200).print(table)

@@ -10,21 +10,67 @@ repo_id = "me/so101_pick_place"   # trigger: a new version of this repo ...
 min_new_episodes = 0              # ... that grew by at least this many episodes
 out_dir = "outputs/hooks/{hook}/{tag}"
 vars = { device = "cpu", steps = "100" }
+eval = { n = 200 }                # optional: evaluate the trained policy after training (see HookEval)
 ```
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
 from dataengine.files import read_toml
+from dataengine.seeds import EVAL_SEED
 
 
 TEMPLATES = Path(__file__).parent / "templates"
 KINDS = ("command", "slurm")
+
+
+@dataclass(frozen=True)
+class HookEval:
+    """``eval = { n = 200 }``: when the hook's programs succeed, one more stage evaluates the trained policy,
+    ``{python} -m dataengine.cli eval --policy CHECKPOINT --n N --seed SEED --out RUN_DIR/eval [ARGS]``, where the
+    training ran (its machine, its GPU); the ledger reads ``RUN_DIR/eval/eval.json`` into the run."""
+
+    n: int
+    """Episodes (scenes ``seed .. seed + n - 1``, the same for every version, so rounds are comparable)."""
+    seed: int = EVAL_SEED
+    """First scene seed; default the held-out evaluation range (``dataengine.seeds``)."""
+    checkpoint: str = "{out_dir}/train/checkpoints/last/pretrained_model"
+    """The trained policy, templated like ``argv`` (where the shipped templates' lerobot-train saves its last)."""
+    args: list[str] = field(default_factory=list)
+    """More ``dataengine eval`` flags, templated too, e.g. ``["--num-envs", "64"]``."""
+
+
+def _hook_eval(value, hook: str) -> HookEval:
+    where = f"hook {hook!r}: eval"
+    if not isinstance(value, dict):
+        raise DataEngineError(f"{where} must be a table like eval = {{ n = 200 }}, got {value!r}")
+    known = [f.name for f in fields(HookEval)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise DataEngineError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(known)}")
+    if "n" not in value:
+        raise DataEngineError(f"{where} has no 'n': say how many episodes, e.g. eval = {{ n = 200 }}")
+    evaluation = HookEval(**value)
+
+    def integer(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if not integer(evaluation.n) or evaluation.n < 1:
+        raise DataEngineError(f"{where}: n must be a positive integer (episodes), got {evaluation.n!r}")
+    if not integer(evaluation.seed) or evaluation.seed < 0:
+        raise DataEngineError(f"{where}: seed must be an integer >= 0, got {evaluation.seed!r}")
+    if not isinstance(evaluation.checkpoint, str) or not evaluation.checkpoint:
+        raise DataEngineError(f"{where}: checkpoint must be a non-empty path template, got {evaluation.checkpoint!r}")
+    if not isinstance(evaluation.args, list) or not all(isinstance(a, str) for a in evaluation.args):
+        raise DataEngineError(f"{where}: args must be a list of strings (dataengine eval flags), "
+                              f"got {evaluation.args!r}")
+    return evaluation
 
 
 @dataclass
@@ -54,6 +100,8 @@ class HookConfig:
     partitions: list[str] = field(default_factory=list)
     """Slurm partitions; two or more: submit to all, the first job to start cancels the others."""
     script_template: str = "slurm.sbatch"
+    eval: HookEval | None = None
+    """Evaluate the trained policy when the programs succeed (``eval = { n = 200 }``); None: no evaluation."""
 
 
 @dataclass
@@ -95,6 +143,8 @@ def _hook(table: dict, base: Path) -> HookConfig:
         raise DataEngineError(f"hook {hook.name!r}: 'argv' (or 'stages') must be a non-empty list of strings, "
                               "one program and its arguments (no shell)")
     hook.vars = {k: str(v) for k, v in hook.vars.items()}
+    if hook.eval is not None:
+        hook.eval = _hook_eval(hook.eval, hook.name)
     return hook
 
 
@@ -105,5 +155,14 @@ def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
     names = [h.name for h in hooks]
     if len(set(names)) != len(names):
         raise DataEngineError(f"{path}: hook names must be unique, got {names}")
-    default_ledger = Path(workspace or "outputs") / "hooks" / "ledger.jsonl"
-    return HooksFile(hooks, Path(data.get("ledger", default_ledger)), path)
+    return HooksFile(hooks, Path(data.get("ledger", default_ledger(workspace))), path)
+
+
+def default_ledger(workspace: Path | None = None) -> Path:
+    """``<workspace>/hooks/ledger.jsonl`` (workspace: ``--workspace``, else ``$DATAENGINE_WORKSPACE`` or ./outputs)."""
+    return Path(workspace or os.environ.get("DATAENGINE_WORKSPACE", "outputs")) / "hooks" / "ledger.jsonl"
+
+
+def ledger_path(config: Path, workspace: Path | None = None) -> Path:
+    """The ledger ``config`` names (its ``ledger`` key) if the file exists, else the workspace's default one."""
+    return load_hooks(config, workspace).ledger if Path(config).is_file() else default_ledger(workspace)

@@ -4,6 +4,10 @@ A run is (repo id, version tag, hook name, attempt); its events (``started``, ``
 ``submitted``) carry start and end times, exit status, reason, log path and Slurm job ids. Appends happen under a
 lock, and "has this hook fired for this version?" is answered under the same lock, so a publish retried (or two
 publishes at once) fires each hook once per version.
+
+A hook with ``eval = {...}`` ends with an evaluation stage that writes ``RUN_DIR/eval/eval.json``
+(``dataengine eval``'s one result file); reading the runs folds its success rate, 95 % interval and episode count
+into the run (``HookRun.evaluation``), the same way a Slurm job's exit status is read from its run dir.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pathlib import Path
 from typing import Iterator
 
 from dataengine.publish.lock import exclusive_lock
+
+EVAL_DIR = "eval"
+"""The evaluation stage's ``--out``, inside the run's directory."""
 
 
 @dataclass
@@ -35,6 +42,13 @@ class HookRun:
     run_dir: str = ""
     job_ids: list[str] = field(default_factory=list)
     manual: bool = False
+    evaluation: dict | None = None
+    """``{"success_rate", "ci95": [lo, hi], "successes", "episodes", "seed", "eval": path}`` once the run's evaluation
+    stage wrote ``RUN_DIR/eval/eval.json``; None before (or without ``eval``)."""
+
+    def success(self) -> str:
+        """``81.0 % [75.0-85.9], n=200``, or ``-`` when not evaluated."""
+        return format_success(self.evaluation)
 
 
 class Ledger:
@@ -63,7 +77,12 @@ class Ledger:
         runs = sorted(latest.values(), key=lambda r: r.start)
         for run in runs:
             _read_job_end(run)
+            read_evaluation(run)
         return runs
+
+    def evaluated(self, repo_id: str, tag: str) -> dict[str, HookRun]:
+        """Per hook name, its newest evaluated run on this version (manual re-runs included)."""
+        return {r.hook: r for r in self.runs() if (r.repo_id, r.tag) == (repo_id, tag) and r.evaluation}
 
     def fired(self, repo_id: str, tag: str, hook: str) -> HookRun | None:
         return next((r for r in self.runs() if (r.repo_id, r.tag, r.hook) == (repo_id, tag, hook)), None)
@@ -80,6 +99,28 @@ def _read_job_end(run: HookRun) -> None:
         run.exit_status = int(marker.read_text().strip() or -1)
         run.end = marker.stat().st_mtime
         run.status = "succeeded" if run.exit_status == 0 else "failed"
+
+
+def read_evaluation(run: HookRun) -> None:
+    """``dataengine eval`` writes ``eval.json`` atomically, at its end: present means the evaluation is complete."""
+    path = Path(run.run_dir) / EVAL_DIR / "eval.json" if run.run_dir else None
+    if path is None or not path.is_file():
+        return
+    try:
+        result = json.loads(path.read_text())
+        policy = result["policies"][0]
+        run.evaluation = {"success_rate": policy["success_rate"], "ci95": list(policy["ci95"]),
+                          "successes": policy["successes"], "episodes": policy["episodes"],
+                          "seed": result.get("seed"), "eval": str(path)}
+    except (ValueError, KeyError, IndexError, TypeError):
+        run.evaluation = None  # not an eval.json of this schema: shown as not evaluated
+
+
+def format_success(evaluation: dict | None) -> str:
+    if not evaluation:
+        return "-"
+    low, high = evaluation["ci95"]
+    return f"{100 * evaluation['success_rate']:.1f} % [{100 * low:.1f}-{100 * high:.1f}], n={evaluation['episodes']}"
 
 
 def now() -> float:

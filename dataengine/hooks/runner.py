@@ -10,7 +10,7 @@ from typing import Callable
 
 from dataengine.hooks import slurm
 from dataengine.hooks.config import HookConfig, HooksFile
-from dataengine.hooks.ledger import HookRun, Ledger, now
+from dataengine.hooks.ledger import EVAL_DIR, HookRun, Ledger, now, read_evaluation
 from dataengine.hooks.preflight import preflight
 from dataengine.hooks.render import VersionEvent, substitute, version_vars
 
@@ -44,7 +44,19 @@ def plan(hook: HookConfig, event: VersionEvent, run_id: str) -> Launch:
     stages = [[substitute(arg, variables, where) for arg in stage] for stage in argvs]
     env = {k: substitute(v, variables, where) for k, v in hook.env.items()}
     run_dir = out_dir.resolve() / "runs" / run_id.rsplit(":", 1)[-1]
+    if hook.eval is not None:
+        stages.append(eval_stage(hook, variables, run_dir))
     return Launch(hook, variables, stages, env, out_dir.resolve(), run_dir)
+
+
+def eval_stage(hook: HookConfig, variables: dict[str, str], run_dir: Path) -> list[str]:
+    """The program after the hook's own: ``dataengine eval`` of the trained checkpoint into ``RUN_DIR/eval``, run
+    where the training ran (same machine, same GPU; a line of the sbatch script for Slurm)."""
+    where = f"hook {hook.name!r} eval"
+    checkpoint = substitute(hook.eval.checkpoint, variables, f"{where} checkpoint")
+    return [variables["python"], "-m", "dataengine.cli", "eval", "--policy", checkpoint, "--n", str(hook.eval.n),
+            "--seed", str(hook.eval.seed), "--out", str(run_dir / EVAL_DIR),
+            *(substitute(arg, variables, f"{where} args") for arg in hook.eval.args)]
 
 
 def triggered(hook: HookConfig, event: VersionEvent) -> bool:
@@ -53,9 +65,9 @@ def triggered(hook: HookConfig, event: VersionEvent) -> bool:
 
 def _run_command(launch: Launch, record: HookRun, ledger: Ledger) -> HookRun:
     env = {**os.environ, **launch.env}
-    exit_status = 0
+    exit_status, failed = 0, ""
     with open(record.log, "ab") as log:
-        for stage in launch.stages:
+        for index, stage in enumerate(launch.stages):
             log.write(f"$ {' '.join(stage)}\n".encode())
             log.flush()
             try:
@@ -65,12 +77,15 @@ def _run_command(launch: Launch, record: HookRun, ledger: Ledger) -> HookRun:
                 log.write(f"cannot start {stage[0]}: {error}\n".encode())
                 exit_status = 127
             if exit_status != 0:
+                is_eval = launch.hook.eval is not None and index == len(launch.stages) - 1
+                failed = "the evaluation" if is_eval else stage[0] if len(launch.stages) == 1 else "a stage"
                 break
     record.end, record.exit_status = now(), exit_status
     record.status = "succeeded" if exit_status == 0 else "failed"
     if exit_status != 0:
-        record.reason = f"{launch.stages[0][0] if len(launch.stages) == 1 else 'a stage'} exited with {exit_status}"
+        record.reason = f"{failed} exited with {exit_status}"
     ledger.append(record)
+    read_evaluation(record)
     return record
 
 

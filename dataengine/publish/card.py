@@ -1,4 +1,11 @@
-"""The dataset card (``README.md`` of a version): what is in it, where it came from, how to load exactly it."""
+"""The dataset card (``README.md`` of a version): what is in it, where it came from, how to load exactly it, and
+the policies trained on it with their evaluated success.
+
+A version is immutable, and its card is written with it, before any hook has trained on it: so the stored
+``README.md`` only says where the evaluations are, and the card *shown* (``dataengine versions REPO --card TAG``)
+is rendered again from the version's own files with a "Policies trained on this version" section from the hook
+ledger, which grows as trainings end (the ledger is their record; they are facts about policies, not about data).
+"""
 
 from __future__ import annotations
 
@@ -52,8 +59,27 @@ def _rounded(value):
     return round(float(value), 3) if value is not None else None
 
 
-def render_card(root: Path, manifest: VersionManifest, registry_root: Path | None) -> str:
-    """Markdown card for the version whose files are at ``root``."""
+def _evaluations(repo: str, tag: str, runs: list | None) -> list[str]:
+    """``runs``: the hook runs on this version (``HookRun``s of the ledger); None: not known yet (publish time)."""
+    if runs is None:
+        return ["Evaluated after this version was published, so not part of this file: "
+                f"`dataengine versions {repo} --card {tag}` shows this card with them (from the hook ledger)."]
+    if not runs:
+        return ["No hook has trained on this version yet."]
+    seeds = sorted({r.evaluation["seed"] for r in runs if r.evaluation and r.evaluation.get("seed") is not None})
+    rows = ["| hook | run | status | success (95 % CI) | evaluation |", "|---|---|---|---|---|"]
+    for r in runs:
+        where = f"`{r.evaluation['eval']}`" if r.evaluation else "-"
+        rows.append(f"| {r.hook} | {r.run_id.rsplit(':', 1)[-1]}{' (manual)' if r.manual else ''} | {r.status} | "
+                    f"{r.success()} | {where} |")
+    scenes = (f" (held-out scenes from seed {', '.join(map(str, seeds))}, the same for every version)" if seeds
+              else "")
+    return [f"Success of each trained policy in `dataengine eval`{scenes}, 95 % Wilson interval:", "", *rows]
+
+
+def render_card(root: Path, manifest: VersionManifest, registry_root: Path | None, runs: list | None = None) -> str:
+    """Markdown card for the version whose files are at ``root``; ``runs``: the hook runs trained on it, for the
+    card as shown (None when publishing: the section then says where to find them)."""
     info = json.loads((root / "meta" / "info.json").read_text())
     stats = json.loads((root / "meta" / "stats.json").read_text()) if (root / "meta" / "stats.json").is_file() else {}
     engine_path = root / "meta" / "dataengine.json"
@@ -86,6 +112,8 @@ def render_card(root: Path, manifest: VersionManifest, registry_root: Path | Non
         f"- success rate (simulator outcome): {success}",
         f"- outcomes: {dict(sorted(outcomes.items())) or 'not recorded'}",
         f"- content id: `{manifest.content_id}` (sha256 of every file is in `meta/version.json`)", "",
+        "## Policies trained on this version", "",
+        *_evaluations(repo, tag, runs), "",
         "## Provenance", "",
         *_provenance(engine_meta), "",
         "## Stats (meta/stats.json)", "",

@@ -25,9 +25,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-hooks", action="store_true", help="publish without firing hooks")
     p.set_defaults(run=_run_publish)
 
-    p = sub.add_parser("versions", help="list the published versions of a dataset repo")
+    p = sub.add_parser("versions", help="list the published versions of a dataset repo and the policies trained "
+                                        "on each (hook runs, evaluated success)")
     p.add_argument("repo_id")
     p.add_argument("--registry", type=Path, default=None)
+    p.add_argument("--config", type=Path, default=Path("dataengine.toml"),
+                   help="project config naming the hook ledger (default ./dataengine.toml if present, else "
+                        "<workspace>/hooks/ledger.jsonl)")
+    p.add_argument("--card", metavar="REF", default=None,
+                   help="print this version's dataset card (tag, v3.0 or number) with the policies trained on it")
     p.set_defaults(run=_run_versions)
 
     p = sub.add_parser("diff", help="episodes added and removed between two versions")
@@ -73,18 +79,33 @@ def _run_versions(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dataengine.hooks.config import ledger_path
+    from dataengine.hooks.ledger import Ledger
+
     registry = _registry(args)
+    runs = [r for r in Ledger(ledger_path(args.config, args.workspace)).runs() if r.repo_id == args.repo_id]
+    if args.card is not None:
+        from dataengine.publish.card import render_card
+
+        version = registry.resolve(args.repo_id, args.card)
+        trained = [r for r in runs if r.tag == version.tag]
+        print(render_card(registry.version_path(args.repo_id, version.tag), version, registry.root, trained))
+        return
     versions = registry.versions(args.repo_id)
     if not versions:
         print(f"no published versions of {args.repo_id} in {registry.root}")
         return
     codebase = registry.refs(args.repo_id)
     table = Table(title=f"{args.repo_id} ({registry.root})")
-    for column in ("tag", "created", "episodes", "frames", "parent", "refs", "message"):
+    for column in ("tag", "created", "episodes", "frames", "parent", "refs", "policies trained (success, 95 % CI)",
+                   "message"):
         table.add_column(column, no_wrap=column != "message")
     for v in versions:
         refs = ", ".join(name for name, tag in codebase.items() if tag == v.tag)
-        table.add_row(v.tag, v.created, str(v.total_episodes), str(v.total_frames), v.parent or "-", refs, v.message)
+        policies = "\n".join(f"{r.hook}: {r.success()}" + ("" if r.evaluation else f" ({r.status})")
+                              for r in runs if r.tag == v.tag)
+        table.add_row(v.tag, v.created, str(v.total_episodes), str(v.total_frames), v.parent or "-", refs,
+                      policies or "-", v.message)
     Console(width=200).print(table)
 
 
