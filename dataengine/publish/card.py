@@ -72,7 +72,7 @@ def _evaluations(repo: str, tag: str, runs: list | None) -> list[str]:
         where = f"`{r.evaluation['eval']}`" if r.evaluation else "-"
         rows.append(f"| {r.hook} | {r.run_id.rsplit(':', 1)[-1]}{' (manual)' if r.manual else ''} | {r.status} | "
                     f"{r.success()} | {where} |")
-    scenes = (f" (held-out scenes from seed {', '.join(map(str, seeds))}, the same for every version)" if seeds
+    scenes = (f" (held-out scenes from seed {', '.join(map(str, seeds))})" if seeds
               else "")
     return [f"Success of each trained policy in `dataengine eval`{scenes}, 95 % Wilson interval:", "", *rows]
 
