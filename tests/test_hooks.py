@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,6 +120,67 @@ def test_config_errors_name_the_problem(tmp_path):
         plan(hooks.hooks[0], event(), "r:1")
 
 
+def test_eval_config_is_typed_with_defaults_and_errors_name_the_problem(tmp_path):
+    from dataengine.hooks.config import HookEval
+    from dataengine.seeds import EVAL_SEED
+
+    hook = '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nargv = ["true"]\n'
+    (plain,) = load_hooks(write_config(tmp_path, hook)).hooks
+    assert plain.eval is None
+    (evaluated,) = load_hooks(write_config(tmp_path, hook + "eval = { n = 200 }\n")).hooks
+    assert evaluated.eval == HookEval(n=200, seed=EVAL_SEED,
+                                      checkpoint="{out_dir}/train/checkpoints/last/pretrained_model", args=[])
+    cases = {
+        "eval = 200": "must be a table like eval = \\{ n = 200 \\}",
+        "eval = { n = 2, seeds = 5 }": "unknown key\\(s\\) seeds; allowed: n, seed, checkpoint, args",
+        "eval = { seed = 5 }": "has no 'n'",
+        "eval = { n = 0 }": "n must be a positive integer",
+        'eval = { n = "200" }': "n must be a positive integer",
+        "eval = { n = true }": "n must be a positive integer",
+        "eval = { n = 2, seed = -1 }": "seed must be an integer >= 0",
+        'eval = { n = 2, checkpoint = "" }': "checkpoint must be a non-empty path template",
+        'eval = { n = 2, args = "--workers 1" }': "args must be a list of strings",
+    }
+    for line, message in cases.items():
+        with pytest.raises(DataEngineError, match=f"^hook 'x': eval.*{message}") as error:
+            load_hooks(write_config(tmp_path, hook + line + "\n"))
+        assert "\n" not in str(error.value)
+
+
+def test_eval_stage_follows_the_programs_and_does_not_change_once_per_version(tmp_path):
+    config = write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)) +
+                          'eval = { n = 3, seed = 7, checkpoint = "{out_dir}/model-{tag}", args = ["--num-envs", "2"] }\n')
+    (hook,) = load_hooks(config).hooks
+    launch = plan(hook, event(), f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1")
+    assert launch.stages[-1] == [sys.executable, "-m", "dataengine.cli", "eval", "--policy",
+                                 f"{tmp_path}/echo/model-ds-0002-aaaaaaaaaaaa", "--n", "3", "--seed", "7",
+                                 "--out", str(launch.run_dir / "eval"), "--num-envs", "2"]
+    assert launch.stages[:-1] == plan(load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)))).hooks[0],
+                                      event(), f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1").stages
+    # a failing evaluation fails the run, says so, and the hook still fires once per version
+    hooks = load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)) + 'eval = { n = 1, args = ["--no-such-flag"] }\n'))
+    (run,) = fire_hooks(hooks, event())
+    assert (run.status, run.reason) == ("failed", "the evaluation exited with 2")
+    assert (tmp_path / "echo" / "calls.txt").read_text().count("\n") == 1  # the programs ran first
+    assert fire_hooks(hooks, event()) == [] and run.success() == "-"
+
+
+def test_ledger_folds_the_runs_eval_json_and_status_shows_it(tmp_path, capsys):
+    config = write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)))
+    (run,) = fire_hooks(load_hooks(config), event())
+    assert main(["hooks", "--config", str(config), "status"]) == 0
+    assert "success (95 % CI)" in capsys.readouterr().out and run.evaluation is None
+    (Path(run.run_dir) / "eval").mkdir()
+    (Path(run.run_dir) / "eval" / "eval.json").write_text(json.dumps({
+        "schema": "dataengine.eval/1", "n": 200, "seed": 1_000_000_000,
+        "policies": [{"success_rate": 0.81, "ci95": [0.75, 0.8587], "successes": 162, "episodes": 200}]}))
+    (folded,) = Ledger(hooks_ledger := tmp_path / "ledger.jsonl").runs()
+    assert folded.evaluation["successes"] == 162 and folded.success() == "81.0 % [75.0-85.9], n=200"
+    assert main(["hooks", "--config", str(config), "status"]) == 0
+    assert "81.0 % [75.0-85.9], n=200" in capsys.readouterr().out
+    assert Ledger(hooks_ledger).evaluated(REPO, "ds-0002-aaaaaaaaaaaa")["echo"].run_id == run.run_id
+
+
 SLURM = """
 [[hooks]]
 name = "pi0"
@@ -153,6 +217,47 @@ sbatch = ["--gres=gpu:1"]
     body = script[script.index("#!/bin/bash"):]
     assert subprocess.run(["bash", "-n"], input=body, text=True).returncode == 0  # valid bash
     assert not Ledger(tmp_path / "ledger.jsonl").runs()  # a dry run launches nothing
+
+
+def test_slurm_script_runs_the_eval_stage_quoted_and_the_ledger_reads_its_result(tmp_path, monkeypatch):
+    """The evaluation is one more line of the sbatch script, quoted like the others (a path with a space and a
+    ``$``); the job, run here by bash as Slurm would run it, really evaluates (the scripted expert stands in for a
+    checkpoint), and the ledger reads its exit status and eval.json from the run directory."""
+    from dataengine.hooks import slurm as slurm_kind
+
+    def run_job_here(hook, script, run_dir):
+        subprocess.run(["bash", str(script)], check=False, capture_output=True)
+        return ["4242"]
+
+    monkeypatch.setattr(slurm_kind, "submit", run_job_here)
+    out_dir = tmp_path / "slurm runs $HOME"
+    config = write_config(tmp_path, f"""
+[[hooks]]
+name = "vla"
+kind = "slurm"
+repo_id = "{REPO}"
+out_dir = "{out_dir}/{{hook}}"
+argv = ["{{python}}", "-c", "import sys; open(sys.argv[1], 'w').write('trained')", "{{out_dir}}/trained"]
+eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--workers", "1", "--device", "cpu"] }}
+""")
+    (hook,) = load_hooks(config).hooks
+    (run,) = fire_hooks(load_hooks(config), event())
+    assert (run.status, run.job_ids) == ("submitted", ["4242"]), run.reason
+    script = (Path(run.run_dir) / "job.sbatch").read_text()
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    stage = [sys.executable, "-m", "dataengine.cli", "eval", "--policy", "scripted", "--n", "2",
+             "--seed", "1000000000", "--out", f"{run.run_dir}/eval", "--image-size", "32", "--workers", "1",
+             "--device", "cpu"]
+    lines = script.splitlines()
+    assert shlex.join(stage) in lines and "'" in shlex.join(stage)  # quoted: the space and $HOME stay literal
+    assert lines.index(shlex.join(stage)) == len(lines) - 1, "the evaluation runs after the training"
+    assert shlex.split(lines[-1]) == stage
+    assert (out_dir / "vla" / "trained").read_text() == "trained"
+    (done,) = Ledger(hooks_ledger := tmp_path / "ledger.jsonl").runs()
+    assert (done.status, done.exit_status) == ("succeeded", 0)
+    assert done.evaluation["episodes"] == 2 and done.success().endswith("], n=2")
+    assert Path(done.evaluation["eval"]) == Path(run.run_dir) / "eval" / "eval.json"
+    assert hook.eval is not None and Ledger(hooks_ledger).fired(REPO, event().tag, "vla").run_id == run.run_id
 
 
 @pytest.fixture(scope="module")

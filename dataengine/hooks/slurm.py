@@ -41,12 +41,14 @@ def render_script(hook: HookConfig, variables: dict[str, str], stages: list[list
         "log": str(log),
         "run_dir": str(run_dir),
         "workdir": str(workdir),
+        "quoted_run_dir": shlex.quote(str(run_dir)),
+        "quoted_workdir": shlex.quote(str(workdir)),
         "sbatch_directives": "\n".join(f"#SBATCH {option}" for option in hook.sbatch),
         "race_note": f"Submitted to partitions {', '.join(hook.partitions)}; the first to start cancels the others."
                      if race else "",
         "race_guard": RACE_GUARD.format(run_dir=shlex.quote(str(run_dir))) if race else "",
         "env_exports": "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
-        "command": "\n".join(shlex.join(stage) for stage in stages),
+        "command": "\n".join(shlex.join(stage) for stage in stages),  # the evaluation stage too, when the hook has one
     }
     return substitute(template_path.read_text(), values, f"sbatch template {template_path}")
 
