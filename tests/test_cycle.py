@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from dataengine.cli import main
+from dataengine.hooks.ledger import Ledger
 from dataengine.publish.registry import LocalRegistry
 from rollouts.store import EpisodeStore
 
@@ -35,6 +36,7 @@ repo_id = "{REPO}"
 argv = ["{{python}}", "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + chr(10))",
         "{tmp_path}/calls.txt", "{{tag}}"]
 out_dir = "{tmp_path}/hooks/{{hook}}/{{tag}}"
+eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--workers", "1", "--device", "cpu"] }}
 """)
     def cycle(name: str) -> int:
         return main(["--workspace", str(tmp_path / "ws"), "cycle", name, "--config", str(config), "--workers", "1"])
@@ -53,10 +55,17 @@ out_dir = "{tmp_path}/hooks/{{hook}}/{{tag}}"
     seeds = [EpisodeStore.open(run).manifest["seed"] for run in runs]
     assert seeds == [1_000_000, 1_000_003], "each round rolls out new scenes"
     assert (tmp_path / "calls.txt").read_text().split() == [first.tag, second.tag]
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    trend = out[out.index("cycle trend over 2 round(s)"):].splitlines()[1:]
+    runs = {r.tag: r for r in Ledger(tmp_path / "ledger.jsonl").runs()}
+    assert all(runs[v.tag].evaluation["episodes"] == 2 for v in (first, second)), "each round's hook was evaluated"
+    assert [line.split() for line in trend] == [
+        [name, v.tag, str(v.total_episodes), "episodes", "record", *runs[v.tag].success().split()]
+        for name, v in (("round1", first), ("round2", second))]
 
     assert cycle("round2") == 0  # everything done: the rollout has nothing left, curate and publish are skipped
     out = capsys.readouterr().out
     assert "curated dataset already written" in out and f"already published as {REPO} {second.tag}" in out
     assert len(registry.versions(REPO)) == 2
+    assert out.rstrip().splitlines()[-2:] == trend, "a re-run prints the same trend"
     assert (tmp_path / "calls.txt").read_text().split() == [first.tag, second.tag], "a hook fires once per version"
