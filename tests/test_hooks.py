@@ -148,17 +148,17 @@ def test_eval_config_is_typed_with_defaults_and_errors_name_the_problem(tmp_path
 
 
 def test_eval_stage_follows_the_programs_and_does_not_change_once_per_version(tmp_path):
-    config = write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)) +
-                          'eval = { n = 3, seed = 7, checkpoint = "{out_dir}/model-{tag}", args = ["--num-envs", "2"] }\n')
-    (hook,) = load_hooks(config).hooks
-    launch = plan(hook, event(), f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1")
+    echo = ECHO.replace("OUT", str(tmp_path))
+    evaluated = 'eval = { n = 3, seed = 7, checkpoint = "{out_dir}/model-{tag}", args = ["--num-envs", "2"] }\n'
+    (hook,) = load_hooks(write_config(tmp_path, echo + evaluated)).hooks
+    run_id = f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1"
+    launch = plan(hook, event(), run_id)
     assert launch.stages[-1] == [sys.executable, "-m", "dataengine.cli", "eval", "--policy",
                                  f"{tmp_path}/echo/model-ds-0002-aaaaaaaaaaaa", "--n", "3", "--seed", "7",
                                  "--out", str(launch.run_dir / "eval"), "--num-envs", "2"]
-    assert launch.stages[:-1] == plan(load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)))).hooks[0],
-                                      event(), f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1").stages
+    assert launch.stages[:-1] == plan(load_hooks(write_config(tmp_path, echo)).hooks[0], event(), run_id).stages
     # a failing evaluation fails the run, says so, and the hook still fires once per version
-    hooks = load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path)) + 'eval = { n = 1, args = ["--no-such-flag"] }\n'))
+    hooks = load_hooks(write_config(tmp_path, echo + 'eval = { n = 1, args = ["--no-such-flag"] }\n'))
     (run,) = fire_hooks(hooks, event())
     assert (run.status, run.reason) == ("failed", "the evaluation exited with 2")
     assert (tmp_path / "echo" / "calls.txt").read_text().count("\n") == 1  # the programs ran first
