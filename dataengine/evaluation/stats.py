@@ -26,7 +26,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: rounding must not move them off 0 / 1
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ def mcnemar_exact_p(only_a: int, only_b: int) -> float:
 
 
 def paired_difference_interval(counts: PairedCounts, z: float = Z95) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (method 10, no continuity correction) for rate(A) - rate(B) on paired data."""
+    """Newcombe's square-and-add interval for rate(A) - rate(B) on paired data: the two Wilson intervals combined
+    with the pairing's correlation (as in Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency
+    Tables", ch. 8, whose worked example the tests reproduce)."""
     n = counts.n
     if n == 0:
         return -1.0, 1.0
@@ -70,8 +74,18 @@ def paired_difference_interval(counts: PairedCounts, z: float = Z95) -> tuple[fl
     l1, u1 = wilson_interval(a + b, n, z)
     l2, u2 = wilson_interval(a + c, n, z)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(margins) if margins > 0 else 0.0
+    phi = _correlation(a * d - b * c, margins, n)
     difference = p1 - p2
     lower = difference - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     upper = difference + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return max(-1.0, lower), min(1.0, upper)
+
+
+def _correlation(cross: int, margins: int, n: int) -> float:
+    """Newcombe's estimate of the correlation of the two paired rates: ``(ad - bc) / sqrt(margins)``, shrunk by
+    ``n / 2`` when positive (and 0 for a positive ``ad - bc`` below that), 0 when a margin is empty."""
+    if margins <= 0:
+        return 0.0
+    if cross > n / 2:
+        return (cross - n / 2) / math.sqrt(margins)
+    return 0.0 if cross >= 0 else cross / math.sqrt(margins)

@@ -1,0 +1,283 @@
+"""The payoff of distillation, measured end to end: does a student trained on classifier-filtered rollouts of its
+own teacher beat the same student trained on the seed demos alone?
+
+    python -m benchmarks.payoff --work /tmp/payoff                 # the GPU experiment (H200: one lease)
+    python -m benchmarks.payoff --work /tmp/mini --scale mini      # the same pipeline in miniature (CPU, a test)
+
+Base: ``base`` expert demos (the users' 40). Teacher: ACT trained on the base; it is also arm (i). Rollouts: the
+teacher on new seeds, in consecutive runs whose cumulative sizes are the points of the data curve. Classifier:
+trained on ``labelled`` teacher episodes of other seeds (simulator labels standing in for a person's) plus the
+demos, never on evaluation seeds. Arms, each trained with the same recipe and evaluated by ``dataengine eval`` on
+the same held-out seeds (paired against arm (i) of the same policy type):
+    (i)   base only                          (ii)  base + curated (classifier + quality filters)
+    (iii) base + every rollout, unfiltered   (iv)  base + rollouts the simulator calls successes (filtering's ceiling)
+    curve: base + curated from the first k rollout runs (k = 1 .. all; all is (ii)).
+
+Every step is a ``dataengine`` command, run as a job with a log (``WORK/logs``) and a done-marker, so the script
+resumes where it stopped; trainings run side by side on the one GPU, simulation and curation one at a time.
+``WORK/payoff.json`` and ``WORK/payoff.md`` hold the results (copied to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataengine.seeds import ROLLOUT_SEED
+
+TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
+            "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1", "--policy.chunk_size=10",
+            "--policy.n_action_steps=5")
+TINY_DIFFUSION = ("--policy.down_dims=[32,64]", "--policy.n_obs_steps=2", "--policy.horizon=8",
+                  "--policy.n_action_steps=4", "--policy.num_train_timesteps=10", "--policy.diffusion_step_embed_dim=32")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Counts and recipe of one run of the experiment. Defaults: the GPU experiment, sized for one device lease."""
+
+    base: int = 40
+    rollout_runs: tuple[int, ...] = (250, 500, 1250)
+    """Teacher rollouts, as consecutive runs: the curve's points are their cumulative sums (2,000 in all)."""
+    labelled: int = 100
+    image_size: int = 96
+    """Rendered and trained size: 96 px keeps rendering, encoding and training inside one lease."""
+    steps: int = 2000
+    batch_size: int = 128
+    diffusion_batch_size: int = 64
+    eval_n: int = 200
+    classifier_epochs: int = 10
+    policies: tuple[str, ...] = ("act", "diffusion")
+    act_args: tuple[str, ...] = ()
+    diffusion_args: tuple[str, ...] = ()
+    trainings_at_once: int = 5
+    loader_workers: int = 2
+    """Dataloader workers per training (the frame cache makes loading cheap; cores go to parallel trainings)."""
+    sim_workers: int | None = None
+    """Dask workers of rollouts, curation and evaluation (None: one per core)."""
+    device: str | None = None
+
+
+SCALES = {
+    "gpu": Scale(),
+    "mini": Scale(base=2, rollout_runs=(2, 2), labelled=4, image_size=64, steps=4, batch_size=4,
+                  diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
+                  diffusion_args=TINY_DIFFUSION, trainings_at_once=2, loader_workers=0, sim_workers=2, device="cpu"),
+}
+LABELLED_SEED = ROLLOUT_SEED + 500_000
+"""The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
+
+
+@dataclass
+class Job:
+    name: str
+    argv: list[str]
+    needs: list[str] = field(default_factory=list)
+    slot: str = "sim"
+    """``sim`` (rollouts, demos, curation, evaluation: one at a time, each uses every core) or ``train``."""
+
+
+def _cli(work: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "dataengine.cli", "--workspace", str(work / "ws"), *map(str, args)]
+
+
+def _checkpoint(work: Path, arm: str) -> Path:
+    return work / "train" / arm / "checkpoints" / "last" / "pretrained_model"
+
+
+def _workers(scale: Scale) -> list[str]:
+    return [] if scale.sim_workers is None else ["--workers", str(scale.sim_workers)]
+
+
+def data_arms(scale: Scale) -> dict[str, list[str]]:
+    """Each dataset arm's curate flags (besides runs and base); the curve arms are ``c1`` .. ``c<runs - 1>``."""
+    runs = [f"r{k}" for k in range(len(scale.rollout_runs))]
+    curated = ["--classifier", "@classifier"]
+    unfiltered = [flag for step in ("verdict", "grip", "motion", "length", "duplicates") for flag in ("--no-filter", step)]
+    arms = {"ii": [*runs, "|", *curated], "iii": [*runs, "|", *unfiltered], "iv": [*runs, "|", "--use-sim-outcome"]}
+    for k in range(1, len(runs)):
+        arms[f"c{k}"] = [*runs[:k], "|", *curated]
+    return arms
+
+
+def plan(work: Path, scale: Scale) -> list[Job]:
+    """Every job of the experiment with what it needs first."""
+    device = [] if scale.device is None else ["--device", scale.device]
+    jobs = [Job("demos", _cli(work, "demos", "--n", scale.base, "--image-size", scale.image_size, "--vcodec", "h264",
+                              "--workers", scale.sim_workers or os.cpu_count(), "--out", work / "data" / "i",
+                              "--repo-id", "local/payoff_i"))]
+
+    def train(policy: str, arm: str, needs: str) -> Job:
+        batch = scale.batch_size if policy == "act" else scale.diffusion_batch_size
+        extra = scale.act_args if policy == "act" else scale.diffusion_args
+        argv = _cli(work, "train", "--policy", policy, "--dataset", work / "data" / arm, "--steps", scale.steps,
+                    "--batch-size", batch, "--save-freq", scale.steps, "--num-workers", scale.loader_workers,
+                    "--out", work / "train" / f"{policy}-{arm}", *device, "--", *extra)
+        return Job(f"train-{policy}-{arm}", argv, [needs], "train")
+
+    def evaluate(policy: str, arm: str) -> Job:
+        argv = _cli(work, "eval", "--policy", _checkpoint(work, f"{policy}-{arm}"), "--n", scale.eval_n,
+                    "--out", work / "eval" / f"{policy}-{arm}", "--gallery", 1, *device, *_workers(scale))
+        return Job(f"eval-{policy}-{arm}", argv, [f"train-{policy}-{arm}"])
+
+    jobs += [train(policy, "i", "demos") for policy in scale.policies]
+    teacher = _checkpoint(work, "act-i")
+    seed = ROLLOUT_SEED
+    for k, count in enumerate(scale.rollout_runs):
+        jobs.append(Job(f"rollout-r{k}", _cli(work, "rollout", "--policy", teacher, "--n", count, "--seed", seed,
+                                               "--out", work / "rollouts" / f"r{k}", *device, *_workers(scale)),
+                        ["train-act-i"]))
+        seed += count
+    jobs.append(Job("rollout-labelled", _cli(work, "rollout", "--policy", teacher, "--n", scale.labelled, "--seed",
+                                             LABELLED_SEED, "--out", work / "rollouts" / "labelled", *device,
+                                             *_workers(scale)), ["train-act-i"]))
+    jobs.append(Job("classifier", _cli(work, "classifier", "train", "--runs", work / "rollouts" / "labelled",
+                                       "--demos", work / "data" / "i", "--out", work / "classifier",
+                                       "--epochs", scale.classifier_epochs, *device),
+                    ["rollout-labelled", "demos"]))
+    for arm, spec in data_arms(scale).items():
+        split = spec.index("|")
+        runs, flags = spec[:split], [work / "classifier" if f == "@classifier" else f for f in spec[split + 1:]]
+        argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in runs), "--base", work / "data" / "i",
+                    *flags, "--vcodec", "h264", "--out", work / "data" / arm, "--repo-id", f"local/payoff_{arm}",
+                    *_workers(scale))
+        jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec)))
+        for policy in scale.policies if arm in ("ii", "iii", "iv") else ["act"]:
+            jobs.append(train(policy, arm, f"curate-{arm}"))
+    for job in [j for j in jobs if j.name.startswith("train-")]:
+        _, policy, arm = job.name.split("-", 2)
+        jobs.append(evaluate(policy, arm))
+    return jobs
+
+
+def run_jobs(work: Path, jobs: list[Job], trainings_at_once: int) -> list[str]:
+    """Run every job whose needs are done, trainings side by side, the rest one at a time; returns failed jobs.
+    A job whose done-marker exists (``WORK/done/NAME``) is not run again; one that failed blocks what needs it."""
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    (work / "done").mkdir(exist_ok=True)
+    done = {j.name for j in jobs if (work / "done" / j.name).is_file()}
+    failed: set[str] = set()
+    running: dict[str, tuple[subprocess.Popen, Job, float]] = {}
+    limits = {"sim": 1, "train": trainings_at_once}
+    start = time.time()
+    while True:
+        for name, (process, job, began) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            if process.returncode == 0:
+                (work / "done" / name).write_text(f"{time.time() - began:.1f}\n")
+                done.add(name)
+            else:
+                failed.add(name)
+            state = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
+            _say(start, f"{name} {state} in {time.time() - began:.0f} s")
+        blocked = {j.name for j in jobs if any(n in failed for n in j.needs)}
+        failed |= blocked - failed
+        waiting = [j for j in jobs if j.name not in done | failed | set(running)]
+        if not waiting and not running:
+            return sorted(failed)
+        for job in waiting:
+            busy = sum(1 for _, j, _ in running.values() if j.slot == job.slot)
+            if busy < limits[job.slot] and all(n in done for n in job.needs):
+                log = open(work / "logs" / f"{job.name}.log", "wb")
+                running[job.name] = (subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
+                                                      stdin=subprocess.DEVNULL), job, time.time())
+                _say(start, f"{job.name} started")
+        time.sleep(1.0)
+
+
+def _say(start: float, message: str) -> None:
+    print(f"[{time.time() - start:7.0f} s] {message}", flush=True)
+
+
+def collect(work: Path, scale: Scale) -> dict:
+    """The arms' results, each policy type's arms paired against its arm (i), and the dataset sizes."""
+    from dataengine.evaluation.evaluate import PolicyResult, compare
+
+    def loaded(policy: str, arm: str) -> PolicyResult | None:
+        path = work / "eval" / f"{policy}-{arm}" / "eval.json"
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text())["policies"][0]
+        return PolicyResult(**{**raw, "ci95": tuple(raw["ci95"])})
+
+    def episodes(arm: str) -> int | None:
+        info = work / "data" / arm / "meta" / "info.json"
+        return json.loads(info.read_text())["total_episodes"] if info.is_file() else None
+
+    arms = ["i", *data_arms(scale)]
+    result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "policies": {}}
+    for policy in scale.policies:
+        base = loaded(policy, "i")
+        rows = {}
+        for arm in arms:
+            got = loaded(policy, arm)
+            if got is None:
+                continue
+            row = {"episodes_trained_on": episodes(arm), "success_rate": got.success_rate, "ci95": list(got.ci95),
+                   "outcomes": got.outcomes, "pick_rate": got.pick_rate, "eval_n": got.episodes}
+            if base is not None and arm != "i":
+                c = compare(base, got)
+                row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
+            rows[arm] = row
+        result["policies"][policy] = rows
+    teacher_runs = [work / "rollouts" / f"r{k}" / "summary.json" for k in range(len(scale.rollout_runs))]
+    result["teacher_rollouts"] = [json.loads(p.read_text())["outcomes"] for p in teacher_runs if p.is_file()]
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = ["| policy | arm | episodes trained on | success [95 % CI] | vs (i): difference [95 % CI], McNemar p |",
+             "|---|---|---:|---|---|"]
+    for policy, rows in result["policies"].items():
+        for arm, row in rows.items():
+            lo, hi = row["ci95"]
+            vs = row.get("vs_i")
+            versus = (f"{100 * vs['difference']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], "
+                      f"p = {vs['mcnemar_p']:.3g}") if vs else "-"
+            lines.append(f"| {policy} | {arm} | {row['episodes_trained_on']} | {100 * row['success_rate']:.1f} % "
+                         f"[{100 * lo:.1f}, {100 * hi:.1f}] | {versus} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True, help="working directory (resumed when it exists)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="gpu")
+    parser.add_argument("--out", type=Path, default=None, help="also copy payoff.json / payoff.md here")
+    parser.add_argument("--steps", type=int, default=None, help="override the training steps of every arm")
+    parser.add_argument("--policies", nargs="+", default=None, help="policy types (default: act diffusion)")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    if args.steps is not None:
+        scale = dataclasses.replace(scale, steps=args.steps)
+    if args.policies:
+        scale = dataclasses.replace(scale, policies=tuple(args.policies))
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    failed = run_jobs(work, plan(work, scale), scale.trainings_at_once)
+    result = collect(work, scale)
+    result["failed_jobs"] = failed
+    (work / "payoff.json").write_text(json.dumps(result, indent=2))
+    (work / "payoff.md").write_text(markdown(result))
+    print(markdown(result))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in ("payoff.json", "payoff.md"):
+            shutil.copy(work / name, args.out / name)
+    if failed:
+        print(f"failed: {', '.join(failed)} (logs in {work / 'logs'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
