@@ -135,7 +135,15 @@ def _candidates(config: EvalConfig) -> list[Candidate]:
         return checkpoints_of_run(config.run)
     if len(set(config.policies)) != len(config.policies):
         raise DataEngineError("a --policy is given twice: each policy once")
-    return [Candidate(p, p) for p in config.policies]
+    return [Candidate(p, _label(p)) for p in config.policies]
+
+
+def _label(policy: str) -> str:
+    """``RUN @ STEP`` for a lerobot-train checkpoint (``RUN/checkpoints/STEP/pretrained_model``), else as given."""
+    path = Path(policy)
+    if path.name == "pretrained_model" and path.parent.parent.name == "checkpoints":
+        return f"{path.parent.parent.parent.name} @ {path.parent.name}"
+    return policy
 
 
 def _run_name(identity: dict, step: int | None) -> str:
