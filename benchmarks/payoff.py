@@ -15,7 +15,7 @@ the same held-out seeds (paired against arm (i) of the same policy type):
 
 Every step is a ``dataengine`` command, run as a job with a log (``WORK/logs``) and a done-marker, so the script
 resumes where it stopped; trainings run side by side on the one GPU, simulation and curation one at a time.
-``WORK/payoff.json`` and ``WORK/payoff.md`` hold the results (copied to ``--out``).
+``WORK/payoff.json``, ``WORK/payoff.md`` and the curve ``WORK/payoff.png`` hold the results (copied to ``--out``).
 """
 
 from __future__ import annotations
@@ -55,12 +55,22 @@ class Scale:
     diffusion_batch_size: int = 64
     eval_n: int = 200
     classifier_epochs: int = 10
-    policies: tuple[str, ...] = ("act", "diffusion")
+    arms: tuple[tuple[str, tuple[str, ...]], ...] = (("act", ("i", "ii", "iii", "iv", "c1", "c2")),
+                                                     ("diffusion", ("i", "ii")))
+    """Policy types and the arms each is trained on: every ACT arm; Diffusion on (i) and (ii) only, to fit the lease."""
     act_args: tuple[str, ...] = ()
     diffusion_args: tuple[str, ...] = ()
     trainings_at_once: int = 5
+    sims_at_once: int = 2
+    """Rollouts, curations and evaluations side by side (each spreads over every core; two keep the cores busy
+    while one of them waits on the GPU or on its dask start-up)."""
     loader_workers: int = 2
     """Dataloader workers per training (the frame cache makes loading cheap; cores go to parallel trainings)."""
+    uncached_arms: tuple[str, ...] = ("iii",)
+    """Arms trained without the decoded-frame cache: (iii) keeps every rollout, failures running to the time limit
+    (~2,000 x 350 frames x 2 cameras x 27 KB at 96 px ~ 39 GB), more than the GPU machine's disk holds beside the
+    other arms' caches; its loader decodes video instead, with ``uncached_loader_workers``."""
+    uncached_loader_workers: int = 6
     sim_workers: int | None = None
     """Dask workers of rollouts, curation and evaluation (None: one per core)."""
     device: str | None = None
@@ -69,8 +79,10 @@ class Scale:
 SCALES = {
     "gpu": Scale(),
     "mini": Scale(base=2, rollout_runs=(2, 2), labelled=4, image_size=64, steps=4, batch_size=4,
+                  arms=(("act", ("i", "ii", "iii", "iv", "c1")), ("diffusion", ("i", "ii"))),
                   diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
-                  diffusion_args=TINY_DIFFUSION, trainings_at_once=2, loader_workers=0, sim_workers=2, device="cpu"),
+                  diffusion_args=TINY_DIFFUSION, trainings_at_once=2, sims_at_once=1, loader_workers=0,
+                  uncached_loader_workers=0, sim_workers=2, device="cpu"),
 }
 LABELLED_SEED = ROLLOUT_SEED + 500_000
 """The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
@@ -82,7 +94,7 @@ class Job:
     argv: list[str]
     needs: list[str] = field(default_factory=list)
     slot: str = "sim"
-    """``sim`` (rollouts, demos, curation, evaluation: one at a time, each uses every core) or ``train``."""
+    """``sim`` (rollouts, demos, curation, evaluation: ``sims_at_once``) or ``train`` (``trainings_at_once``)."""
 
 
 def _cli(work: Path, *args: str) -> list[str]:
@@ -118,9 +130,12 @@ def plan(work: Path, scale: Scale) -> list[Job]:
     def train(policy: str, arm: str, needs: str) -> Job:
         batch = scale.batch_size if policy == "act" else scale.diffusion_batch_size
         extra = scale.act_args if policy == "act" else scale.diffusion_args
+        cached = arm not in scale.uncached_arms
+        loaders = scale.loader_workers if cached else scale.uncached_loader_workers
         argv = _cli(work, "train", "--policy", policy, "--dataset", work / "data" / arm, "--steps", scale.steps,
-                    "--batch-size", batch, "--save-freq", scale.steps, "--num-workers", scale.loader_workers,
-                    "--out", work / "train" / f"{policy}-{arm}", *device, "--", *extra)
+                    "--batch-size", batch, "--save-freq", scale.steps, "--num-workers", loaders,
+                    *([] if cached else ["--no-frame-cache"]), "--out", work / "train" / f"{policy}-{arm}", *device,
+                    "--", *extra)
         return Job(f"train-{policy}-{arm}", argv, [needs], "train")
 
     def evaluate(policy: str, arm: str) -> Job:
@@ -128,7 +143,8 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                     "--out", work / "eval" / f"{policy}-{arm}", "--gallery", 1, *device, *_workers(scale))
         return Job(f"eval-{policy}-{arm}", argv, [f"train-{policy}-{arm}"])
 
-    jobs += [train(policy, "i", "demos") for policy in scale.policies]
+    arms = dict(scale.arms)
+    jobs += [train(policy, "i", "demos") for policy, trained in arms.items() if "i" in trained]
     teacher = _checkpoint(work, "act-i")
     seed = ROLLOUT_SEED
     for k, count in enumerate(scale.rollout_runs):
@@ -144,21 +160,22 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                                        "--epochs", scale.classifier_epochs, *device),
                     ["rollout-labelled", "demos"]))
     for arm, spec in data_arms(scale).items():
+        if not any(arm in trained for trained in arms.values()):
+            continue
         split = spec.index("|")
         runs, flags = spec[:split], [work / "classifier" if f == "@classifier" else f for f in spec[split + 1:]]
         argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in runs), "--base", work / "data" / "i",
                     *flags, "--vcodec", "h264", "--out", work / "data" / arm, "--repo-id", f"local/payoff_{arm}",
                     *_workers(scale))
         jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec)))
-        for policy in scale.policies if arm in ("ii", "iii", "iv") else ["act"]:
-            jobs.append(train(policy, arm, f"curate-{arm}"))
+        jobs += [train(policy, arm, f"curate-{arm}") for policy, trained in arms.items() if arm in trained]
     for job in [j for j in jobs if j.name.startswith("train-")]:
         _, policy, arm = job.name.split("-", 2)
         jobs.append(evaluate(policy, arm))
     return jobs
 
 
-def run_jobs(work: Path, jobs: list[Job], trainings_at_once: int) -> list[str]:
+def run_jobs(work: Path, jobs: list[Job], scale: Scale) -> list[str]:
     """Run every job whose needs are done, trainings side by side, the rest one at a time; returns failed jobs.
     A job whose done-marker exists (``WORK/done/NAME``) is not run again; one that failed blocks what needs it."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -166,7 +183,7 @@ def run_jobs(work: Path, jobs: list[Job], trainings_at_once: int) -> list[str]:
     done = {j.name for j in jobs if (work / "done" / j.name).is_file()}
     failed: set[str] = set()
     running: dict[str, tuple[subprocess.Popen, Job, float]] = {}
-    limits = {"sim": 1, "train": trainings_at_once}
+    limits = {"sim": scale.sims_at_once, "train": scale.trainings_at_once}
     start = time.time()
     while True:
         for name, (process, job, began) in list(running.items()):
@@ -216,10 +233,10 @@ def collect(work: Path, scale: Scale) -> dict:
 
     arms = ["i", *data_arms(scale)]
     result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "policies": {}}
-    for policy in scale.policies:
+    for policy, trained in scale.arms:
         base = loaded(policy, "i")
         rows = {}
-        for arm in arms:
+        for arm in trained:
             got = loaded(policy, arm)
             if got is None:
                 continue
@@ -230,9 +247,43 @@ def collect(work: Path, scale: Scale) -> dict:
                 row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
             rows[arm] = row
         result["policies"][policy] = rows
+    result["job_seconds"] = {p.name: float(p.read_text()) for p in sorted((work / "done").glob("*"))}
     teacher_runs = [work / "rollouts" / f"r{k}" / "summary.json" for k in range(len(scale.rollout_runs))]
     result["teacher_rollouts"] = [json.loads(p.read_text())["outcomes"] for p in teacher_runs if p.is_file()]
     return result
+
+
+def curve_figure(result: dict, path: Path) -> None:
+    """Success (95 % CI) against the episodes each arm was trained on, one line per policy type over the data
+    curve (i, c1, ..., ii), the unfiltered (iii) and simulator-filtered (iv) arms as separate markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for policy, rows in result["policies"].items():
+        curve = sorted(((r["episodes_trained_on"], r, arm) for arm, r in rows.items()
+                        if arm in ("i", "ii") or arm.startswith("c")), key=lambda m: m[0])
+        for style, members in (("-o", curve), ("s", [(r["episodes_trained_on"], r, a) for a, r in rows.items()
+                                                     if a in ("iii", "iv")])):
+            if not members:
+                continue
+            x = [m[0] for m in members]
+            y = [100 * m[1]["success_rate"] for m in members]
+            err = [[100 * (m[1]["success_rate"] - m[1]["ci95"][0]) for m in members],
+                   [100 * (m[1]["ci95"][1] - m[1]["success_rate"]) for m in members]]
+            axis.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=f"{policy} {'curve' if style == '-o' else 'iii / iv'}")
+            for xi, yi, m in zip(x, y, members):
+                axis.annotate(m[2], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set_xlabel("episodes in the training dataset (base + added rollouts)")
+    axis.set_ylabel("success % on held-out scenes (95 % CI)")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def markdown(result: dict) -> str:
@@ -255,24 +306,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="gpu")
     parser.add_argument("--out", type=Path, default=None, help="also copy payoff.json / payoff.md here")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps of every arm")
-    parser.add_argument("--policies", nargs="+", default=None, help="policy types (default: act diffusion)")
+    parser.add_argument("--policies", nargs="+", default=None, help="only these policy types (default: all of the scale)")
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     if args.steps is not None:
         scale = dataclasses.replace(scale, steps=args.steps)
     if args.policies:
-        scale = dataclasses.replace(scale, policies=tuple(args.policies))
+        scale = dataclasses.replace(scale, arms=tuple((p, a) for p, a in scale.arms if p in args.policies))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    failed = run_jobs(work, plan(work, scale), scale.trainings_at_once)
+    failed = run_jobs(work, plan(work, scale), scale)
     result = collect(work, scale)
     result["failed_jobs"] = failed
     (work / "payoff.json").write_text(json.dumps(result, indent=2))
     (work / "payoff.md").write_text(markdown(result))
+    curve_figure(result, work / "payoff.png")
     print(markdown(result))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        for name in ("payoff.json", "payoff.md"):
+        for name in ("payoff.json", "payoff.md", "payoff.png"):
             shutil.copy(work / name, args.out / name)
     if failed:
         print(f"failed: {', '.join(failed)} (logs in {work / 'logs'})", file=sys.stderr)

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: one per core)")
     p.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     p.add_argument("--image-size", type=int, default=None,
-                   help="camera size for policies without one (scripted; a checkpoint's own size always wins)")
+                   help="camera size for policies without one of their own (scripted); a checkpoint renders at its own size")
     p.add_argument("--gallery", type=int, default=default_of(EvalConfig, "gallery"),
                    help="frame strips per failure type in the report (%(default)s)")
     p.set_defaults(run=_run_eval)

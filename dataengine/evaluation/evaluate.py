@@ -153,10 +153,13 @@ def _run_name(identity: dict, step: int | None) -> str:
     return "-".join(part for part in (f"step{step:06d}" if step is not None else "", kind, digest) if part)
 
 
-def _rollout_config(config: EvalConfig, policy: str, out: Path) -> RolloutConfig:
+def _rollout_config(config: EvalConfig, policy: str, out: Path, own_size: bool = False) -> RolloutConfig:
+    """The rollout of one policy; ``own_size``: the policy brings its image size, so ``--image-size`` (meant for
+    policies without one, like the scripted expert) does not apply to it."""
+    scene = dataclasses.replace(config.scene, image_size=None) if own_size else config.scene
     return RolloutConfig(policy=policy, n=config.n, seed=config.seed, out=out, device=config.device,
                          num_envs=config.num_envs, resume=(out / "manifest.json").is_file(),
-                         executor=config.executor, scene=config.scene)
+                         executor=config.executor, scene=scene)
 
 
 def _result(name: str, candidate: Candidate, store_summary, store) -> PolicyResult:
@@ -199,13 +202,13 @@ def evaluate(config: EvalConfig, workspace: Workspace, console: Console | None =
     out = Path(config.out or workspace.root / "evals" / time.strftime("eval-%Y%m%d-%H%M%S")).resolve()
     resolved = []  # every policy is checked (loadable, fits the scene) before any is rolled out
     for candidate in candidates:
-        _, identity, _ = resolve_policy(_rollout_config(config, candidate.policy, out), workspace)
-        resolved.append((candidate, _run_name(identity, candidate.step)))
+        _, identity, size = resolve_policy(_rollout_config(config, candidate.policy, out), workspace)
+        resolved.append((candidate, _run_name(identity, candidate.step), size is not None))
     start = time.perf_counter()
     results = []
-    for index, (candidate, name) in enumerate(resolved, 1):
+    for index, (candidate, name, own_size) in enumerate(resolved, 1):
         console.print(f"eval {index}/{len(resolved)}: {candidate.label} -> {out / 'runs' / name}")
-        summary = rollout(_rollout_config(config, candidate.policy, out / "runs" / name), workspace, console)
+        summary = rollout(_rollout_config(config, candidate.policy, out / "runs" / name, own_size), workspace, console)
         results.append(_result(name, candidate, summary, EpisodeStore.open(out / "runs" / name)))
     comparisons = [compare(results[0], other) for other in results[1:]]
     result = EvalResult(SCHEMA, config.n, config.seed, str(out), results, comparisons, time.perf_counter() - start)
