@@ -10,7 +10,7 @@ from dataengine.evaluation.evaluate import EvalConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate policies on the same held-out scenes: success with 95 % intervals, "
+    p = sub.add_parser("eval", help="evaluate policies on the same held-out scenes: success with 95 %% intervals, "
                                     "failure taxonomy, paired McNemar test, checkpoint sweeps, an HTML report")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", action="append", default=[],
