@@ -59,7 +59,9 @@ def _run_demos(args: argparse.Namespace) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a policy (ACT) with lerobot-train, offline",
                        description="Extra lerobot-train options go after '--', e.g. -- --policy.chunk_size=50")
-    p.add_argument("--policy", default="act", help="policy type (act)")
+    p.add_argument("--policy", default="act",
+                   help="policy type: act or diffusion (offline defaults per type; smolvla/pi0/pi05 need hub files: "
+                        "use a retrain hook)")
     p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
     p.add_argument("--steps", type=int, default=default_of(TrainConfig, "steps"), help="optimizer steps (%(default)s)")
     p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="(%(default)s)")
@@ -93,8 +95,10 @@ def _run_train(args: argparse.Namespace) -> None:
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run a policy over many seeded episodes into an episode store (dask)")
     p.add_argument("--policy", required=True,
-                   help="act (newest trained), scripted, scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] "
-                        "(the expert failing on purpose, for the classifier), or a pretrained_model path")
+                   help="act or diffusion (the newest trained), scripted, "
+                        "scripted-faulty[:none=2,miss_grasp=1,drop=1,miss_goal=1,hold=1] (the expert failing on "
+                        "purpose, for the classifier), or a LeRobot pretrained_model path (act, diffusion, smolvla, "
+                        "pi0, pi05)")
     p.add_argument("--n", type=int, default=default_of(RolloutConfig, "n"), help="episodes (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/rollouts/...)")
     p.add_argument("--seed", type=int, default=default_of(RolloutConfig, "seed"),

@@ -27,7 +27,7 @@ from dataengine.progress import progress_bar
 from dataengine.workspace import Workspace
 from rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
 from rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
-from rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_act_checkpoint
+from rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
 from rollouts.store import EpisodeStore
 from scenes.faulty_expert import FaultMix
 from scenes.outcome import Outcome
@@ -65,19 +65,28 @@ class RolloutSummary:
 
 
 def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicySpec, dict, int | None]:
-    """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any)."""
+    """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any).
+    ``--policy``: ``scripted``, ``scripted-faulty[:MIX]``, a trained type (``act``, ``diffusion``: the newest of
+    the workspace) or a checkpoint directory, fully inspected here, before any work."""
+    from dataengine.train import SUPPORTED_POLICIES
+
     kind, _, mix = config.policy.partition(":")
     if config.policy == "scripted" or kind == FAULTY_KIND:
         spec = PolicySpec(kind, faults=FaultMix.parse(mix) if kind == FAULTY_KIND else None)
         return spec, to_jsonable(spec.build().identity), None
-    checkpoint = workspace.newest_policy("act") if config.policy == "act" else Path(config.policy).resolve()
+    if config.policy in SUPPORTED_POLICIES:
+        checkpoint = workspace.newest_policy(config.policy)
+    else:
+        checkpoint = Path(config.policy).resolve()
     if not checkpoint.is_dir():
         raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory "
-                              f"(or '{FAULTY_KIND}[:MIX]')")
-    image_size = inspect_act_checkpoint(checkpoint)
-    spec = PolicySpec("act", str(checkpoint.resolve()), config.device, config.temporal_ensemble_coeff,
+                              f"({' or '.join(SUPPORTED_POLICIES)}: the newest trained of that type; also "
+                              f"'{FAULTY_KIND}[:MIX]')")
+    image_size = inspect_checkpoint(checkpoint)
+    kind = policy_type(checkpoint)
+    spec = PolicySpec(kind, str(checkpoint.resolve()), config.device, config.temporal_ensemble_coeff,
                       config.n_action_steps)
-    identity = {"kind": "act", "path": str(checkpoint.resolve()), "sha256": checkpoint_sha256(checkpoint)}
+    identity = {"kind": kind, "path": str(checkpoint.resolve()), "sha256": checkpoint_sha256(checkpoint)}
     return spec, identity, image_size
 
 

@@ -3,11 +3,13 @@
 What this adds over calling ``lerobot-train`` by hand, each a trap the users fell into:
 * the dataset is resolved (a local LeRobot v3 directory or a repo id already in the local cache) and checked
   before the run starts; the video backend is chosen so torchcodec without FFmpeg cannot crash it;
-* the ResNet backbone's ImageNet weights are used only if torchvision already has them on disk: nothing is
-  downloaded;
+* each policy type gets its offline-safe defaults from one table (``POLICY_RECIPES``): ACT's ResNet backbone takes
+  ImageNet weights only if torchvision already has them on disk, Diffusion's is trained from scratch (lerobot's
+  preset: group norm, which lerobot refuses with pretrained weights) with a crop that fits the dataset's images;
+  nothing is downloaded. The VLAs (SmolVLA, Pi0, Pi0.5) cannot be built without hub files (``HUB_ONLY_POLICIES``);
 * runs are step-targeted (lerobot-train cycles its dataloader, so ``--steps`` is never cut at an epoch end; a test
   trains past several epochs);
-* the run is recorded in the workspace, so ``--policy act`` later finds the newest checkpoint.
+* the run is recorded in the workspace, so ``--policy act`` (or ``diffusion``) later finds the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -29,26 +31,67 @@ from dataengine.errors import DataEngineError
 from dataengine.video import video_backend
 from dataengine.workspace import Workspace
 
-SUPPORTED_POLICIES = ("act",)
 MIXED_PRECISION = ("bf16", "fp16", "no")
 RESNET18_WEIGHTS = "resnet18-f37072fd.pth"
 """torchvision's file name for ``ResNet18_Weights.IMAGENET1K_V1`` in ``$TORCH_HOME/hub/checkpoints``."""
 
 
+@dataclass(frozen=True)
+class PolicyRecipe:
+    """One policy type's defaults for lerobot-train: what ``--steps``, ``--batch-size`` and ``--lr`` mean when not
+    given, which lerobot fields the learning rate goes to, and the offline-safe extras (no downloads)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    lr_fields: tuple[str, ...]
+    """The config fields that get ``--lr`` (only fields the type's lerobot config has)."""
+    imagenet_backbone: bool
+    """Use torchvision's ResNet18 ImageNet weights when they are on disk (else ``pretrained_backbone_weights=null``);
+    False: always train the backbone from scratch."""
+    crop_fraction: float | None = None
+    """``crop_shape`` as a fraction of the dataset's image size (random crop in training, centre crop at inference);
+    None: no ``crop_shape`` argument."""
+    measured_demos: int | None = None
+    """The number of demos the recipe's success was measured on (a note warns below it); None: not measured."""
+
+
+POLICY_RECIPES: dict[str, PolicyRecipe] = {
+    # The GPU recipe that reached >= 80 % (docs/act_recipe.md): on 400 expert demos at 224 px (``dataengine demos``'
+    # default), batch 128, constant lr 1e-4 (lerobot's ACT preset) for the transformer and the (from-scratch) ResNet
+    # backbone alike, bf16, 8,000 steps (14 min on an H200 with the frame cache): 82.0 % and 80.5 % success over two
+    # sets of 200 seeded episodes, chunks of 100 executed whole. The same recipe on 200 demos stayed at 44-66 %: the
+    # number of demos, not the steps, was the lever. A cosine decay to 1e-6 was measured worse (52.5 % vs 77.5 %).
+    "act": PolicyRecipe(steps=8_000, batch_size=128, learning_rate=1e-4,
+                        lr_fields=("optimizer_lr", "optimizer_lr_backbone"), imagenet_backbone=True,
+                        measured_demos=default_of(DemosConfig, "n")),
+    # lerobot's Diffusion preset: Adam lr 1e-4 with its cosine schedule and 500 warm-up steps (lerobot-train applies
+    # the preset), one lr for backbone and U-Net (DiffusionConfig has no optimizer_lr_backbone). The ResNet18 is
+    # trained from scratch with group norm (lerobot's default; it refuses group norm with pretrained weights), the
+    # random crop of the original Diffusion Policy (~90 % of the image). Diffusion needs more updates than ACT for
+    # the same data; 20,000 steps at batch 64 is a starting point, not a measured recipe.
+    "diffusion": PolicyRecipe(steps=20_000, batch_size=64, learning_rate=1e-4, lr_fields=("optimizer_lr",),
+                              imagenet_backbone=False, crop_fraction=0.9),
+}
+SUPPORTED_POLICIES = tuple(POLICY_RECIPES)
+"""The policy types ``dataengine train`` trains offline (and ``rollout --policy TYPE`` resolves to the newest)."""
+HUB_ONLY_POLICIES = ("smolvla", "pi0", "pi05")
+"""lerobot builds these only from files on the hub, even from scratch: SmolVLA reads its VLM's config and processor
+(``vlm_model_name``, HuggingFaceTB/SmolVLM2-500M-Video-Instruct) in its constructor and its tokenizer in the
+preprocessor; Pi0 and Pi0.5's preprocessor loads PaliGemma's tokenizer (google/paligemma-3b-pt-224, hard-coded)."""
+
+
 @dataclass
 class TrainConfig:
-    """``dataengine train``. Defaults: the GPU recipe that reached >= 80 % (docs/act_recipe.md): on 400 expert demos
-    at 224 px (``dataengine demos``' default), batch 128, constant lr 1e-4, bf16, 8,000 steps (14 min on an H200 with
-    the frame cache): 82.0 % and 80.5 % success over two sets of 200 seeded episodes, chunks of 100 executed whole.
-    The same recipe on 200 demos stayed at 44-66 %: the number of demos, not the steps, was the lever."""
+    """``dataengine train``. ``steps``, ``batch_size`` and ``learning_rate`` left at None are the policy type's
+    recipe (``POLICY_RECIPES``; ACT's is the GPU recipe of docs/act_recipe.md that reached >= 80 %)."""
 
     dataset: str
     policy: str = "act"
-    steps: int = 8_000
-    batch_size: int = 128
-    learning_rate: float = 1e-4
-    """Constant (lerobot's ACT preset), for the transformer and the (from-scratch) ResNet backbone alike; lerobot's
-    default is 1e-5 at batch 8. A cosine decay to 1e-6 was measured worse (200 demos, 9,000 steps: 52.5 % vs 77.5 %)."""
+    steps: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    """Given to every lr field of the type (``PolicyRecipe.lr_fields``): ACT's transformer and backbone alike."""
     mixed_precision: str = "bf16"
     """Autocast on CUDA (``bf16``, ``fp16`` or ``no``; CPU runs use ``no``), given to lerobot-train's Accelerator.
     Measured on the H200 at batch 128: ~0.09 s per update, as in fp32 (the update is not GPU-bound there); the
@@ -96,13 +139,54 @@ def resolve_dataset(spec: str) -> ResolvedDataset:
     )
 
 
-def _backbone_args() -> list[str]:
+def recipe_of(policy: str) -> PolicyRecipe:
+    """The type's recipe, or one error line: hub-only VLAs say why and where to go instead."""
+    if policy in HUB_ONLY_POLICIES:
+        raise DataEngineError(
+            f"{policy} cannot be trained offline here: lerobot builds it from hub files (SmolVLA: its VLM's config, "
+            "processor and tokenizer; Pi0/Pi0.5: PaliGemma's tokenizer) even without pretrained weights; with the "
+            "weights on disk, train it through a retrain hook (dataengine/hooks/templates)"
+        )
+    if policy not in POLICY_RECIPES:
+        raise DataEngineError(f"unknown policy {policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
+    return POLICY_RECIPES[policy]
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """The config with the type's recipe filled in where the user gave nothing."""
+    recipe = recipe_of(config.policy)
+    return replace(config, steps=recipe.steps if config.steps is None else config.steps,
+                   batch_size=recipe.batch_size if config.batch_size is None else config.batch_size,
+                   learning_rate=recipe.learning_rate if config.learning_rate is None else config.learning_rate)
+
+
+def _backbone_args(recipe: PolicyRecipe) -> list[str]:
     import torch
 
     hub = Path(torch.hub.get_dir()) / "checkpoints"  # where torchvision looks (TORCH_HOME, XDG_CACHE_HOME)
-    if (hub / RESNET18_WEIGHTS).is_file():
+    if recipe.imagenet_backbone and (hub / RESNET18_WEIGHTS).is_file():
         return []  # lerobot's default ImageNet weights, loaded from disk
     return ["--policy.pretrained_backbone_weights=null"]
+
+
+def dataset_image_size(root: Path) -> int:
+    """The (smallest) side of the dataset's camera images, from meta/info.json."""
+    features = read_info(root)["features"]
+    sides = [min(f["shape"][i] for i, n in enumerate(f["names"]) if n in ("height", "width"))
+             for f in features.values() if f.get("dtype") in ("video", "image")]
+    if not sides:
+        raise DataEngineError(f"{root} has no camera features in meta/info.json")
+    return min(sides)
+
+
+def recipe_args(config: TrainConfig, dataset: ResolvedDataset) -> list[str]:
+    """The type's lerobot-train options: its lr fields, backbone weights and crop (``config`` resolved)."""
+    recipe = recipe_of(config.policy)
+    args = [f"--policy.{name}={config.learning_rate}" for name in recipe.lr_fields] + _backbone_args(recipe)
+    if recipe.crop_fraction is not None:
+        side = max(1, int(recipe.crop_fraction * dataset_image_size(dataset.root)))
+        args.append(f"--policy.crop_shape=[{side},{side}]")
+    return args
 
 
 def default_loader_workers() -> int:
@@ -117,6 +201,8 @@ def training_device(config: TrainConfig) -> str:
 
 
 def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path, device: str) -> list[str]:
+    """lerobot-train's command line for ``config`` (the type's recipe filled in where it gives nothing)."""
+    config = resolved(config)
     executable = [sys.executable, "-m", "dataengine.lerobot_compat"]  # lerobot-train, with a video-decode fallback
     if config.resume:
         return [*executable, f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
@@ -129,11 +215,9 @@ def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Pa
         f"--policy.type={config.policy}",
         f"--policy.device={device}",
         "--policy.push_to_hub=false",
-        *_backbone_args(),
+        *recipe_args(config, dataset),
         f"--steps={config.steps}",
         f"--batch_size={config.batch_size}",
-        f"--policy.optimizer_lr={config.learning_rate}",
-        f"--policy.optimizer_lr_backbone={config.learning_rate}",
         f"--num_workers={default_loader_workers() if config.num_workers is None else config.num_workers}",
         f"--save_freq={min(config.save_freq, config.steps)}",
         "--wandb.enable=false",
@@ -142,12 +226,13 @@ def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Pa
     ]
 
 
-def fewer_demos_than_the_recipe(root: Path) -> str | None:
-    """A note when the dataset is smaller than the one the default recipe was measured on: the number of demos
-    decided ACT's success there (200: at most 66 %, 400: >= 80 %), so the recipe's figure does not carry over."""
+def fewer_demos_than_the_recipe(root: Path, policy: str = "act") -> str | None:
+    """A note when the dataset is smaller than the one the type's default recipe was measured on: the number of
+    demos decided ACT's success there (200: at most 66 %, 400: >= 80 %), so the recipe's figure does not carry over.
+    None for types without a measured recipe."""
+    recipe = recipe_of(policy).measured_demos
     episodes = read_info(root)["total_episodes"]
-    recipe = default_of(DemosConfig, "n")
-    if episodes >= recipe:
+    if recipe is None or episodes >= recipe:
         return None
     return (f"note: {root} holds {episodes} episodes; the default recipe reached >= 80 % with {recipe} "
             "(docs/act_recipe.md)")
@@ -155,8 +240,7 @@ def fewer_demos_than_the_recipe(root: Path) -> str | None:
 
 def train(config: TrainConfig, workspace: Workspace) -> Path:
     """Run lerobot-train; returns the final checkpoint's ``pretrained_model`` directory."""
-    if config.policy not in SUPPORTED_POLICIES:
-        raise DataEngineError(f"unknown policy {config.policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
+    config = resolved(config)
     if config.steps < 1:
         raise DataEngineError(f"--steps must be at least 1, got {config.steps}")
     if config.mixed_precision not in MIXED_PRECISION:
@@ -169,7 +253,7 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
         raise DataEngineError(f"{out} already exists: pass --resume to continue that run, or a new --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
-    if note := fewer_demos_than_the_recipe(dataset.root):
+    if note := fewer_demos_than_the_recipe(dataset.root, config.policy):
         console.print(note, highlight=False, soft_wrap=True)
     device = training_device(config)
     command = lerobot_train_command(config, dataset, out, device)

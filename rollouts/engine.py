@@ -35,7 +35,7 @@ import numpy as np
 
 from dataengine.config import to_jsonable
 from rollouts.frames import JPEG_QUALITY
-from rollouts.policies import FAULTY_KIND, ActPolicy, FaultyScriptedPolicy, ScriptedPolicy
+from rollouts.policies import FAULTY_KIND, FaultyScriptedPolicy, LeRobotPolicy, ScriptedPolicy
 from rollouts.store import EpisodeStore, EpisodeWriter
 from scenes.faulty_expert import FaultMix
 from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
@@ -47,7 +47,7 @@ class PolicySpec:
     """How a worker builds the policy (a picklable recipe, not the policy itself)."""
 
     kind: str
-    """``act``, ``scripted`` or ``scripted-faulty``."""
+    """``scripted``, ``scripted-faulty``, or a checkpoint's lerobot policy type (``act``, ``diffusion``, ...)."""
     checkpoint: str | None = None
     device: str | None = None
     temporal_ensemble_coeff: float | None = None
@@ -55,12 +55,12 @@ class PolicySpec:
     faults: FaultMix | None = None
     """The failure mix of ``scripted-faulty``."""
 
-    def build(self) -> ActPolicy | ScriptedPolicy:
+    def build(self) -> LeRobotPolicy | ScriptedPolicy:
         if self.kind == "scripted":
             return ScriptedPolicy()
         if self.kind == FAULTY_KIND:
             return FaultyScriptedPolicy(self.faults)
-        return ActPolicy(Path(self.checkpoint), self.device, self.temporal_ensemble_coeff, self.n_action_steps)
+        return LeRobotPolicy(Path(self.checkpoint), self.device, self.temporal_ensemble_coeff, self.n_action_steps)
 
 
 @dataclass(frozen=True)
@@ -266,10 +266,10 @@ def _next_episodes(slots: list[_Slot], active: list[int], queue: list[int], task
     return still_active
 
 
-_POLICY_CACHE: dict[tuple[PolicySpec, int], ActPolicy | ScriptedPolicy] = {}
+_POLICY_CACHE: dict[tuple[PolicySpec, int], LeRobotPolicy | ScriptedPolicy] = {}
 
 
-def policy_for_worker(spec: PolicySpec) -> ActPolicy | ScriptedPolicy:
+def policy_for_worker(spec: PolicySpec) -> LeRobotPolicy | ScriptedPolicy:
     """The worker's policy, on its GPU (see ``_pin_gpu``). One policy per worker thread and spec: loading a
     checkpoint per chunk would dominate small chunks, and a policy keeps per-slot state, so two tasks running in
     threads of one worker must not share one."""

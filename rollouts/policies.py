@@ -1,10 +1,13 @@
-"""Policies that act for many environments at once: a LeRobot ACT checkpoint, or the scripted expert.
+"""Policies that act for many environments at once: a LeRobot checkpoint (ACT, Diffusion, the VLAs), or the
+scripted expert.
 
-Both answer ``act(slots, observations) -> (len(slots), 6)`` actions in LeRobot units for the environments in
+All answer ``act(slots, observations) -> (len(slots), 6)`` actions in LeRobot units for the environments in
 ``slots`` and keep per-environment state, reset with ``reset(slot, ...)`` whenever that environment starts an
-episode. Per-slot state matters for ACT: lerobot's ``select_action`` keeps ONE action queue for the whole batch,
-which is wrong as soon as environments finish at different times (and forgetting ``reset()`` between episodes
-cost the users a 73 % -> 23 % drop). Here each slot has its own queue, or its own temporal-ensembling buffer.
+episode. Per-slot state is the point: lerobot's ``select_action`` keeps ONE action queue (and one observation
+history) for the whole batch, which is wrong as soon as environments finish at different times, and forgetting
+``reset()`` between episodes cost the users a 73 % -> 23 % drop. Here each slot has its own action queue, its own
+observation history (Diffusion) and its own temporal-ensembling buffer (ACT), while the slots that need a new
+chunk share one forward pass. Loading is lerobot's own (``rollouts.lerobot_policy``).
 """
 
 from __future__ import annotations
@@ -12,21 +15,21 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dataengine.errors import DataEngineError
+from rollouts.lerobot_policy import (ACTION_KEY, DRIVES, IMAGES_KEY, STATE_KEY, Drive, image_size_of,  # noqa: F401
+                                     inspect_checkpoint, load_policy, policy_type, read_policy_config)
 from scenes.expert import ExpertConfig, ScriptedExpert
 from scenes.faulty_expert import FaultMix, FaultyExpert
-from scenes.pick_place import Observation, PickPlaceEnv
-from scenes.render import CAMERA_NAMES, image_feature_key
+from scenes.pick_place import TASK, Observation, PickPlaceEnv
 from scenes.so101 import JOINT_NAMES
-
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
 
 
 @dataclass(frozen=True)
@@ -94,114 +97,192 @@ class FaultyScriptedPolicy(ScriptedPolicy):
         expert.reset(seed)
 
 
-def read_policy_config(checkpoint: Path) -> dict:
-    config_file = Path(checkpoint) / "config.json"
-    if not config_file.is_file():
-        raise DataEngineError(
-            f"{checkpoint} is not a LeRobot checkpoint (no config.json): pass a .../pretrained_model directory"
-        )
-    return json.loads(config_file.read_text())
+@dataclass
+class _SlotState:
+    """One environment's policy state for its current episode."""
+
+    actions: collections.deque = field(default_factory=collections.deque)
+    """Actions (LeRobot units) of the current chunk still to execute."""
+    history: dict[str, collections.deque] | None = None
+    """Diffusion: the last ``n_obs_steps`` preprocessed observations per key (``observation.state``,
+    ``observation.images``), filled as lerobot's ``populate_queues`` fills them."""
+    ensembler: Any = None
+    """ACT with temporal ensembling: this slot's ``ACTTemporalEnsembler``."""
+    generator: torch.Generator | None = None
+    """Diffusion: the sampling noise of this episode, seeded with its scene seed."""
 
 
-def inspect_act_checkpoint(checkpoint: Path) -> int:
-    """Check that ``checkpoint`` is an ACT ``pretrained_model`` directory that fits the scene; returns its image size."""
-    raw = read_policy_config(checkpoint)
-    if raw.get("type") != "act":
-        raise DataEngineError(f"{checkpoint} holds a {raw.get('type')!r} policy; this engine runs ACT checkpoints")
-    return image_size_of(raw)
+def _limit_action_steps(config: Any, drive: Drive, temporal_ensemble_coeff: float | None,
+                        n_action_steps: int | None) -> None:
+    """``--temporal-ensemble-coeff`` and ``--n-action-steps`` applied to the config before the policy is built,
+    validated against what the type can execute (a chunk, or Diffusion's horizon past its observations)."""
+    if temporal_ensemble_coeff is not None:
+        if config.type != "act":
+            raise DataEngineError(f"temporal ensembling is ACT's (--temporal-ensemble-coeff); this checkpoint is a "
+                                  f"{config.type} policy: use --n-action-steps")
+        config.temporal_ensemble_coeff, config.n_action_steps = temporal_ensemble_coeff, 1
+    elif n_action_steps is not None:
+        if drive.history:
+            limit, what = config.horizon - config.n_obs_steps + 1, "horizon - n_obs_steps + 1"
+        else:
+            limit, what = getattr(config, drive.horizon_field), "chunk size"
+        if not 1 <= n_action_steps <= limit:
+            raise DataEngineError(f"--n-action-steps {n_action_steps} must be between 1 and the {what} {limit}")
+        config.n_action_steps = n_action_steps
 
 
-def image_size_of(config: dict) -> int:
-    """The square image size the checkpoint was trained on, checked against the scene's cameras and state."""
-    features = config.get("input_features", {})
-    cameras = {image_feature_key(c) for c in CAMERA_NAMES}
-    wanted_images = {k for k, f in features.items() if f.get("type") == "VISUAL"}
-    missing = sorted(wanted_images - cameras) + ([STATE_KEY] if STATE_KEY not in features else [])
-    if missing:
-        raise DataEngineError(
-            f"the policy needs {', '.join(missing)} which the scene does not provide "
-            f"(it has {STATE_KEY}, {', '.join(sorted(cameras))})"
-        )
-    if features[STATE_KEY]["shape"] != [len(JOINT_NAMES)]:
-        raise DataEngineError(f"the policy's {STATE_KEY} has shape {features[STATE_KEY]['shape']}, the SO-101 has 6")
-    shapes = {tuple(features[k]["shape"]) for k in wanted_images}
-    if len(shapes) != 1 or any(s[1] != s[2] or s[0] != 3 for s in shapes):
-        raise DataEngineError(f"the policy's cameras must share one square RGB shape, got {sorted(shapes)}")
-    return shapes.pop()[1]
-
-
-class ActPolicy:
-    """A LeRobot ACT checkpoint with its own pre/post-processors, batched over environments."""
+class LeRobotPolicy:
+    """A LeRobot checkpoint of any type the engine drives (``rollouts.lerobot_policy.DRIVES``), batched over
+    environments, executing per slot exactly what lerobot's single-environment ``select_action`` would execute:
+    * chunk policies (ACT, SmolVLA, Pi0, Pi0.5): ``predict_action_chunk`` of the current observation, its first
+      ``n_action_steps`` queued; ACT with ``temporal_ensemble_coeff``: a chunk every step, ensembled per slot;
+    * Diffusion: each step's preprocessed observation joins the slot's history (the first one copied to fill it),
+      and a slot with an empty queue gets the model's generation from its ``n_obs_steps`` history, the
+      ``n_action_steps`` actions from the current step on. Noise is drawn per slot from a generator seeded with the
+      episode's seed, so an episode's actions depend on its scene, not on which other environments share the batch.
+    """
 
     def __init__(self, checkpoint: Path, device: str | None = None, temporal_ensemble_coeff: float | None = None,
                  n_action_steps: int | None = None):
-        from lerobot.configs.policies import PreTrainedConfig
-        from lerobot.policies.act.modeling_act import ACTPolicy, ACTTemporalEnsembler
-        from lerobot.policies.factory import make_pre_post_processors
-
         checkpoint = Path(checkpoint)
-        self.image_size = inspect_act_checkpoint(checkpoint)
+        self.image_size = inspect_checkpoint(checkpoint)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        config = PreTrainedConfig.from_pretrained(checkpoint)
-        config.device = self.device
-        if temporal_ensemble_coeff is not None:
-            config.temporal_ensemble_coeff, config.n_action_steps = temporal_ensemble_coeff, 1
-        elif n_action_steps is not None:
-            if not 1 <= n_action_steps <= config.chunk_size:
-                raise DataEngineError(
-                    f"--n-action-steps {n_action_steps} must be between 1 and the chunk size {config.chunk_size}"
-                )
-            config.n_action_steps = n_action_steps
-        self.policy = ACTPolicy.from_pretrained(checkpoint, config=config).to(self.device).eval()
-        self.preprocess, self.postprocess = make_pre_post_processors(
-            config, pretrained_path=str(checkpoint),
-            preprocessor_overrides={"device_processor": {"device": self.device}},
-        )
-        self.config = config
-        self.image_keys = list(config.image_features)
-        self.identity = PolicyIdentity("act", str(checkpoint.resolve()), checkpoint_sha256(checkpoint))
-        self._make_ensembler = lambda: ACTTemporalEnsembler(config.temporal_ensemble_coeff, config.chunk_size)
-        self._queues: dict[int, collections.deque] = {}
-        self._ensemblers: dict = {}
+        loaded = load_policy(checkpoint, self.device,
+                             edit=lambda c, d: _limit_action_steps(c, d, temporal_ensemble_coeff, n_action_steps))
+        self.policy, self.preprocess, self.postprocess = loaded.policy, loaded.preprocess, loaded.postprocess
+        self.config, self.drive = loaded.config, loaded.drive
+        self.image_keys = list(self.config.image_features)
+        self.identity = PolicyIdentity(self.config.type, str(checkpoint.resolve()), checkpoint_sha256(checkpoint))
+        self._history_keys = [STATE_KEY] + ([IMAGES_KEY] if self.image_keys else [])
+        self._slots: dict[int, _SlotState] = {}
 
     @property
     def ensembling(self) -> bool:
-        return self.config.temporal_ensemble_coeff is not None
+        return getattr(self.config, "temporal_ensemble_coeff", None) is not None
 
     def reset(self, slot: int, env: PickPlaceEnv, seed: int) -> None:
-        self._queues[slot] = collections.deque()
+        """A new episode in ``slot``: empty queue, empty history, fresh ensembler, noise seeded with ``seed``."""
+        state = _SlotState()
         if self.ensembling:
-            self._ensemblers[slot] = self._make_ensembler()
+            from lerobot.policies.act.modeling_act import ACTTemporalEnsembler
 
-    def _batch(self, observations: list[Observation]) -> dict[str, torch.Tensor]:
-        batch = {STATE_KEY: torch.from_numpy(np.stack([o.state for o in observations])).float()}
+            state.ensembler = ACTTemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.chunk_size)
+        if self.drive.history:
+            state.history = self._empty_history()
+            state.generator = torch.Generator().manual_seed(seed)
+        self._slots[slot] = state
+
+    def _empty_history(self) -> dict[str, collections.deque]:
+        return {key: collections.deque(maxlen=self.config.n_obs_steps) for key in self._history_keys}
+
+    def _batch(self, observations: Sequence[Observation]) -> dict[str, Any]:
+        """The observations as lerobot's env wrappers hand them over: float [0, 1] CHW images, float state."""
+        batch: dict[str, Any] = {STATE_KEY: torch.from_numpy(np.stack([o.state for o in observations])).float()}
         for key in self.image_keys:
             images = torch.from_numpy(np.stack([o.images[key] for o in observations]))
             batch[key] = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.drive.language:
+            batch["task"] = [TASK] * len(observations)
         return batch
 
-    @torch.inference_mode()
-    def predict_chunks(self, observations: list[Observation]) -> torch.Tensor:
-        """(B, chunk_size, 6) actions in LeRobot units for the given observations."""
+    def _preprocessed(self, observations: Sequence[Observation]) -> dict[str, Any]:
         batch = self.preprocess(self._batch(observations))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-            chunks = self.policy.predict_action_chunk(batch)
-        return self.postprocess(chunks.float())
+        if self.drive.history and self.image_keys:  # as Diffusion's select_action stacks them
+            batch = dict(batch)
+            batch[IMAGES_KEY] = torch.stack([batch[key] for key in self.image_keys], dim=-4)
+        return batch
 
+    def _chunks(self, observations: Sequence[Observation]) -> torch.Tensor:
+        """(B, chunk_size, 6) normalised actions of a chunk policy for the given observations."""
+        batch = self._preprocessed(observations)
+        autocast = self.drive.autocast_bf16 and self.device.startswith("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            return self.policy.predict_action_chunk(batch).float()
+
+    def _generate(self, history: dict[str, torch.Tensor], generators: list[torch.Generator]) -> torch.Tensor:
+        """Diffusion's generation for stacked histories, (B, horizon, 6) normalised: lerobot's
+        ``DiffusionModel.generate_actions`` with each sample's noise (prior and denoising steps) from its own
+        generator, which diffusers' schedulers accept as a list."""
+        diffusion = self.policy.diffusion
+        global_cond = diffusion._prepare_global_conditioning(history)
+        shape = (1, self.config.horizon, self.config.action_feature.shape[0])
+        noise = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(global_cond.device)
+        return diffusion.conditional_sample(len(generators), global_cond=global_cond, generator=generators, noise=noise)
+
+    def _stacked(self, histories: list[dict[str, collections.deque]]) -> dict[str, torch.Tensor]:
+        """Histories as Diffusion's ``predict_action_chunk`` stacks its queues: (B, n_obs_steps, ...)."""
+        return {key: torch.stack([torch.stack(list(h[key])) for h in histories]) for key in self._history_keys}
+
+    @torch.inference_mode()
+    def predict_chunks(self, observations: Sequence[Observation], slots: Sequence[int] | None = None,
+                       seed: int = 0) -> torch.Tensor:
+        """(B, n, 6) predicted actions in LeRobot units from each observation on, without changing any slot's state
+        (for forward-simulating what the policy intends). Chunk policies: the whole chunk (n = chunk_size).
+        Diffusion: the actions from the current step to the horizon (n = horizon - n_obs_steps + 1), from the
+        history of ``slots`` followed by the observation (without ``slots``: as at an episode's first step), noise
+        seeded with ``seed``."""
+        from lerobot.policies.utils import populate_queues
+
+        if not self.drive.history:
+            return self.postprocess(self._chunks(observations))
+        batch = self._preprocessed(observations)
+        histories = []
+        for row in range(len(observations)):
+            history = self._empty_history()
+            if slots is not None:
+                for key, queue in self._slots[slots[row]].history.items():
+                    history[key].extend(queue)
+            histories.append(populate_queues(history, {k: batch[k][row] for k in self._history_keys}))
+        generators = [torch.Generator().manual_seed(seed + row) for row in range(len(observations))]
+        generated = self._generate(self._stacked(histories), generators)
+        return self.postprocess(generated[:, self.config.n_obs_steps - 1:])
+
+    @torch.inference_mode()
     def act(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
-        need = [i for i, slot in enumerate(slots) if self.ensembling or not self._queues[slot]]
-        actions = np.empty((len(slots), len(JOINT_NAMES)), dtype=np.float32)
-        if need:
-            chunks = self.predict_chunks([observations[i] for i in need])
-            for row, i in enumerate(need):
-                slot = slots[i]
-                if self.ensembling:
-                    actions[i] = self._ensemblers[slot].update(chunks[row : row + 1])[0].numpy()
-                else:
-                    self._queues[slot].extend(chunks[row, : self.config.n_action_steps].numpy())
-        for i, slot in enumerate(slots):
-            if not self.ensembling:
-                actions[i] = self._queues[slot].popleft()
+        if self.drive.history:
+            actions = self._act_from_history(slots, observations)
+        else:
+            actions = self._act_from_chunks(slots, observations)
         if not np.all(np.isfinite(actions)):
             raise DataEngineError(f"the policy produced NaN/inf actions ({self.identity.path}): the checkpoint is broken")
         return actions
+
+    def _act_from_chunks(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
+        states = [self._slots[slot] for slot in slots]
+        need = [i for i, state in enumerate(states) if self.ensembling or not state.actions]
+        actions = np.empty((len(slots), len(JOINT_NAMES)), dtype=np.float32)
+        if need:
+            chunks = self._chunks([observations[i] for i in need])
+            if self.ensembling:  # every slot needs a chunk every step; lerobot ensembles normalised actions
+                stepped = torch.cat([states[i].ensembler.update(chunks[row : row + 1]) for row, i in enumerate(need)])
+                actions[need] = self.postprocess(stepped).numpy()
+                return actions
+            executed = self.postprocess(chunks[:, : self.config.n_action_steps]).numpy()
+            for row, i in enumerate(need):
+                states[i].actions.extend(executed[row])
+        for i, state in enumerate(states):
+            actions[i] = state.actions.popleft()
+        return actions
+
+    def _act_from_history(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
+        from lerobot.policies.utils import populate_queues
+
+        states = [self._slots[slot] for slot in slots]
+        batch = self._preprocessed(observations)
+        for row, state in enumerate(states):  # every step, as select_action does, whether or not it generates
+            populate_queues(state.history, {key: batch[key][row] for key in self._history_keys})
+        need = [i for i, state in enumerate(states) if not state.actions]
+        if need:
+            generated = self._generate(self._stacked([states[i].history for i in need]),
+                                       [states[i].generator for i in need])
+            start = self.config.n_obs_steps - 1
+            executed = self.postprocess(generated[:, start : start + self.config.n_action_steps]).numpy()
+            for row, i in enumerate(need):
+                states[i].actions.extend(executed[row])
+        return np.stack([state.actions.popleft() for state in states]).astype(np.float32)
+
+
+ActPolicy = LeRobotPolicy
+"""The former ACT-only name (benchmarks use it); every checkpoint type goes through ``LeRobotPolicy``."""
+inspect_act_checkpoint = inspect_checkpoint
+"""The former name of ``inspect_checkpoint``."""

@@ -60,6 +60,25 @@ def act_checkpoint(demo_dataset, workspace):
     return train(config, workspace)
 
 
+TINY_DIFFUSION = ["--policy.down_dims=[32,64]", "--policy.kernel_size=3", "--policy.n_groups=4",
+                  "--policy.diffusion_step_embed_dim=32", "--policy.spatial_softmax_num_keypoints=8",
+                  "--policy.n_obs_steps=2", "--policy.horizon=8", "--policy.n_action_steps=4",
+                  "--policy.num_train_timesteps=10"]
+"""A small Diffusion Policy (same code: ResNet18 encoder, U-Net, DDPM) with a 2-observation history, 8-step horizon,
+4 executed actions and 10 denoising steps, so CPU training and inference stay fast in tests."""
+
+
+@pytest.fixture(scope="session")
+def diffusion_checkpoint(demo_dataset, workspace):
+    """A real Diffusion Policy checkpoint trained by ``dataengine train --policy diffusion`` (lerobot-train) on the
+    demo dataset; a few steps: the tests compare the engine with lerobot on the same weights, not its success."""
+    from dataengine.train import TrainConfig, train
+
+    config = TrainConfig(dataset=str(demo_dataset.out), policy="diffusion", steps=10, batch_size=4, num_workers=0,
+                         save_freq=1000, device="cpu", extra_args=TINY_DIFFUSION)
+    return train(config, workspace)
+
+
 @pytest.fixture
 def lerobot_home(tmp_path, monkeypatch):
     """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import): publishing refreshes

@@ -1,4 +1,12 @@
-"""ACT behind the batched interface behaves exactly like lerobot's own single-env evaluation path."""
+"""LeRobot checkpoints behind the batched interface behave exactly like lerobot's own single-env evaluation path.
+
+The reference is lerobot's documented loop, one fresh policy per environment: config and processors from the
+checkpoint, ``policy.reset()``, ``select_action`` per step, the postprocessor on each action. Diffusion samples
+noise: the engine draws each episode's noise (prior and every DDPM step) from a generator seeded with the
+episode's seed, so the reference seeds torch's global generator with the same seed after ``reset()`` and passes the
+prior it draws from it as ``select_action(noise=...)``: both paths then consume one stream of random numbers in the
+same order, and their actions agree exactly, not merely in distribution.
+"""
 
 import json
 import shutil
@@ -9,61 +17,140 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dataengine.errors import DataEngineError
-from rollouts.policies import ActPolicy, inspect_act_checkpoint
+from rollouts.policies import LeRobotPolicy, inspect_checkpoint
 from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
+EXACT = dict(rtol=1e-5, atol=1e-5)
+"""Equal to float32 rounding (actions are degrees, up to ~100): batches of 2 and of 1, or a chunk unnormalised at
+once instead of action by action, may round differently in the last bit; any real difference is orders larger."""
 
-def _lerobot_reference_actions(checkpoint, observations):
-    """lerobot's documented eval path: processors from the checkpoint, policy.reset(), select_action per step."""
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.factory import make_pre_post_processors
 
-    policy = ACTPolicy.from_pretrained(checkpoint).eval()
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+def _reference_actions(checkpoint, observations, seed=0, edit=None):
+    """lerobot's own single-environment path for one episode (a fresh policy, as an eval script would make)."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    config = PreTrainedConfig.from_pretrained(checkpoint)
+    config.device = "cpu"
+    if edit is not None:
+        edit(config)
+    policy = get_policy_class(config.type).from_pretrained(checkpoint, config=config).eval()
+    pre, post = make_pre_post_processors(config, pretrained_path=str(checkpoint))
     policy.reset()
+    torch.manual_seed(seed)
     actions = []
-    for obs in observations:
+    for t, obs in enumerate(observations):
         batch = {"observation.state": torch.from_numpy(obs.state)[None]}
         for key, image in obs.images.items():
             batch[key] = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        kwargs = {}
+        if config.type == "diffusion" and t % config.n_action_steps == 0:  # select_action generates now
+            kwargs["noise"] = torch.randn((1, config.horizon, config.action_feature.shape[0]))
         with torch.inference_mode():
-            actions.append(post(policy.select_action(pre(batch)))[0].numpy())
+            actions.append(post(policy.select_action(pre(batch), **kwargs))[0].numpy())
     return np.stack(actions)
 
 
-def test_per_env_queues_match_lerobot_for_staggered_episodes(act_checkpoint):
-    """Two environments whose episodes start at different steps each get exactly lerobot's single-env actions."""
-    size = inspect_act_checkpoint(act_checkpoint)
-    env_a, env_b = (PickPlaceEnv(PickPlaceConfig(image_size=size)) for _ in range(2))
-    obs_a = [env_a.reset(1)] + [env_a.step(np.zeros(6)) for _ in range(11)]
-    obs_b = [env_b.reset(2)] + [env_b.step(np.zeros(6)) for _ in range(11)]
-    policy = ActPolicy(act_checkpoint, device="cpu")
+def _episode(size, seed, steps):
+    env = PickPlaceEnv(PickPlaceConfig(image_size=size))
+    return env, [env.reset(seed)] + [env.step(np.zeros(6)) for _ in range(steps - 1)]
+
+
+def _staggered(policy, size, steps=12, delay=3):
+    """Slot 0 runs an episode (seed 1); slot 1 starts its own (seed 2) ``delay`` steps later; one batched call
+    per step for the active slots. Returns both episodes' observations and the actions each slot got."""
+    env_a, obs_a = _episode(size, 1, steps)
+    env_b, obs_b = _episode(size, 2, steps - delay)
     policy.reset(0, env_a, 1)
     got_a, got_b = [], []
-    for t in range(12):
-        if t == 3:
-            policy.reset(1, env_b, 2)  # env b starts its episode 3 steps later
-        if t >= 3:
-            a, b = policy.act([0, 1], [obs_a[t], obs_b[t - 3]])
+    for t in range(steps):
+        if t == delay:
+            policy.reset(1, env_b, 2)
+        if t >= delay:
+            a, b = policy.act([0, 1], [obs_a[t], obs_b[t - delay]])
             got_a.append(a)
             got_b.append(b)
         else:
             got_a.append(policy.act([0], [obs_a[t]])[0])
-    np.testing.assert_allclose(np.stack(got_a), _lerobot_reference_actions(act_checkpoint, obs_a), atol=1e-4)
-    np.testing.assert_allclose(np.stack(got_b), _lerobot_reference_actions(act_checkpoint, obs_b[:9]), atol=1e-4)
+    return (obs_a, np.stack(got_a)), (obs_b, np.stack(got_b))
 
 
-def test_temporal_ensembling_runs_one_policy_call_per_step(act_checkpoint):
-    env = PickPlaceEnv(PickPlaceConfig(image_size=inspect_act_checkpoint(act_checkpoint)))
-    policy = ActPolicy(act_checkpoint, device="cpu", temporal_ensemble_coeff=0.01)
-    calls = []
-    original = policy.predict_chunks
-    policy.predict_chunks = lambda obs: calls.append(len(obs)) or original(obs)
-    policy.reset(0, env, 0)
-    obs = env.reset(0)
-    for _ in range(4):
-        obs = env.step(policy.act([0], [obs])[0])
-    assert calls == [1, 1, 1, 1]
+@pytest.fixture(params=["act", "diffusion"])
+def checkpoint(request):
+    return request.getfixturevalue(f"{request.param}_checkpoint")
+
+
+def test_staggered_environments_each_get_exactly_lerobots_single_env_actions(checkpoint):
+    """Two environments whose episodes start at different steps (so their chunks are generated at different
+    steps, and Diffusion's histories differ) each get exactly lerobot's single-env actions."""
+    size = inspect_checkpoint(checkpoint)
+    policy = LeRobotPolicy(checkpoint, device="cpu")
+    (obs_a, got_a), (obs_b, got_b) = _staggered(policy, size)
+    np.testing.assert_allclose(got_a, _reference_actions(checkpoint, obs_a, seed=1), **EXACT)
+    np.testing.assert_allclose(got_b, _reference_actions(checkpoint, obs_b, seed=2), **EXACT)
+    assert not np.allclose(got_a[:4], got_a[4:8])  # new chunks, not a constant: the comparison means something
+
+
+def test_restarting_a_slot_mid_chunk_starts_the_new_episode_fresh(checkpoint):
+    """The users' worst bug (no policy.reset() between episodes: 73 % -> 23 %): an episode started in a slot
+    whose queue still holds actions of the last one, and whose observation history is full, must act exactly
+    like a fresh lerobot policy."""
+    size = inspect_checkpoint(checkpoint)
+    policy = LeRobotPolicy(checkpoint, device="cpu")
+    env_a, obs_a = _episode(size, 1, 7)
+    policy.reset(0, env_a, 1)
+    for obs in obs_a:  # 7 steps: 1 or 3 actions of the current chunk are left (chunks of 4 or 5)
+        policy.act([0], [obs])
+    assert policy._slots[0].actions
+    env_b, obs_b = _episode(size, 5, 9)
+    policy.reset(0, env_b, 5)
+    got = np.stack([policy.act([0], [obs])[0] for obs in obs_b])
+    np.testing.assert_allclose(got, _reference_actions(checkpoint, obs_b, seed=5), **EXACT)
+
+
+def test_temporal_ensembling_gives_lerobots_ensembled_actions(act_checkpoint):
+    """Per-slot ensemblers, staggered, against lerobot's ACTPolicy with temporal_ensemble_coeff (select_action)."""
+    coeff = 0.01
+
+    def ensemble(config):
+        config.temporal_ensemble_coeff, config.n_action_steps = coeff, 1
+
+    size = inspect_checkpoint(act_checkpoint)
+    policy = LeRobotPolicy(act_checkpoint, device="cpu", temporal_ensemble_coeff=coeff)
+    (obs_a, got_a), (obs_b, got_b) = _staggered(policy, size, steps=8, delay=2)
+    np.testing.assert_allclose(got_a, _reference_actions(act_checkpoint, obs_a, edit=ensemble), **EXACT)
+    np.testing.assert_allclose(got_b, _reference_actions(act_checkpoint, obs_b, edit=ensemble), **EXACT)
+    plain = _reference_actions(act_checkpoint, obs_a)
+    assert not np.allclose(got_a[1:], plain[1:], atol=1e-4)  # ensembling changed the actions
+
+
+def test_predicted_chunks_leave_the_slots_alone(diffusion_checkpoint, act_checkpoint):
+    """``predict_chunks`` (for forward-simulating what the policy intends): the whole remaining chunk in LeRobot
+    units, and the next action the slot executes is the same with or without it."""
+    for checkpoint, length in ((act_checkpoint, 10), (diffusion_checkpoint, 8 - 2 + 1)):
+        size = inspect_checkpoint(checkpoint)
+        policy = LeRobotPolicy(checkpoint, device="cpu")
+        env, obs = _episode(size, 3, 2)
+        policy.reset(0, env, 3)
+        chunks = policy.predict_chunks(obs[:1])
+        assert tuple(chunks.shape) == (1, length, 6)
+        first = policy.act([0], obs[:1])[0]
+        if checkpoint == act_checkpoint:  # memoryless: the executed chunk is the predicted one
+            np.testing.assert_allclose(first, chunks[0, 0].numpy(), **EXACT)
+        assert tuple(policy.predict_chunks(obs[1:], slots=[0]).shape) == (1, length, 6)
+        np.testing.assert_allclose(policy.act([0], obs[1:])[0],
+                                   _reference_actions(checkpoint, obs, seed=3)[1], **EXACT)
+
+
+def test_n_action_steps_is_checked_against_what_the_type_can_execute(diffusion_checkpoint, act_checkpoint):
+    with pytest.raises(DataEngineError, match=r"--n-action-steps 8 must be between 1 and the horizon - n_obs_steps "
+                                              r"\+ 1 7"):
+        LeRobotPolicy(diffusion_checkpoint, device="cpu", n_action_steps=8)
+    with pytest.raises(DataEngineError, match="must be between 1 and the chunk size 10"):
+        LeRobotPolicy(act_checkpoint, device="cpu", n_action_steps=11)
+    with pytest.raises(DataEngineError, match="temporal ensembling is ACT's"):
+        LeRobotPolicy(diffusion_checkpoint, device="cpu", temporal_ensemble_coeff=0.01)
+    assert LeRobotPolicy(diffusion_checkpoint, device="cpu", n_action_steps=7).identity.kind == "diffusion"
 
 
 def _copy_with_config(checkpoint, tmp_path, edit):
@@ -75,19 +162,51 @@ def _copy_with_config(checkpoint, tmp_path, edit):
     return copy
 
 
+def _one_line_error(checkpoint, match):
+    with pytest.raises(DataEngineError, match=match) as error:
+        inspect_checkpoint(checkpoint)
+    assert "\n" not in str(error.value)
+
+
 def test_checkpoint_needing_a_missing_camera_is_refused_with_the_list(act_checkpoint, tmp_path):
     def add_camera(config):
         config["input_features"]["observation.images.side"] = {"type": "VISUAL", "shape": [3, 64, 64]}
 
-    with pytest.raises(DataEngineError, match="needs observation.images.side which the scene does not provide"):
-        inspect_act_checkpoint(_copy_with_config(act_checkpoint, tmp_path, add_camera))
+    _one_line_error(_copy_with_config(act_checkpoint, tmp_path, add_camera),
+                    "needs observation.images.side which the scene does not provide")
 
 
-def test_non_act_and_non_checkpoints_are_refused(act_checkpoint, tmp_path):
-    with pytest.raises(DataEngineError, match="'diffusion' policy"):
-        inspect_act_checkpoint(_copy_with_config(act_checkpoint, tmp_path, lambda c: c.update(type="diffusion")))
-    with pytest.raises(DataEngineError, match="not a LeRobot checkpoint"):
-        inspect_act_checkpoint(tmp_path)
+def test_undrivable_types_and_non_checkpoints_are_refused(act_checkpoint, tmp_path):
+    _one_line_error(_copy_with_config(act_checkpoint, tmp_path, lambda c: c.update(type="vqbet")),
+                    r"holds a 'vqbet' policy, which the engine cannot drive: it drives act, diffusion, smolvla, pi0")
+    _one_line_error(tmp_path / "nothing", "not a LeRobot checkpoint")
+
+
+def test_a_config_from_a_newer_lerobot_loads_without_its_unknown_fields(act_checkpoint, tmp_path):
+    """lerobot 0.6.1 writes ``pretrained_revision`` (and more), which 0.4.4's draccus rejects outright."""
+    def newer(config):
+        config.update(pretrained_revision=None, some_field_of_lerobot_9=[1, 2])
+
+    newer_checkpoint = _copy_with_config(act_checkpoint, tmp_path, newer)
+    assert inspect_checkpoint(newer_checkpoint) == 64
+    env, obs = _episode(64, 4, 3)
+    got = []
+    for checkpoint in (act_checkpoint, newer_checkpoint):
+        policy = LeRobotPolicy(checkpoint, device="cpu")
+        policy.reset(0, env, 4)
+        got.append(np.stack([policy.act([0], [o])[0] for o in obs]))
+    np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_an_unparseable_config_is_one_line_naming_both_lerobots(act_checkpoint, tmp_path):
+    from lerobot import __version__
+
+    def broken(config):
+        config.update(chunk_size="ten", pretrained_revision="main")
+
+    _one_line_error(_copy_with_config(act_checkpoint, tmp_path, broken),
+                    rf"cannot be parsed by the installed lerobot {__version__}: .*chunk_size.*written by a newer "
+                    r"lerobot \(it has fields .* does not know: pretrained_revision; .*Retrain it")
 
 
 def test_nan_producing_checkpoint_fails_clearly(act_checkpoint, tmp_path):
@@ -96,8 +215,24 @@ def test_nan_producing_checkpoint_fails_clearly(act_checkpoint, tmp_path):
     weights = load_file(broken / "model.safetensors")
     weights["model.action_head.bias"] = torch.full_like(weights["model.action_head.bias"], float("nan"))
     save_file(weights, broken / "model.safetensors")
-    env = PickPlaceEnv(PickPlaceConfig(image_size=inspect_act_checkpoint(broken)))
-    policy = ActPolicy(broken, device="cpu")
+    env = PickPlaceEnv(PickPlaceConfig(image_size=inspect_checkpoint(broken)))
+    policy = LeRobotPolicy(broken, device="cpu")
     policy.reset(0, env, 0)
     with pytest.raises(DataEngineError, match="NaN"):
         policy.act([0], [env.reset(0)])
+
+
+def test_diffusion_rollout_through_the_engine(diffusion_checkpoint, workspace, tmp_path):
+    """``dataengine rollout --policy diffusion``: the newest trained diffusion, recorded as such, episodes stored."""
+    from dataengine.config import RolloutConfig
+    from dataengine.executors import ExecutorConfig
+    from dataengine.rollout import rollout
+    from rollouts.store import EpisodeStore
+
+    config = RolloutConfig(policy="diffusion", n=2, out=tmp_path / "run", num_envs=2, chunk_size=2,
+                           scene=PickPlaceConfig(image_size=None, max_episode_steps=12),
+                           executor=ExecutorConfig(workers=1))
+    assert rollout(config, workspace).episodes == 2
+    meta = EpisodeStore.open(tmp_path / "run").read_meta(1)
+    assert meta["policy"]["kind"] == "diffusion" and meta["policy"]["path"] == str(diffusion_checkpoint.resolve())
+    assert 0 < meta["length"] <= 12

@@ -44,3 +44,45 @@ def test_a_dataset_smaller_than_the_recipes_gets_a_note_naming_both_counts(demo_
     info = json.loads((big / "info.json").read_text())
     (big / "info.json").write_text(json.dumps({**info, "total_episodes": 400}))
     assert fewer_demos_than_the_recipe(big.parent) is None
+
+
+def test_diffusion_trains_offline_with_its_own_recipe(diffusion_checkpoint, demo_dataset, workspace):
+    """``--policy diffusion``: lerobot's diffusion type, from-scratch backbone, a crop that fits the 64 px images,
+    the preset lr and no ACT-only fields; indexed so ``rollout --policy diffusion`` finds it."""
+    config = json.loads((diffusion_checkpoint / "config.json").read_text())
+    assert config["type"] == "diffusion" and config["n_obs_steps"] == 2 and config["horizon"] == 8
+    assert config["pretrained_backbone_weights"] is None and config["crop_shape"] == [57, 57]
+    assert config["optimizer_lr"] == 1e-4
+    assert workspace.newest_policy("diffusion") == diffusion_checkpoint.resolve()
+    assert workspace.newest_policy("act") != diffusion_checkpoint.resolve()
+    run = json.loads((diffusion_checkpoint.parents[2] / "dataengine_train.json").read_text())
+    assert not any("optimizer_lr_backbone" in arg for arg in run["command"])
+    assert run["config"]["steps"] == 10 and run["config"]["batch_size"] == 4
+
+
+def test_each_type_gets_its_recipe_where_the_user_gives_nothing(demo_dataset, tmp_path):
+    from dataengine.train import POLICY_RECIPES, lerobot_train_command
+
+    dataset = resolve_dataset(str(demo_dataset.out))
+    for policy in ("act", "diffusion"):
+        recipe = POLICY_RECIPES[policy]
+        command = lerobot_train_command(TrainConfig(dataset=str(demo_dataset.out), policy=policy), dataset,
+                                        tmp_path, "cpu")
+        assert f"--policy.type={policy}" in command and f"--steps={recipe.steps}" in command
+        assert f"--batch_size={recipe.batch_size}" in command
+        assert [a for a in command if a.startswith("--policy.optimizer_lr")] == [
+            f"--policy.{name}={recipe.learning_rate}" for name in recipe.lr_fields]
+    act = lerobot_train_command(TrainConfig(dataset=str(demo_dataset.out), steps=7, learning_rate=3e-5), dataset,
+                                tmp_path, "cpu")
+    assert "--steps=7" in act and "--policy.optimizer_lr_backbone=3e-05" in act
+    assert not any(a.startswith("--policy.crop_shape") for a in act)
+    assert fewer_demos_than_the_recipe(demo_dataset.out, "diffusion") is None  # no measured recipe to compare with
+
+
+def test_untrainable_types_are_refused_with_the_reason(demo_dataset, workspace):
+    with pytest.raises(DataEngineError, match="unknown policy 'tdmpc': use one of act, diffusion"):
+        train(TrainConfig(dataset=str(demo_dataset.out), policy="tdmpc"), workspace)
+    for policy in ("smolvla", "pi0", "pi05"):
+        with pytest.raises(DataEngineError, match=rf"{policy} cannot be trained offline here: .*hub files.*"
+                                                  r"dataengine/hooks/templates"):
+            train(TrainConfig(dataset=str(demo_dataset.out), policy=policy), workspace)
