@@ -16,7 +16,7 @@ from dataengine.errors import DataEngineError  # noqa: E402
 from dataengine.evaluation import cli as eval_cli  # noqa: E402
 from dataengine.hooks import cli as hooks_cli  # noqa: E402
 from dataengine.publish import cli as publish_cli  # noqa: E402
-from dataengine.train import TrainConfig  # noqa: E402
+from dataengine.train import POLICY_RECIPES, TrainConfig  # noqa: E402
 
 INTERRUPTED = {
     "demos": "nothing was written at --out",
@@ -63,10 +63,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="policy type: act or diffusion (offline defaults per type; smolvla/pi0/pi05 need hub files: "
                         "use a retrain hook)")
     p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
-    p.add_argument("--steps", type=int, default=default_of(TrainConfig, "steps"), help="optimizer steps (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="(%(default)s)")
-    p.add_argument("--lr", type=float, default=default_of(TrainConfig, "learning_rate"),
-                   help="learning rate, backbone included (%(default)s)")
+    recipes = "; ".join(f"{name}: {r.steps} steps, batch {r.batch_size}, lr {r.learning_rate:g}"
+                        for name, r in POLICY_RECIPES.items())
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default: the policy's recipe: {recipes})")
+    p.add_argument("--batch-size", type=int, default=None, help="(default: the policy's recipe)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate, backbone included (default: the policy's recipe)")
     p.add_argument("--mixed-precision", default=default_of(TrainConfig, "mixed_precision"),
                    help="bf16, fp16 or no, on CUDA (%(default)s)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default <workspace>/train/...)")

@@ -56,7 +56,7 @@ def measure_policy_memory(spec, image_size: int, rungs: tuple[int, ...] = ENV_LA
     from scenes.pick_place import Observation
     from scenes.render import CAMERA_NAMES, image_feature_key
 
-    if spec.kind != "act" or not torch.cuda.is_available():
+    if spec.checkpoint is None or not torch.cuda.is_available():  # the scripted experts run on the CPU
         return {}
     policy = policy_for_worker(spec)
     if not policy.device.startswith("cuda"):
