@@ -60,7 +60,7 @@ class Scale:
     """Policy types and the arms each is trained on: every ACT arm; Diffusion on (i) and (ii) only, to fit the lease."""
     act_args: tuple[str, ...] = ()
     diffusion_args: tuple[str, ...] = ()
-    trainings_at_once: int = 5
+    trainings_at_once: int = 6
     sims_at_once: int = 2
     """Rollouts, curations and evaluations side by side (each spreads over every core; two keep the cores busy
     while one of them waits on the GPU or on its dask start-up)."""
@@ -71,8 +71,10 @@ class Scale:
     (~2,000 x 350 frames x 2 cameras x 27 KB at 96 px ~ 39 GB), more than the GPU machine's disk holds beside the
     other arms' caches; its loader decodes video instead, with ``uncached_loader_workers``."""
     uncached_loader_workers: int = 6
-    sim_workers: int | None = None
-    """Dask workers of rollouts, curation and evaluation (None: one per core)."""
+    sim_workers: int | None = 8
+    """Dask workers of each rollout, curation and evaluation (None: one per core). Two simulations side by side
+    with 8 each fill the GPU machine's 16 cores; 16 each would hold ~32 worker processes (torch + lerobot + a CUDA
+    context, ~2.5 GB each) beside six trainings, close to its 128 GB."""
     device: str | None = None
 
 
@@ -110,13 +112,16 @@ def _workers(scale: Scale) -> list[str]:
 
 
 def data_arms(scale: Scale) -> dict[str, list[str]]:
-    """Each dataset arm's curate flags (besides runs and base); the curve arms are ``c1`` .. ``c<runs - 1>``."""
+    """Each dataset arm's rollout runs and curate flags (besides the base), in the order they are curated: the
+    curve's small arms first (their trainings start early), the unfiltered (iii), the largest, last. The curve arms
+    are ``c1`` .. ``c<runs - 1>``."""
     runs = [f"r{k}" for k in range(len(scale.rollout_runs))]
     curated = ["--classifier", "@classifier"]
     unfiltered = [flag for step in ("verdict", "grip", "motion", "length", "duplicates") for flag in ("--no-filter", step)]
-    arms = {"ii": [*runs, "|", *curated], "iii": [*runs, "|", *unfiltered], "iv": [*runs, "|", "--use-sim-outcome"]}
-    for k in range(1, len(runs)):
-        arms[f"c{k}"] = [*runs[:k], "|", *curated]
+    arms = {f"c{k}": [*runs[:k], "|", *curated] for k in range(1, len(runs))}
+    arms["ii"] = [*runs, "|", *curated]
+    arms["iv"] = [*runs, "|", "--use-sim-outcome"]
+    arms["iii"] = [*runs, "|", *unfiltered]
     return arms
 
 
@@ -146,15 +151,15 @@ def plan(work: Path, scale: Scale) -> list[Job]:
     arms = dict(scale.arms)
     jobs += [train(policy, "i", "demos") for policy, trained in arms.items() if "i" in trained]
     teacher = _checkpoint(work, "act-i")
+    jobs.append(Job("rollout-labelled", _cli(work, "rollout", "--policy", teacher, "--n", scale.labelled, "--seed",
+                                             LABELLED_SEED, "--out", work / "rollouts" / "labelled", *device,
+                                             *_workers(scale)), ["train-act-i"]))
     seed = ROLLOUT_SEED
     for k, count in enumerate(scale.rollout_runs):
         jobs.append(Job(f"rollout-r{k}", _cli(work, "rollout", "--policy", teacher, "--n", count, "--seed", seed,
                                                "--out", work / "rollouts" / f"r{k}", *device, *_workers(scale)),
                         ["train-act-i"]))
         seed += count
-    jobs.append(Job("rollout-labelled", _cli(work, "rollout", "--policy", teacher, "--n", scale.labelled, "--seed",
-                                             LABELLED_SEED, "--out", work / "rollouts" / "labelled", *device,
-                                             *_workers(scale)), ["train-act-i"]))
     jobs.append(Job("classifier", _cli(work, "classifier", "train", "--runs", work / "rollouts" / "labelled",
                                        "--demos", work / "data" / "i", "--out", work / "classifier",
                                        "--epochs", scale.classifier_epochs, *device),
@@ -169,9 +174,8 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                     *_workers(scale))
         jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec)))
         jobs += [train(policy, arm, f"curate-{arm}") for policy, trained in arms.items() if arm in trained]
-    for job in [j for j in jobs if j.name.startswith("train-")]:
-        _, policy, arm = job.name.split("-", 2)
-        jobs.append(evaluate(policy, arm))
+    trainings = [j.name.split("-", 2)[1:] for j in jobs if j.name.startswith("train-")]
+    jobs += [evaluate(policy, arm) for policy, arm in sorted(trainings, key=lambda t: t[0] != "act")]
     return jobs
 
 
@@ -306,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="gpu")
     parser.add_argument("--out", type=Path, default=None, help="also copy payoff.json / payoff.md here")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps of every arm")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: collect what is finished so far into payoff.json / .md / .png")
     parser.add_argument("--policies", nargs="+", default=None, help="only these policy types (default: all of the scale)")
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
@@ -315,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         scale = dataclasses.replace(scale, arms=tuple((p, a) for p, a in scale.arms if p in args.policies))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    failed = run_jobs(work, plan(work, scale), scale)
+    failed = [] if args.report_only else run_jobs(work, plan(work, scale), scale)
     result = collect(work, scale)
     result["failed_jobs"] = failed
     (work / "payoff.json").write_text(json.dumps(result, indent=2))

@@ -1,0 +1,53 @@
+"""The payoff experiment (benchmarks/payoff.py) in miniature, so its pipeline cannot rot: every job of the GPU
+experiment (demos, teacher, rollouts, classifier, the curated arms, ACT and Diffusion students, paired evaluations)
+runs for real with tiny counts, 64 px frames and a few training steps."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from benchmarks import payoff
+from dataengine.seeds import EVAL_SEED
+
+
+def _training_seeds(dataset) -> set[int]:
+    """Every scene seed a dataset's episodes came from: rollout provenance columns, and the demos' own record."""
+    seeds = set()
+    for file in (dataset / "meta" / "episodes").rglob("*.parquet"):
+        table = pq.read_table(file)
+        if "dataengine/seed" in table.column_names:
+            seeds |= {s for s in table.column("dataengine/seed").to_pylist() if s is not None}
+    engine = json.loads((dataset / "meta" / "dataengine.json").read_text())
+    seeds |= {e["seed"] for e in engine.get("episodes", []) if "seed" in e}
+    assert seeds, f"{dataset} records no seeds"
+    return seeds
+
+
+def test_payoff_experiment_in_miniature(tmp_path):
+    work = tmp_path / "payoff"
+    assert payoff.main(["--work", str(work), "--scale", "mini", "--out", str(tmp_path / "results")]) == 0
+    result = json.loads((work / "payoff.json").read_text())
+    scale = payoff.SCALES["mini"]
+    assert result["failed_jobs"] == []
+    sizes, rollouts = result["datasets"], sum(scale.rollout_runs)
+    teacher_successes = sum(run.get("SUCCESS", 0) for run in result["teacher_rollouts"])
+    assert sizes["i"] == scale.base and sizes["iii"] == scale.base + rollouts, "(iii) keeps every rollout"
+    assert scale.base <= sizes["iv"] <= scale.base + teacher_successes, "(iv) keeps only the simulator's successes"
+    assert sizes["i"] <= sizes["c1"] <= sizes["ii"] <= sizes["iii"], "the curve's arms grow with the runs they see"
+    for policy, arms in scale.arms:
+        rows = result["policies"][policy]
+        assert sorted(rows) == sorted(arms), f"every {policy} arm was trained and evaluated"
+        for arm, row in rows.items():
+            assert row["eval_n"] == scale.eval_n and row["episodes_trained_on"] == sizes[arm]
+            assert ("vs_i" in row) == (arm != "i"), "each arm is paired against arm (i) of its own policy type"
+            manifest = json.loads(next((work / "eval" / f"{policy}-{arm}" / "runs").glob("*/manifest.json")).read_text())
+            assert manifest["seed"] == EVAL_SEED and manifest["policy"]["kind"] == policy
+    for arm in sizes:
+        assert all(seed < EVAL_SEED for seed in _training_seeds(work / "data" / arm)), "no evaluation scene is trained on"
+    for name in ("payoff.json", "payoff.md", "payoff.png"):
+        assert (tmp_path / "results" / name).stat().st_size > 0
+    done = sorted(p.name for p in (work / "done").iterdir())
+    assert payoff.main(["--work", str(work), "--scale", "mini"]) == 0, "a finished experiment re-runs as a no-op"
+    assert sorted(p.name for p in (work / "done").iterdir()) == done
