@@ -1,4 +1,4 @@
-"""``dataengine publish``, ``versions``, ``diff`` and ``serve``: argument parsing and printing only."""
+"""``dataengine publish``, ``versions``, ``diff``, ``verify`` and ``serve``: argument parsing and printing only."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("new")
     p.add_argument("--registry", type=Path, default=None)
     p.set_defaults(run=_run_diff)
+
+    p = sub.add_parser("verify", help="re-hash every stored file of a repo's versions against their manifests; "
+                                      "lists each damaged object with the versions it affects (exit 2 if any)")
+    p.add_argument("repo_id", help="OWNER/NAME")
+    p.add_argument("version", nargs="?", default=None, help="one version (tag, v3.0 or number; default: all)")
+    p.add_argument("--registry", type=Path, default=None)
+    p.set_defaults(run=_run_verify)
 
     p = sub.add_parser("serve", help="serve the local registry over the Hub's HTTP API (read-only) for lerobot")
     p.add_argument("--registry", type=Path, default=None)
@@ -120,6 +127,22 @@ def _run_diff(args: argparse.Namespace) -> None:
         for e in episodes:
             outcome = f", {e['outcome']}" if "outcome" in e else ""
             print(f"{sign} {e['id']}  (episode {e['index']}, {e['length']} frames{outcome})")
+
+
+def _run_verify(args: argparse.Namespace) -> None:
+    from dataengine.errors import DataEngineError
+    from dataengine.preflight import check_repo_id
+    from dataengine.publish.integrity import format_report, verify_repo
+
+    check_repo_id(args.repo_id)
+    report = verify_repo(_registry(args), args.repo_id, args.version)
+    lines, error = format_report(report)
+    for line in lines:
+        print(line)
+    if error is not None:
+        raise DataEngineError(error)
+    print(f"ok: {args.repo_id}: {len(report.checked)} version(s), {report.files} files ({report.objects} distinct "
+          f"stored objects, {report.bytes / 1e6:.1f} MB) match their manifests")
 
 
 def _run_serve(args: argparse.Namespace) -> None:

@@ -9,6 +9,10 @@ Endpoints (those huggingface_hub's ``list_repo_refs``, ``repo_info``, ``list_rep
 and ``hf_hub_download`` call): ``GET /api/datasets/O/N[/revision/REV]``, ``/refs``, ``/tree/REV[/PATH]``,
 ``GET|HEAD /datasets/O/N/resolve/REV/PATH``. :class:`HubApiHandler` reads any :class:`RepoStore`, so a test's
 stand-in for the Hub extends it with the write endpoints.
+
+A file is returned only while its bytes match the sha256 its manifest lists (hashed on first serve, then cached
+per inode, size, mtime and ctime, so serving stays fast): a damaged one gets HTTP 409 ``IntegrityError`` with a
+body naming the file and ``dataengine verify``, never its bytes (409, not 500: clients do not retry it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from dataengine.publish.integrity import file_matches
 from dataengine.publish.manifest import CARD, MANIFEST, sha256_file
 from dataengine.publish.registry import LocalRegistry
 
@@ -157,6 +162,12 @@ class HubApiHandler(BaseHTTPRequestHandler):
         if entry is None:
             return self.send_error_code(404, "EntryNotFound", f"{file_path} not found at {revision}")
         sha, size = entry
+        local = self.store.open_file(repo_id, commit, file_path)
+        problem = file_matches(local, sha)
+        if problem is not None:
+            return self.send_error_code(409, "IntegrityError", f"{file_path} at {revision} {problem}: the stored "
+                                        f"file is damaged and is not served; run 'dataengine verify {repo_id}' on "
+                                        "the registry's machine")
         self.send_response(200)
         self.send_header("Content-Length", str(size))
         self.send_header("ETag", f'"{sha}"')
@@ -164,7 +175,7 @@ class HubApiHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
         if self.command == "GET":
-            with open(self.store.open_file(repo_id, commit, file_path), "rb") as f:
+            with open(local, "rb") as f:
                 shutil.copyfileobj(f, self.wfile)
 
 

@@ -113,12 +113,12 @@ def _publish_local(config: PublishConfig, registry: LocalRegistry, source: Path,
         before = registry.resolve(repo_id, same.parent).total_episodes if same.parent else 0
         return PublishResult(repo_id, same.tag, False, "local", str(registry.version_path(repo_id, same.tag)), same,
                              previous_episodes=before)
-    say("verifying (shards, stats, features, lerobot's loader) ...")
+    say("verifying (shards, stats, features, every video frame, lerobot's loader) ...")
     previous_info = _read_info(registry.version_path(repo_id, parent.tag)) if parent else None
     verify_dataset(source, repo_id, previous_info)
     manifest = new_manifest(config, source, files, parent)
     staging = registry.new_staging_dir(repo_id)
     stage_version(source, files, registry.repo_dir(repo_id) / "objects", staging, manifest.to_json(),
-                  render_card(source, manifest, registry.root))
+                  render_card(source, manifest, registry.root), say)
     path = registry.commit(repo_id, staging, manifest.tag)
     return PublishResult(repo_id, manifest.tag, True, "local", str(path), manifest, previous_episodes)

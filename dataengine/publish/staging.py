@@ -6,21 +6,35 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
+from typing import Callable
 
 from dataengine.errors import DataEngineError
 from dataengine.files import write_atomic
-from dataengine.publish.manifest import CARD, MANIFEST
+from dataengine.publish.manifest import CARD, MANIFEST, sha256_file
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
-def store_object(source: Path, expected_sha256: str, objects: Path) -> Path:
+def store_object(source: Path, expected_sha256: str, objects: Path,
+                 say: Callable[[str], None] = print) -> Path:
     """Copy ``source`` into ``objects/<sha[:2]>/<sha>`` (once per content), checking the hash on the copy itself,
-    so a file changed after it was hashed cannot slip into a version under the old hash."""
+    so a file changed after it was hashed cannot slip into a version under the old hash.
+
+    A stored object is re-hashed before it is reused: one changed in the registry (its inode is shared by every
+    version that has it) is moved aside as ``<sha>.damaged-<time>``, never linked into the new version, which gets
+    a fresh copy; the earlier versions keep theirs untouched (``dataengine verify`` lists them)."""
     target = objects / expected_sha256[:2] / expected_sha256
-    if target.is_file():
-        return target
+    if target.is_symlink() or target.exists():
+        found = "a link" if target.is_symlink() or not target.is_file() else sha256_file(target)
+        if found == expected_sha256:
+            return target
+        aside = target.with_name(f"{target.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        os.rename(target, aside)
+        say(f"warning: stored object {target} no longer matches its sha256 (found {found[:12]}): moved aside to "
+            f"{aside.name}, and this version gets a fresh copy; earlier versions sharing it are damaged: run "
+            f"'dataengine verify' on this repo")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{expected_sha256}-{os.getpid()}")
     digest = hashlib.sha256()
@@ -46,10 +60,10 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def stage_version(source: Path, files: dict[str, dict], objects: Path, staging: Path, manifest_json: str,
-                  card: str) -> None:
-    """``staging`` gets every content file (hard links into ``objects``), the manifest and the card."""
+                  card: str, say: Callable[[str], None] = print) -> None:
+    """``staging`` gets every content file (hard links into ``objects``, each re-hashed), the manifest and the card."""
     for relative, entry in files.items():
-        link_or_copy(store_object(source / relative, entry["sha256"], objects), staging / relative)
+        link_or_copy(store_object(source / relative, entry["sha256"], objects, say), staging / relative)
     for relative, text in ((MANIFEST, manifest_json), (CARD, card)):
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(staging / relative, text)

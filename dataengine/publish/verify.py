@@ -5,13 +5,21 @@
 * ``meta/stats.json`` has complete stats for every feature, images included, and image stds that are not the
   ~100x-too-small values of lerobot's sampled image stats (pixels normalised with std 0.002 trained on garbage);
 * features and fps agree between ``info.json``, the videos and the data, and with the repo's previous version;
+* every video decodes completely, frame by frame, and holds exactly the frames its episodes say (a ``.mp4`` cut in
+  half published once: its first and last frames decoded, lerobot then failed on three episodes of that version);
 * lerobot's own loader opens the dataset and decodes its first and last frame.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import av
+import numpy as np
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -112,6 +120,102 @@ def check_features(root: Path, info: dict, previous_info: dict | None) -> None:
                   "trained on one cannot read the other)")
 
 
+@dataclass
+class VideoScan:
+    """What decoding one video file completely gave: each frame's timestamp (s), the frame size, or the failure."""
+
+    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    width: int = 0
+    height: int = 0
+    error: str | None = None
+
+
+def scan_video(path: Path, threads: int = 0) -> VideoScan:
+    """Demux and decode every packet of the file's video stream once (no pixel conversion: the decoder's output is
+    the proof); ``threads`` decoder threads (0: FFmpeg's choice). Never raises for a damaged file."""
+    scan, times = VideoScan(), []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return VideoScan(error="has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    if frame.is_corrupt or frame.time is None:
+                        scan.error = f"frame {len(times) + 1} decodes corrupt"
+                        break
+                    times.append(frame.time)
+                    scan.width, scan.height = frame.width, frame.height
+                if scan.error:
+                    break
+    except (av.FFmpegError, OSError, ValueError) as error:  # damaged container or bitstream
+        where = f"after frame {len(times)} ({times[-1]:.2f} s)" if times else "at its first frame"
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        scan.error = f"does not decode {where}: {reason[:120]}"
+    scan.timestamps = np.sort(np.asarray(times, dtype=np.float64))
+    return scan
+
+
+def default_video_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | None = None) -> dict[str, VideoScan]:
+    """Every video file decodes completely, once, and its frames cover its episodes exactly: each episode's
+    ``[from_timestamp, to_timestamp)`` in its file holds ``length`` decoded frames, the file holds no others, and the
+    frame size is info.json's. Files are decoded side by side on ``workers`` threads (default: one per core)."""
+    fps = info["fps"]
+    half = 0.5 / fps
+    by_file: dict[str, list[tuple[str, dict]]] = {}
+    for key, feature in info["features"].items():
+        if feature["dtype"] != "video":
+            continue
+        for ep in episodes:
+            path = info["video_path"].format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
+                                             file_index=ep[f"videos/{key}/file_index"])
+            by_file.setdefault(path, []).append((key, ep))
+    if not by_file:
+        return {}
+    workers = workers or min(default_video_threads(), len(by_file))
+    threads = 1 if workers > 1 else 0  # several files at once: one thread each; one file: all the decoder's
+    with ThreadPoolExecutor(workers) as pool:
+        scans = dict(zip(by_file, pool.map(lambda p: scan_video(root / p, threads), by_file)))
+    problems = []
+    for path, members in sorted(by_file.items()):
+        scan, key = scans[path], members[0][0]
+        expected = sum(int(ep["length"]) for _, ep in members)
+        if scan.error is not None:
+            problems.append(f"{path} {scan.error} (of {expected} frames)")
+            continue
+        feature = info["features"][key]
+        size = dict(zip(feature.get("names") or [], feature["shape"]))
+        want = (size.get("width", scan.width), size.get("height", scan.height))
+        if (scan.width, scan.height) != want:
+            problems.append(f"{path} is {scan.width}x{scan.height}, info.json says {want[0]}x{want[1]}")
+            continue
+        short = []
+        for _, ep in members:
+            start = float(ep[f"videos/{key}/from_timestamp"])
+            end = float(ep[f"videos/{key}/to_timestamp"])
+            found = int(np.searchsorted(scan.timestamps, end - half) - np.searchsorted(scan.timestamps, start - half))
+            if found != int(ep["length"]):
+                short.append(f"episode {ep['episode_index']} has {found} of its {ep['length']} frames at "
+                             f"{start:.2f}-{end:.2f} s")
+        if short:
+            more = f" (and {len(short) - 2} more episodes)" if len(short) > 2 else ""
+            problems.append(f"{path} decodes {len(scan.timestamps)} frames: {'; '.join(short[:2])}{more}")
+        elif len(scan.timestamps) != expected:
+            problems.append(f"{path} decodes {len(scan.timestamps)} frames, its episodes in meta/episodes have "
+                            f"{expected}")
+    if problems:
+        more = f" (and {len(problems) - 2} more video files)" if len(problems) > 2 else ""
+        _fail(root, f"{len(problems)} broken video file(s): {'; '.join(problems[:2])}{more}",
+              "re-encode or copy the videos again (a version is never published with a video lerobot cannot read)")
+    return scans
+
+
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
     """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame."""
     from dataengine.lerobot_compat import install_video_fallback
@@ -134,8 +238,9 @@ def verify_dataset(root: Path, repo_id: str, previous_info: dict | None = None) 
     if not root.is_dir():
         raise DataEngineError(f"dataset {root} does not exist: pass the directory of a LeRobot v3 dataset")
     info = read_info(root)
-    check_shards(root, info)
+    episodes = check_shards(root, info)
     check_stats(root, info)
     check_features(root, info, previous_info)
+    check_videos(root, info, episodes)
     check_loads_with_lerobot(root, repo_id)
     return info

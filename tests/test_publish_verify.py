@@ -1,0 +1,188 @@
+"""Publish never ships a broken video, and registry tampering is visible and does not spread: real datasets from
+``dataengine demos``, real registries, the real ``serve`` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import av
+import pytest
+
+from dataengine.cli import main
+from dataengine.publish.hub_server import RegistryStore, make_server
+from dataengine.publish.manifest import sha256_file
+from dataengine.publish.registry import LocalRegistry
+
+REPO = "lab/so101_verify"
+WRIST = "videos/observation.images.wrist/chunk-000/file-000.mp4"
+
+
+def _copy(dataset, tmp_path, name="copy"):
+    copy = tmp_path / name
+    shutil.copytree(dataset, copy)
+    return copy
+
+
+def _publish(dataset, registry, capsys) -> tuple[int, str, str]:
+    rc = main(["publish", str(dataset), "--repo-id", REPO, "--registry", str(registry), "--no-hooks"])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def _assert_one_error_line(err: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def _nothing_published(registry) -> bool:
+    versions = LocalRegistry(registry).repo_dir(REPO) / "versions"
+    objects = LocalRegistry(registry).repo_dir(REPO) / "objects"
+    return not (versions.exists() and any(versions.iterdir())) and not (objects.exists() and any(objects.rglob("*")))
+
+
+def test_a_video_cut_in_half_is_not_published(demo_dataset, tmp_path, lerobot_home, capsys):
+    broken = _copy(demo_dataset.out, tmp_path)
+    video = broken / WRIST
+    before = video.stat().st_size
+    os.truncate(video, before // 2)
+    rc, _, err = _publish(broken, tmp_path / "registry", capsys)
+    assert rc == 2
+    _assert_one_error_line(err, "broken video", WRIST, "does not decode", "re-encode or copy the videos again")
+    assert _nothing_published(tmp_path / "registry")
+    assert video.stat().st_size == before // 2  # the input is left as it was
+
+
+def test_a_video_missing_frames_that_decodes_cleanly_is_not_published(demo_dataset, tmp_path, lerobot_home, capsys):
+    """Cut at a packet boundary (remuxed, no decoding error at all): only the frame counts give it away."""
+    broken = _copy(demo_dataset.out, tmp_path)
+    video = broken / WRIST
+    shorter = tmp_path / "shorter.mp4"
+    with av.open(str(video)) as source, av.open(str(shorter), "w", format="mp4") as target:
+        stream_in = source.streams.video[0]
+        stream_out = target.add_stream_from_template(stream_in, opaque=True)
+        kept = 0
+        for packet in source.demux(stream_in):
+            if packet.dts is None or kept >= stream_in.frames - 40:
+                continue
+            packet.stream = stream_out
+            target.mux(packet)
+            kept += 1
+    shutil.copyfile(shorter, video)
+    with av.open(str(video)) as check:  # it really decodes without an error
+        assert sum(1 for _ in check.decode(video=0)) == kept
+    rc, _, err = _publish(broken, tmp_path / "registry", capsys)
+    assert rc == 2
+    _assert_one_error_line(err, "broken video", WRIST, f"decodes {kept} frames", "episode 1 has")
+    assert _nothing_published(tmp_path / "registry")
+
+
+def _flip_a_byte(path) -> None:
+    """What a stray process (or a person) with write access does: the file is read-only, that stops no owner."""
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.chmod(path, 0o444)
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method)) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_a_flipped_byte_is_reported_does_not_spread_and_is_not_served(demo_dataset, grown_dataset, tmp_path,
+                                                                      lerobot_home, capsys):
+    registry = tmp_path / "registry"
+    reg = LocalRegistry(registry)
+    assert _publish(demo_dataset.out, registry, capsys)[0] == 0
+    assert _publish(grown_dataset.out, registry, capsys)[0] == 0
+    v1, v2 = (v.tag for v in reg.versions(REPO))
+    assert main(["verify", REPO, "--registry", str(registry)]) == 0
+    assert "ok: lab/so101_verify: 2 version(s)" in capsys.readouterr().out
+
+    server = make_server(RegistryStore(reg))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/datasets/{REPO}/resolve"
+    try:
+        shared = "meta/tasks.parquet"  # one stored object, hard-linked by both versions
+        assert os.stat(reg.version_path(REPO, v1) / shared).st_ino == os.stat(reg.version_path(REPO, v2) / shared).st_ino
+        good = (reg.version_path(REPO, v1) / shared).read_bytes()
+        assert _get(f"{base}/{v2}/{shared}") == (200, good)  # served (and its hash cached) while intact
+
+        _flip_a_byte(reg.version_path(REPO, v2) / shared)
+        damaged_bytes = (reg.version_path(REPO, v1) / shared).read_bytes()
+
+        # verify names the object and every version it affects, then one error line; exit 2.
+        assert main(["verify", REPO, "--registry", str(registry)]) == 2
+        captured = capsys.readouterr()
+        listed = [line for line in captured.out.splitlines() if line.startswith("damaged: ")]
+        assert len(listed) == 1 and shared in listed[0] and v1 in listed[0] and v2 in listed[0], captured.out
+        sha = reg.versions(REPO)[0].files[shared]["sha256"]
+        assert f"objects/{sha[:2]}/{sha}" in listed[0]
+        _assert_one_error_line(captured.err, "affecting 2 version(s)", v1, v2, "restore these files")
+        # one version asked for: still every version the damaged object affects
+        assert main(["verify", REPO, v1, "--registry", str(registry)]) == 2
+        assert v2 in capsys.readouterr().out
+
+        # serve refuses it (GET and HEAD; the cached hash did not hide the change), serves the intact files.
+        for method in ("GET", "HEAD"):
+            status, body = _get(f"{base}/{v2}/{shared}", method)
+            assert status == 409 and damaged_bytes not in body
+            if method == "GET":
+                assert b"damaged" in body and b"dataengine verify" in body
+        intact = "meta/info.json"
+        assert _get(f"{base}/{v2}/{intact}") == (200, (reg.version_path(REPO, v2) / intact).read_bytes())
+
+        # The next version does not reuse the damaged object: it gets a fresh, intact copy.
+        third = _copy(grown_dataset.out, tmp_path, "third")
+        engine = json.loads((third / "meta" / "dataengine.json").read_text())
+        (third / "meta" / "dataengine.json").write_text(json.dumps({**engine, "note": "round 3"}))
+        rc, out, _ = _publish(third, registry, capsys)
+        assert rc == 0 and "warning: stored object" in out and "moved aside" in out
+        v3 = reg.versions(REPO)[-1].tag
+        v3_file = reg.version_path(REPO, v3) / shared
+        assert sha256_file(v3_file) == sha and v3_file.read_bytes() == good
+        assert main(["verify", REPO, v3, "--registry", str(registry)]) == 0
+        assert "ok:" in capsys.readouterr().out
+        assert _get(f"{base}/{v3}/{shared}") == (200, good)
+        # The earlier versions are not rewritten (the evidence stays) and are still reported, v3 is not.
+        assert (reg.version_path(REPO, v1) / shared).read_bytes() == damaged_bytes
+        assert main(["verify", REPO, "--registry", str(registry)]) == 2
+        captured = capsys.readouterr()
+        assert v3 not in captured.out and v3 not in captured.err and v1 in captured.err
+    finally:
+        server.shutdown()
+
+
+def test_verify_bad_input_is_one_line(demo_dataset, tmp_path, lerobot_home, capsys):
+    registry = tmp_path / "registry"
+    assert main(["verify", REPO, "--registry", str(registry)]) == 2
+    _assert_one_error_line(capsys.readouterr().err, "no published versions", "--registry")
+    assert main(["verify", "no-slash", "--registry", str(registry)]) == 2
+    _assert_one_error_line(capsys.readouterr().err, "OWNER/NAME")
+    assert _publish(demo_dataset.out, registry, capsys)[0] == 0
+    assert main(["verify", REPO, "7", "--registry", str(registry)]) == 2
+    _assert_one_error_line(capsys.readouterr().err, "has no version '7'", "dataengine versions")
+    # an edited manifest (a file's hash rewritten to match tampered bytes) no longer gives the tag's content id
+    version = LocalRegistry(registry).versions(REPO)[0]
+    manifest = LocalRegistry(registry).version_path(REPO, version.tag) / "meta" / "version.json"
+    data = json.loads(manifest.read_text())
+    data["files"]["meta/tasks.parquet"]["sha256"] = "0" * 64
+    os.chmod(manifest, 0o644)
+    manifest.write_text(json.dumps(data))
+    assert main(["verify", REPO, "--registry", str(registry)]) == 2
+    captured = capsys.readouterr()
+    assert "meta/version.json of" in captured.out and "edited manifest" in captured.err
