@@ -19,6 +19,9 @@ from pathlib import Path
 
 from dataengine.errors import DataEngineError
 from dataengine.files import read_toml, write_atomic
+from dataengine.preflight import NAME_CHARS, check_name, check_repo_id, check_table
+
+TARGETS = ("local", "hub")
 
 
 @dataclass
@@ -44,16 +47,82 @@ class CycleConfig:
 
 
 def cycle_config(document: dict, path: Path) -> CycleConfig:
-    """The ``[cycle]`` table of the config file ``path`` (read as ``document``), checked."""
+    """The ``[cycle]`` table of the config file ``path`` (read as ``document``), checked: every key known and of
+    its field's type, the repo id a Hub repo id, counts in range, the classifier present."""
     table = document.get("cycle")
-    known = {f.name for f in fields(CycleConfig)}
-    if not table or "repo_id" not in table:
+    if not isinstance(table, dict) or "repo_id" not in table:
         raise DataEngineError(f"{path} has no [cycle] table with a repo_id: add one (see README)")
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise DataEngineError(f"unknown key(s) {', '.join(unknown)} in [cycle] of {path}: "
-                              f"use {', '.join(sorted(known))}")
-    return CycleConfig(**table)
+    check_table(CycleConfig, table, f"[cycle] of {path}")
+    config = CycleConfig(**table)
+    check_repo_id(config.repo_id)
+    where = f"[cycle] of {path}"
+    if config.n < 1:
+        raise DataEngineError(f"{where}: n must be at least 1 (episodes per round), got {config.n}")
+    if config.seed < 0:
+        raise DataEngineError(f"{where}: seed must be an integer >= 0, got {config.seed}")
+    if config.image_size is not None and config.image_size < 1:
+        raise DataEngineError(f"{where}: image_size must be a positive number of pixels, got {config.image_size}")
+    if not config.policy:
+        raise DataEngineError(f"{where}: policy is empty: write e.g. policy = \"act\" (or a checkpoint path)")
+    if config.target not in TARGETS:
+        raise DataEngineError(f"{where}: unknown target {config.target!r}: use {' or '.join(TARGETS)}")
+    if config.classifier is not None and config.use_sim_outcome:
+        raise DataEngineError(f"{where}: classifier and use_sim_outcome exclude each other: choose one verdict")
+    if config.classifier is not None and not Path(config.classifier).exists():
+        raise DataEngineError(f"{where}: classifier artifact {config.classifier} does not exist: train one "
+                              "('dataengine classifier train') or fix the path")
+    if config.base is not None and not Path(config.base).exists():
+        raise DataEngineError(f"{where}: base dataset {config.base} does not exist: fix the path or remove base")
+    return config
+
+
+def check_cycle(document: dict, path: Path, name: str, workspace_root: Path) -> CycleConfig:
+    """Every check ``dataengine cycle`` makes before it writes anything: the round's name, ``[cycle]``,
+    ``[curate]``, every ``[[hooks]]`` table and every hook's templates (rendered against a stand-in version), and
+    the rounds already in the workspace. Raises the first problem; writes nothing."""
+    from curation.config import CurateConfig, load_curate_config
+    from dataengine.hooks.config import load_hooks
+    from dataengine.hooks.runner import check_hook
+
+    check_name(name, "cycle name", f"name rounds with {NAME_CHARS} only, e.g. round2 (it becomes "
+               "<workspace>/cycles/NAME)")
+    config = cycle_config(document, path)
+    curate = document.get("curate", {})
+    check_table(CurateConfig, curate, f"[curate] of {path}")
+    curate_config = load_curate_config(path)
+    if curate_config.verdict.enabled and config.classifier is None and not config.use_sim_outcome:
+        raise DataEngineError(f"[cycle] of {path}: curate needs a success verdict: set classifier = ARTIFACT (or "
+                              "use_sim_outcome = true for a simulation-only dataset)")
+    for hook in load_hooks(path, workspace_root).hooks:
+        check_hook(hook)
+    _rounds(Path(workspace_root) / "cycles")
+    return config
+
+
+def check_policy(config: CycleConfig, workspace) -> None:
+    """The rollout's policy resolves (``act``: a trained one in the workspace; a path: a checkpoint), before the
+    round writes anything."""
+    from dataengine.config import RolloutConfig
+    from dataengine.rollout import resolve_policy
+
+    resolve_policy(RolloutConfig(policy=config.policy, n=config.n), workspace)
+
+
+def _round(path: Path) -> dict:
+    """A round's ``cycle.json``, checked (a damaged one is one error line naming it, not a crash later)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataEngineError(f"{path} is unreadable ({error}): restore it or remove that round's directory") from None
+    integer = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if not isinstance(state, dict) or not integer(state.get("seed")) or not integer(state.get("n")):
+        raise DataEngineError(f"{path} is not a round's state (an object with integer seed and n): restore it "
+                              "or remove that round's directory")
+    return state
+
+
+def _rounds(cycles: Path) -> list[tuple[dict, str]]:
+    return [(_round(p), p.parent.name) for p in sorted(cycles.glob("*/cycle.json"))]
 
 
 def _seed(cycles: Path, name: str, config: CycleConfig) -> int:
@@ -61,9 +130,8 @@ def _seed(cycles: Path, name: str, config: CycleConfig) -> int:
     seeds, so no two rounds roll out the same scenes."""
     own = cycles / name / "cycle.json"
     if own.is_file():
-        return json.loads(own.read_text())["seed"]
-    rounds = [json.loads(p.read_text()) for p in cycles.glob("*/cycle.json")]
-    seed = max((r["seed"] + r["n"] for r in rounds), default=config.seed)
+        return _round(own)["seed"]
+    seed = max((r["seed"] + r["n"] for r, _ in _rounds(cycles)), default=config.seed)
     own.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(own, json.dumps({"seed": seed, "n": config.n}))
     return seed
@@ -94,8 +162,10 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     from dataengine.rollout import rollout
     from scenes.pick_place import PickPlaceConfig
 
+    check_name(name, "cycle name", f"name rounds with {NAME_CHARS} only, e.g. round2")
     document = read_toml(config_path, "write a [cycle] table with at least repo_id (see README)")
-    config = cycle_config(document, config_path)
+    config = check_cycle(document, config_path, name, workspace.root)  # everything, before anything is written
+    check_policy(config, workspace)
     root = Path(workspace.root) / "cycles" / name
     run, dataset = root / "rollout", root / "dataset"
     seed = _seed(root.parent, name, config)
@@ -127,7 +197,7 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
 def _record_version(state: Path, repo_id: str, tag: str, episodes: int) -> None:
     """The round's version goes into its ``cycle.json`` (next to its seed), for the trend over rounds."""
     version = {"repo_id": repo_id, "tag": tag, "episodes": episodes}
-    round_state = json.loads(state.read_text())
+    round_state = _round(state)
     if any(round_state.get(k) != v for k, v in version.items()):
         write_atomic(state, json.dumps({**round_state, **version}))
 
@@ -137,8 +207,7 @@ def trend(cycles: Path, repo_id: str, ledger_file: Path) -> list[str]:
     its name, tag, episodes, and the evaluated success of every hook evaluated on any round ("-" where not yet)."""
     from dataengine.hooks.ledger import Ledger
 
-    rounds = sorted(((json.loads(p.read_text()), p.parent.name) for p in cycles.glob("*/cycle.json")),
-                    key=lambda r: r[0]["seed"])
+    rounds = sorted(_rounds(cycles), key=lambda r: r[0]["seed"])
     rounds = [(state, name) for state, name in rounds if state.get("repo_id") == repo_id and "tag" in state]
     ledger = Ledger(ledger_file)
     evaluated = {state["tag"]: ledger.evaluated(repo_id, state["tag"]) for state, _ in rounds}

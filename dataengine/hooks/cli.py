@@ -51,6 +51,7 @@ def _describe(run) -> str:
 def _run_hooks(args: argparse.Namespace) -> None:
     from dataengine.hooks.ledger import Ledger
     from dataengine.hooks.render import event_from_registry
+    from dataengine.preflight import check_repo_id
     from dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
     from dataengine.publish.cli import _registry
 
@@ -58,6 +59,7 @@ def _run_hooks(args: argparse.Namespace) -> None:
     if "@" not in args.version:
         raise DataEngineError(f"--version {args.version!r}: write OWNER/NAME@TAG (see 'dataengine versions')")
     repo_id, ref = args.version.rsplit("@", 1)
+    check_repo_id(repo_id)
     event = event_from_registry(_registry(args), repo_id, ref)
     selected = [h for h in hooks.hooks if (h.name == args.hook if args.hook else triggered(h, event))]
     if not selected:

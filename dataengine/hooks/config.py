@@ -17,17 +17,34 @@ eval = { n = 200 }                # optional: evaluate the trained policy after 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
 from dataengine.files import read_toml
+from dataengine.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
 from dataengine.seeds import EVAL_SEED
 
 
 TEMPLATES = Path(__file__).parent / "templates"
 KINDS = ("command", "slurm")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VAR_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def sbatch_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot go on an ``#SBATCH`` line (None: it can). Slurm reads those lines itself, no shell: it
+    splits at whitespace, takes ``"`` and ``\\`` as quoting, ``#`` as the start of a comment, and a newline ends the
+    directive (the rest would become a shell line). ``$``, backticks and the like are no problem there: bash never
+    runs a ``#`` line and Slurm does not expand them."""
+    for char in value:
+        if not char.isascii() or not char.isprintable() or char.isspace():
+            return "holds a space, a newline, a control or a non-ASCII character"
+        if char in "\"'\\#":
+            return f"holds {char!r}, which Slurm reads as quoting or a comment there"
+    return None
 
 
 @dataclass(frozen=True)
@@ -119,30 +136,79 @@ def _template(name: str, base: Path) -> dict:
     return tomllib.loads(path.read_text())
 
 
-def _hook(table: dict, base: Path) -> HookConfig:
+def _hook(table, base: Path) -> HookConfig:
+    if not isinstance(table, dict):
+        raise DataEngineError(f"each [[hooks]] entry must be a table, got {table!r}: write [[hooks]] tables")
     table = dict(table)
+    if "name" in table:  # first: every later message names the hook
+        check_name(table["name"], "hook name", f"name hooks with {NAME_CHARS} only (it becomes a directory)")
     if "template" in table:
+        if not isinstance(table["template"], str):
+            raise DataEngineError(f"hook {table.get('name', '?')!r}: template must be a string, "
+                                  f"got {table['template']!r}: write e.g. template = \"act\"")
         template = _template(table.pop("template"), base)
         if "argv" in table or "stages" in table:  # the hook's own programs replace the template's
             template = {k: v for k, v in template.items() if k not in ("argv", "stages")}
-        table = {**template, **table, "vars": {**template.get("vars", {}), **table.get("vars", {})}}
+        own_vars = table.get("vars", {})
+        if not isinstance(own_vars, dict):
+            raise DataEngineError(f"hook {table.get('name', '?')!r}: vars must be a table of strings, got "
+                                  f"{own_vars!r}: write e.g. vars = {{ steps = \"100\" }}")
+        table = {**template, **table, "vars": {**template.get("vars", {}), **own_vars}}
     if "argv" in table:
         table["stages"] = [table.pop("argv")]
     known = {f.name for f in fields(HookConfig)}
     unknown = sorted(set(table) - known)
     name = table.get("name", "?")
+    where = f"hook {name!r}"
     if unknown:
-        raise DataEngineError(f"hook {name!r}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        raise DataEngineError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
     for required in ("name", "repo_id"):
         if required not in table:
-            raise DataEngineError(f"hook {name!r} has no {required!r}: add it to its [[hooks]] table")
-    hook = HookConfig(**table)
-    if hook.kind not in KINDS:
-        raise DataEngineError(f"hook {hook.name!r}: unknown kind {hook.kind!r}; use one of {', '.join(KINDS)}")
-    if not hook.stages or not all(isinstance(s, list) and s and all(isinstance(a, str) for a in s) for s in hook.stages):
-        raise DataEngineError(f"hook {hook.name!r}: 'argv' (or 'stages') must be a non-empty list of strings, "
+            raise DataEngineError(f"{where} has no {required!r}: add it to its [[hooks]] table")
+    if isinstance(table.get("vars"), dict):  # numbers and booleans are fine as variables: they are text in argv
+        table["vars"] = {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                         for k, v in table["vars"].items()}
+    if "stages" in table and not (isinstance(table["stages"], list) and table["stages"] and all(
+            isinstance(s, list) and s and all(isinstance(a, str) for a in s) for s in table["stages"])):
+        raise DataEngineError(f"{where}: 'argv' (or 'stages') must be a non-empty list of strings, "
                               "one program and its arguments (no shell)")
-    hook.vars = {k: str(v) for k, v in hook.vars.items()}
+    check_table(HookConfig, table, where, skip=("eval",))
+    hook = HookConfig(**table)
+    problem = repo_id_problem(hook.repo_id)
+    if problem:
+        raise DataEngineError(f"{where}: repo_id {hook.repo_id!r} {problem}: write OWNER/NAME with {NAME_CHARS} "
+                              "only (e.g. lab/so101_pick_place)")
+    if hook.kind not in KINDS:
+        raise DataEngineError(f"{where}: unknown kind {hook.kind!r}; use one of {', '.join(KINDS)}")
+    if not hook.stages:
+        raise DataEngineError(f"{where}: 'argv' (or 'stages') must be a non-empty list of strings, "
+                              "one program and its arguments (no shell)")
+    for key, value, least in (("min_new_episodes", hook.min_new_episodes, 0), ("checkpoints", hook.checkpoints, 1),
+                              ("checkpoint_gb", hook.checkpoint_gb, 0)):
+        if value < least:
+            raise DataEngineError(f"{where}: {key} must be at least {least}, got {value}")
+    for key in hook.env:
+        if not _ENV_NAME.fullmatch(key):
+            raise DataEngineError(f"{where}: env key {key!r} is not an environment variable name: use letters, "
+                                  "digits and '_', not starting with a digit (e.g. HF_HOME)")
+    for key in hook.vars:
+        if not _VAR_NAME.fullmatch(key):
+            raise DataEngineError(f"{where}: vars key {key!r} cannot be a {{name}} placeholder: use ASCII letters, "
+                                  "digits and '_' (e.g. batch_size)")
+    for option in hook.sbatch:
+        problem = sbatch_value_problem(option)
+        if problem or not option.startswith("-"):
+            raise DataEngineError(f"{where}: sbatch option {option!r} {problem or 'is not an option'}: write each "
+                                  "option as its own list item, e.g. sbatch = [\"--gres=gpu:1\", \"--time=48:00:00\"], "
+                                  "without spaces, quotes, '\\' or '#'")
+    for partition in hook.partitions:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", partition):
+            raise DataEngineError(f"{where}: partition {partition!r} is not a Slurm partition name: use "
+                                  f"{NAME_CHARS} only, one partition per list item")
+    if hook.kind == "slurm" and not ((TEMPLATES / hook.script_template).is_file()
+                                     or Path(hook.script_template).is_file()):
+        raise DataEngineError(f"{where}: sbatch template {hook.script_template} not found: point script_template "
+                              "at an existing file (default the shipped slurm.sbatch)")
     if hook.eval is not None:
         hook.eval = _hook_eval(hook.eval, hook.name)
     return hook
@@ -151,6 +217,11 @@ def _hook(table: dict, base: Path) -> HookConfig:
 def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
     path = Path(path)
     data = read_toml(path, "create it with [[hooks]] tables (see docs/publishing.md)")
+    if not isinstance(data.get("hooks", []), list):
+        raise DataEngineError(f"{path}: hooks must be [[hooks]] tables, got hooks = {data['hooks']!r}")
+    if not isinstance(data.get("ledger", ""), str) or data.get("ledger") == "":
+        raise DataEngineError(f"{path}: ledger must be a path string, got {data['ledger']!r}: write e.g. "
+                              "ledger = \"outputs/hooks/ledger.jsonl\" (or leave it out)")
     hooks = [_hook(t, path.parent) for t in data.get("hooks", [])]
     names = [h.name for h in hooks]
     if len(set(names)) != len(names):

@@ -90,8 +90,16 @@ def _run_command(launch: Launch, record: HookRun, ledger: Ledger) -> HookRun:
 
 
 def render_slurm_script(launch: Launch) -> str:
-    return slurm.render_script(launch.hook, launch.variables, launch.stages, launch.env, launch.run_dir,
-                               launch.run_dir / "job-%j.log", Path.cwd())
+    return slurm.render_script(launch.hook, launch.variables, launch.stages, launch.env, launch.run_dir, Path.cwd())
+
+
+def check_hook(hook: HookConfig, repo_id: str | None = None) -> None:
+    """Everything about ``hook`` that can be wrong before a version exists: its templates' variables, its sbatch
+    script. Renders against a stand-in version (writes nothing); raises the error its first launch would."""
+    probe = VersionEvent(repo_id or hook.repo_id, "ds-0001-000000000000", 1, 1, 0, None)
+    launch = plan(hook, probe, f"{probe.repo_id}@{probe.tag}:{hook.name}:check")
+    if hook.kind == "slurm":
+        render_slurm_script(launch)
 
 
 def launch_hook(hook: HookConfig, event: VersionEvent, ledger: Ledger, manual: bool = False) -> HookRun | None:
@@ -104,6 +112,7 @@ def launch_hook(hook: HookConfig, event: VersionEvent, ledger: Ledger, manual: b
             return None
         run_id = ledger.next_run_id(event.repo_id, event.tag, hook.name)
         launch = plan(hook, event, run_id)
+        script_text = render_slurm_script(launch) if hook.kind == "slurm" else None  # a bad value: nothing written
         record = HookRun(run_id=run_id, repo_id=event.repo_id, tag=event.tag, hook=hook.name, kind=hook.kind,
                          status="running", start=now(), run_dir=str(launch.run_dir), manual=manual)
         reason = preflight(hook, launch.out_dir, {**os.environ, **launch.env})
@@ -112,10 +121,10 @@ def launch_hook(hook: HookConfig, event: VersionEvent, ledger: Ledger, manual: b
             ledger.append(record)
             return record
         launch.run_dir.mkdir(parents=True, exist_ok=True)
-        record.log = str(launch.run_dir / ("hook.log" if hook.kind == "command" else "job-%j.log"))
+        record.log = str(launch.run_dir / ("hook.log" if hook.kind == "command" else slurm.LOG))
         if hook.kind == "slurm":
             script = launch.run_dir / "job.sbatch"
-            script.write_text(render_slurm_script(launch))
+            script.write_text(script_text)
             try:
                 record.job_ids = slurm.submit(hook, script, launch.run_dir)
                 record.status = "submitted"
