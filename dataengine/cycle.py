@@ -162,7 +162,6 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     from dataengine.rollout import rollout
     from scenes.pick_place import PickPlaceConfig
 
-    check_name(name, "cycle name", f"name rounds with {NAME_CHARS} only, e.g. round2")
     document = read_toml(config_path, "write a [cycle] table with at least repo_id (see README)")
     config = check_cycle(document, config_path, name, workspace.root)  # everything, before anything is written
     check_policy(config, workspace)
