@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dataengine.errors import DataEngineError
 from dataengine.files import read_toml
+from dataengine.preflight import check_table
 
 
 @dataclass
@@ -160,6 +161,7 @@ def load_curate_config(path: Path | None) -> CurateConfig:
     if path is None:
         return config
     section = read_toml(path, "pass an existing TOML file with a [curate] section").get("curate", {})
+    check_table(CurateConfig, section, f"[curate] of {path}")  # image_size = "big": one line, before any work
     if "runs" in section:
         section = {**section, "runs": [Path(r) for r in section["runs"]]}
     return _apply(config, section, "curate")
