@@ -97,6 +97,9 @@ class Job:
     needs: list[str] = field(default_factory=list)
     slot: str = "sim"
     """``sim`` (rollouts, demos, curation, evaluation: ``sims_at_once``) or ``train`` (``trainings_at_once``)."""
+    fresh: Path | None = None
+    """Output that a killed run of this job leaves half-made and the job cannot continue (a dataset, a training):
+    removed before the job starts again. Rollouts and evaluations resume instead."""
 
 
 def _cli(work: Path, *args: str) -> list[str]:
@@ -105,6 +108,11 @@ def _cli(work: Path, *args: str) -> list[str]:
 
 def _checkpoint(work: Path, arm: str) -> Path:
     return work / "train" / arm / "checkpoints" / "last" / "pretrained_model"
+
+
+def _run_dir(out: Path) -> list[str]:
+    """``--out`` of a rollout, with ``--resume`` when a killed run of it left episodes there."""
+    return ["--out", str(out), *(["--resume"] if (out / "manifest.json").is_file() else [])]
 
 
 def _workers(scale: Scale) -> list[str]:
@@ -130,7 +138,7 @@ def plan(work: Path, scale: Scale) -> list[Job]:
     device = [] if scale.device is None else ["--device", scale.device]
     jobs = [Job("demos", _cli(work, "demos", "--n", scale.base, "--image-size", scale.image_size, "--vcodec", "h264",
                               "--workers", scale.sim_workers or os.cpu_count(), "--out", work / "data" / "i",
-                              "--repo-id", "local/payoff_i"))]
+                              "--repo-id", "local/payoff_i"), fresh=work / "data" / "i")]
 
     def train(policy: str, arm: str, needs: str) -> Job:
         batch = scale.batch_size if policy == "act" else scale.diffusion_batch_size
@@ -141,7 +149,7 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                     "--batch-size", batch, "--save-freq", scale.steps, "--num-workers", loaders,
                     *([] if cached else ["--no-frame-cache"]), "--out", work / "train" / f"{policy}-{arm}", *device,
                     "--", *extra)
-        return Job(f"train-{policy}-{arm}", argv, [needs], "train")
+        return Job(f"train-{policy}-{arm}", argv, [needs], "train", fresh=work / "train" / f"{policy}-{arm}")
 
     def evaluate(policy: str, arm: str) -> Job:
         argv = _cli(work, "eval", "--policy", _checkpoint(work, f"{policy}-{arm}"), "--n", scale.eval_n,
@@ -152,18 +160,18 @@ def plan(work: Path, scale: Scale) -> list[Job]:
     jobs += [train(policy, "i", "demos") for policy, trained in arms.items() if "i" in trained]
     teacher = _checkpoint(work, "act-i")
     jobs.append(Job("rollout-labelled", _cli(work, "rollout", "--policy", teacher, "--n", scale.labelled, "--seed",
-                                             LABELLED_SEED, "--out", work / "rollouts" / "labelled", *device,
+                                             LABELLED_SEED, *_run_dir(work / "rollouts" / "labelled"), *device,
                                              *_workers(scale)), ["train-act-i"]))
     seed = ROLLOUT_SEED
     for k, count in enumerate(scale.rollout_runs):
         jobs.append(Job(f"rollout-r{k}", _cli(work, "rollout", "--policy", teacher, "--n", count, "--seed", seed,
-                                               "--out", work / "rollouts" / f"r{k}", *device, *_workers(scale)),
+                                               *_run_dir(work / "rollouts" / f"r{k}"), *device, *_workers(scale)),
                         ["train-act-i"]))
         seed += count
     jobs.append(Job("classifier", _cli(work, "classifier", "train", "--runs", work / "rollouts" / "labelled",
                                        "--demos", work / "data" / "i", "--out", work / "classifier",
                                        "--epochs", scale.classifier_epochs, *device),
-                    ["rollout-labelled", "demos"]))
+                    ["rollout-labelled", "demos"], fresh=work / "classifier"))
     for arm, spec in data_arms(scale).items():
         if not any(arm in trained for trained in arms.values()):
             continue
@@ -172,7 +180,8 @@ def plan(work: Path, scale: Scale) -> list[Job]:
         argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in runs), "--base", work / "data" / "i",
                     *flags, "--vcodec", "h264", "--out", work / "data" / arm, "--repo-id", f"local/payoff_{arm}",
                     *_workers(scale))
-        jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec)))
+        jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec),
+                        fresh=work / "data" / arm))
         jobs += [train(policy, arm, f"curate-{arm}") for policy, trained in arms.items() if arm in trained]
     trainings = [j.name.split("-", 2)[1:] for j in jobs if j.name.startswith("train-")]
     jobs += [evaluate(policy, arm) for policy, arm in sorted(trainings, key=lambda t: t[0] != "act")]
@@ -181,10 +190,15 @@ def plan(work: Path, scale: Scale) -> list[Job]:
 
 def run_jobs(work: Path, jobs: list[Job], scale: Scale) -> list[str]:
     """Run every job whose needs are done, trainings side by side, the rest one at a time; returns failed jobs.
-    A job whose done-marker exists (``WORK/done/NAME``) is not run again; one that failed blocks what needs it."""
+    A job whose done-marker exists (``WORK/done/NAME``) is not run again unless something it needs runs again;
+    one that failed blocks what needs it."""
     (work / "logs").mkdir(parents=True, exist_ok=True)
     (work / "done").mkdir(exist_ok=True)
     done = {j.name for j in jobs if (work / "done" / j.name).is_file()}
+    stale = True
+    while stale:  # a job that must run again makes everything built on it stale (an evaluation of a new checkpoint)
+        stale = {j.name for j in jobs if j.name in done and any(n not in done for n in j.needs)}
+        done -= stale
     failed: set[str] = set()
     running: dict[str, tuple[subprocess.Popen, Job, float]] = {}
     limits = {"sim": scale.sims_at_once, "train": scale.trainings_at_once}
@@ -209,6 +223,8 @@ def run_jobs(work: Path, jobs: list[Job], scale: Scale) -> list[str]:
         for job in waiting:
             busy = sum(1 for _, j, _ in running.values() if j.slot == job.slot)
             if busy < limits[job.slot] and all(n in done for n in job.needs):
+                if job.fresh is not None and job.fresh.exists():
+                    shutil.rmtree(job.fresh)
                 log = open(work / "logs" / f"{job.name}.log", "wb")
                 running[job.name] = (subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
                                                       stdin=subprocess.DEVNULL), job, time.time())

@@ -5,8 +5,10 @@ runs for real with tiny counts, 64 px frames and a few training steps."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from benchmarks import payoff
 from dataengine.seeds import EVAL_SEED
@@ -25,6 +27,7 @@ def _training_seeds(dataset) -> set[int]:
     return seeds
 
 
+@pytest.mark.timeout(2400)  # ~9 min alone on 2 cores: 25 real jobs (trainings, rollouts, curations, evaluations)
 def test_payoff_experiment_in_miniature(tmp_path):
     work = tmp_path / "payoff"
     assert payoff.main(["--work", str(work), "--scale", "mini", "--out", str(tmp_path / "results")]) == 0
@@ -51,3 +54,17 @@ def test_payoff_experiment_in_miniature(tmp_path):
     done = sorted(p.name for p in (work / "done").iterdir())
     assert payoff.main(["--work", str(work), "--scale", "mini"]) == 0, "a finished experiment re-runs as a no-op"
     assert sorted(p.name for p in (work / "done").iterdir()) == done
+
+    # a run killed during a training and a rollout: the training starts over, the rollout resumes its run
+    (work / "done" / "train-act-c1").unlink()
+    (work / "done" / "rollout-r1").unlink()
+    kept = (work / "rollouts" / "r1" / "episodes" / "e000000").stat().st_ino
+    shutil.rmtree(work / "rollouts" / "r1" / "episodes" / "e000001")
+    assert payoff.main(["--work", str(work), "--scale", "mini"]) == 0
+    assert (work / "rollouts" / "r1" / "episodes" / "e000000").stat().st_ino == kept, "finished episodes are kept"
+    assert (work / "rollouts" / "r1" / "episodes" / "e000001").is_dir()
+    assert (work / "done" / "train-act-c1").is_file() and (work / "train" / "act-c1" / "checkpoints").is_dir()
+    retrained = json.loads((work / "eval" / "act-c1" / "eval.json").read_text())["policies"][0]["policy"]["sha256"]
+    from rollouts.policies import checkpoint_sha256
+    assert retrained == checkpoint_sha256(work / "train" / "act-c1" / "checkpoints" / "last" / "pretrained_model"), \
+        "the evaluation of a retrained arm is redone"
