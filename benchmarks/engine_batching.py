@@ -19,7 +19,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from benchmarks.report import emit  # noqa: E402
 
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk  # noqa: E402
-from rollouts.policies import inspect_act_checkpoint  # noqa: E402
+from rollouts.policies import inspect_checkpoint  # noqa: E402
 from rollouts.store import EpisodeStore  # noqa: E402
 from scenes.pick_place import PickPlaceConfig  # noqa: E402
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    scene = PickPlaceConfig(image_size=inspect_act_checkpoint(Path(args.policy)), max_episode_steps=args.max_steps)
+    scene = PickPlaceConfig(image_size=inspect_checkpoint(Path(args.policy)), max_episode_steps=args.max_steps)
     spec = PolicySpec("act", str(Path(args.policy).resolve()), args.device, args.temporal_ensemble)
     measure(spec, scene, 1, 1)  # warm-up: load the policy (cached per process), GL context
     batched = measure(spec, scene, args.episodes, args.num_envs)

@@ -26,13 +26,13 @@ from dataengine.config import RolloutConfig  # noqa: E402
 from dataengine.executors import ExecutorConfig, default_workers  # noqa: E402
 from dataengine.rollout import rollout  # noqa: E402
 from dataengine.workspace import Workspace  # noqa: E402
-from rollouts.policies import ActPolicy  # noqa: E402
+from rollouts.policies import LeRobotPolicy  # noqa: E402
 from scenes.pick_place import PickPlaceConfig, PickPlaceEnv  # noqa: E402
 
 
 def naive_loop(checkpoint: Path, steps: int, preset: str) -> float:
     """One env, one Renderer call per camera, batch-1 inference (lerobot-eval style), frames kept in memory."""
-    policy = ActPolicy(checkpoint)
+    policy = LeRobotPolicy(checkpoint)
     env = PickPlaceEnv(PickPlaceConfig(image_size=policy.image_size, render_preset=preset))
     frames, done, seed = [], 0, 0
     observation = env.reset(seed)

@@ -14,7 +14,7 @@ the hook ledger; run it again later to see evaluations that ended since, e.g. of
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from dataengine.errors import DataEngineError

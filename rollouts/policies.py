@@ -281,8 +281,3 @@ class LeRobotPolicy:
                 states[i].actions.extend(executed[row])
         return np.stack([state.actions.popleft() for state in states]).astype(np.float32)
 
-
-ActPolicy = LeRobotPolicy
-"""The former ACT-only name (benchmarks use it); every checkpoint type goes through ``LeRobotPolicy``."""
-inspect_act_checkpoint = inspect_checkpoint
-"""The former name of ``inspect_checkpoint``."""

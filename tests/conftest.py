@@ -89,3 +89,17 @@ def lerobot_home(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_LEROBOT_HOME", home)
     monkeypatch.setattr("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", home)
     return home
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node Slurm (``tests/slurm_cluster.py``), started once for every test that needs one; skipped,
+    saying why, where slurm-wlm and munge are not installed (``.ci/run`` installs them)."""
+    import slurm_cluster
+
+    reason = slurm_cluster.missing()
+    if reason:
+        pytest.skip(f"no real Slurm here: {reason}")
+    env, daemons = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    yield env
+    slurm_cluster.stop(daemons)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import slurm_cluster
 from dataengine.cli import main
 from dataengine.errors import DataEngineError
 from dataengine.hooks.config import load_hooks
@@ -258,16 +257,6 @@ eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--worke
     assert done.evaluation["episodes"] == 2 and done.success().endswith("], n=2")
     assert Path(done.evaluation["eval"]) == Path(run.run_dir) / "eval" / "eval.json"
     assert hook.eval is not None and Ledger(hooks_ledger).fired(REPO, event().tag, "vla").run_id == run.run_id
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    reason = slurm_cluster.missing()
-    if reason:
-        pytest.skip(f"no real Slurm here: {reason}")
-    env, daemons = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
-    yield env
-    slurm_cluster.stop(daemons)
 
 
 def test_slurm_hook_races_two_partitions_on_a_real_cluster(slurm, tmp_path, monkeypatch):

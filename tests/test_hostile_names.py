@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import slurm_cluster
 from dataengine.cli import main
 from dataengine.errors import DataEngineError
 from dataengine.hooks.config import load_hooks
@@ -406,16 +405,6 @@ def test_a_damaged_round_state_is_one_error_line_naming_it(cycle_env, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ a real Slurm
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    reason = slurm_cluster.missing()
-    if reason:
-        pytest.skip(f"no real Slurm here: {reason}")
-    env, daemons = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
-    yield env
-    slurm_cluster.stop(daemons)
 
 
 def test_hostile_values_on_a_real_slurm_cluster(slurm, tmp_path, monkeypatch):
