@@ -44,10 +44,14 @@ def read_labels(path: Path) -> dict[tuple[str, int], Label]:
             continue
         try:
             raw = json.loads(line)
-            label = Label(run_id=str(raw["run_id"]), episode_id=int(raw["episode_id"]), success=bool(raw["success"]),
+            if not isinstance(raw.get("success"), bool):  # bool("no") is True: only JSON true / false is a verdict
+                raise ValueError(f"success must be true or false, got {json.dumps(raw.get('success'))}")
+            if isinstance(raw.get("episode_id"), bool) or not isinstance(raw.get("episode_id"), int):
+                raise ValueError(f"episode_id must be an integer, got {json.dumps(raw.get('episode_id'))}")
+            label = Label(run_id=str(raw["run_id"]), episode_id=raw["episode_id"], success=raw["success"],
                           source=str(raw.get("source", HUMAN)), by=raw.get("by"), time=float(raw.get("time", 0.0)),
                           run_dir=raw.get("run_dir"))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataEngineError(f"{path} line {number} is not a label ({type(error).__name__}: {error}): "
                                   f'expected {{"run_id": ..., "episode_id": N, "success": true|false}}') from None
         labels[(label.run_id, label.episode_id)] = label
