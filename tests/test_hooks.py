@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import slurm_cluster
 from dataengine.cli import main
 from dataengine.errors import DataEngineError
 from dataengine.hooks.config import load_hooks
@@ -264,10 +265,7 @@ def test_slurm_hook_races_two_partitions_on_a_real_cluster(slurm, tmp_path, monk
     hooks = load_hooks(write_config(tmp_path, SLURM.format(repo=REPO, tmp=tmp_path)))
     (run,) = fire_hooks(hooks, event())
     assert run.status == "submitted" and len(run.job_ids) == 2, run.reason
-    deadline = time.time() + 60
-    while time.time() < deadline and Ledger(hooks.ledger).runs()[0].status == "submitted":
-        time.sleep(0.5)
-    (done,) = Ledger(hooks.ledger).runs()
+    done = slurm_cluster.finished_run(hooks.ledger)
     assert (done.status, done.exit_status) == ("succeeded", 0)
     assert (tmp_path / "trained-ds-0002-aaaaaaaaaaaa").read_text() == "x"  # exactly one of the two jobs trained
     winner = (Path(run.run_dir) / "race_winner" / "job_id").read_text().strip()
