@@ -119,17 +119,31 @@ def _workers(scale: Scale) -> list[str]:
     return [] if scale.sim_workers is None else ["--workers", str(scale.sim_workers)]
 
 
-def data_arms(scale: Scale) -> dict[str, list[str]]:
-    """Each dataset arm's rollout runs and curate flags (besides the base), in the order they are curated: the
-    curve's small arms first (their trainings start early), the unfiltered (iii), the largest, last. The curve arms
-    are ``c1`` .. ``c<runs - 1>``."""
-    runs = [f"r{k}" for k in range(len(scale.rollout_runs))]
-    curated = ["--classifier", "@classifier"]
-    unfiltered = [flag for step in ("verdict", "grip", "motion", "length", "duplicates") for flag in ("--no-filter", step)]
-    arms = {f"c{k}": [*runs[:k], "|", *curated] for k in range(1, len(runs))}
-    arms["ii"] = [*runs, "|", *curated]
-    arms["iv"] = [*runs, "|", "--use-sim-outcome"]
-    arms["iii"] = [*runs, "|", *unfiltered]
+@dataclass(frozen=True)
+class DataArm:
+    """One curated dataset: the base plus what curation keeps of these teacher rollout runs, judged by ``verdict``:
+    ``classifier`` (the trained classifier and the quality filters), ``simulator`` (the simulator's outcome and the
+    quality filters) or ``none`` (every filter off: every rollout is kept)."""
+
+    runs: tuple[str, ...]
+    verdict: str
+
+    def curate_flags(self, classifier: Path) -> list[str]:
+        if self.verdict == "classifier":
+            return ["--classifier", str(classifier)]
+        if self.verdict == "simulator":
+            return ["--use-sim-outcome"]
+        return [flag for step in ("verdict", "grip", "motion", "length", "duplicates") for flag in ("--no-filter", step)]
+
+
+def data_arms(scale: Scale) -> dict[str, DataArm]:
+    """The dataset arms in the order they are curated: the curve's small arms first (their trainings start early),
+    the unfiltered (iii), the largest, last. The curve arms are ``c1`` .. ``c<runs - 1>``."""
+    runs = tuple(f"r{k}" for k in range(len(scale.rollout_runs)))
+    arms = {f"c{k}": DataArm(runs[:k], "classifier") for k in range(1, len(runs))}
+    arms["ii"] = DataArm(runs, "classifier")
+    arms["iv"] = DataArm(runs, "simulator")
+    arms["iii"] = DataArm(runs, "none")
     return arms
 
 
@@ -172,16 +186,14 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                                        "--demos", work / "data" / "i", "--out", work / "classifier",
                                        "--epochs", scale.classifier_epochs, *device),
                     ["rollout-labelled", "demos"], fresh=work / "classifier"))
-    for arm, spec in data_arms(scale).items():
+    for arm, data in data_arms(scale).items():
         if not any(arm in trained for trained in arms.values()):
             continue
-        split = spec.index("|")
-        runs, flags = spec[:split], [work / "classifier" if f == "@classifier" else f for f in spec[split + 1:]]
-        argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in runs), "--base", work / "data" / "i",
-                    *flags, "--vcodec", "h264", "--out", work / "data" / arm, "--repo-id", f"local/payoff_{arm}",
-                    *_workers(scale))
-        jobs.append(Job(f"curate-{arm}", argv, [f"rollout-{r}" for r in runs] + ["classifier"] * ("@classifier" in spec),
-                        fresh=work / "data" / arm))
+        argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in data.runs), "--base", work / "data" / "i",
+                    *data.curate_flags(work / "classifier"), "--vcodec", "h264", "--out", work / "data" / arm,
+                    "--repo-id", f"local/payoff_{arm}", *_workers(scale))
+        needs = [f"rollout-{r}" for r in data.runs] + (["classifier"] if data.verdict == "classifier" else [])
+        jobs.append(Job(f"curate-{arm}", argv, needs, fresh=work / "data" / arm))
         jobs += [train(policy, arm, f"curate-{arm}") for policy, trained in arms.items() if arm in trained]
     trainings = [j.name.split("-", 2)[1:] for j in jobs if j.name.startswith("train-")]
     jobs += [evaluate(policy, arm) for policy, arm in sorted(trainings, key=lambda t: t[0] != "act")]
