@@ -1,8 +1,9 @@
 """Files the engine's way: atomic writes (a reader sees the old file or the new one, never half of one), and
-config files read with a one-line error for a missing or malformed one."""
+config and JSON files read with a one-line error for a missing or malformed one."""
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 import uuid
@@ -28,3 +29,14 @@ def read_toml(path: Path, when_missing: str) -> dict:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise DataEngineError(f"{path} is not valid TOML ({error}): fix the file") from None
+
+
+def read_json(path: Path, fix: str):
+    """The JSON document at ``path``; missing, truncated or malformed, one error line naming it and ``fix``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataEngineError(f"{path} is missing: {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataEngineError(f"{path} is damaged (not valid JSON: {error}): {fix}") from None

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
+from dataengine.files import read_json, write_atomic
 from rollouts.frames import JPEG_QUALITY, JpegStreamWriter, read_jpeg_stream
 from scenes.outcome import EpisodeMetrics
 from scenes.randomization import SceneSample
@@ -32,6 +32,7 @@ from scenes.randomization import SceneSample
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
 _TMP_PREFIX = ".tmp-"
+_DAMAGED_EPISODE = "delete that episode's directory and run the same command with --resume to record it again"
 SCORE = "classifier.json"
 
 
@@ -74,7 +75,7 @@ class EpisodeStore:
 
     @property
     def manifest(self) -> dict:
-        return json.loads((self.root / MANIFEST).read_text())
+        return read_json(self.root / MANIFEST, "this run cannot be resumed; roll it out again into a new --out")
 
     # -- episodes ------------------------------------------------------------------------------------------
     def completed_ids(self) -> list[int]:
@@ -97,7 +98,7 @@ class EpisodeStore:
         return EpisodeWriter(tmp, self.episodes_dir / episode_dirname(episode_id), episode_id, fps, jpeg_quality)
 
     def read_meta(self, episode_id: int) -> dict:
-        return json.loads((self.episodes_dir / episode_dirname(episode_id) / "meta.json").read_text())
+        return read_json(self.episodes_dir / episode_dirname(episode_id) / "meta.json", _DAMAGED_EPISODE)
 
     def write_score(self, episode_id: int, score: dict) -> None:
         """Record the success classifier's verdict on a stored episode (``classifier.json``, written atomically;
@@ -107,7 +108,8 @@ class EpisodeStore:
     def read_score(self, episode_id: int) -> dict | None:
         """The classifier's verdict recorded by ``write_score``, or None."""
         path = self.episodes_dir / episode_dirname(episode_id) / SCORE
-        return json.loads(path.read_text()) if path.is_file() else None
+        return read_json(path, "delete it and score the run again (dataengine rollout --resume --classifier ...)") \
+            if path.is_file() else None
 
     def missing_files(self, episode_id: int) -> list[str]:
         """The files a stored episode must have that are absent (a damaged or hand-edited run)."""
@@ -119,7 +121,7 @@ class EpisodeStore:
         """One episode; ``frames`` (a slice or indices) selects frames, e.g. ``slice(-8, None)`` for the last 8,
         and only those are decoded."""
         path = self.episodes_dir / episode_dirname(episode_id)
-        meta = json.loads((path / "meta.json").read_text())
+        meta = read_json(path / "meta.json", _DAMAGED_EPISODE)
         selected = slice(None) if frames is None else frames
         with np.load(path / "data.npz") as data:
             arrays = (data["state"][selected], data["action"][selected], data["timestamp"][selected])

@@ -87,3 +87,20 @@ def test_bad_eval_input_is_one_error_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "out").exists(), "nothing is written for bad input"
+
+
+@pytest.mark.parametrize("damaged", ["manifest.json", "episodes/e000000/meta.json"])
+def test_a_damaged_run_file_is_one_error_line_and_is_left_as_it_is(tmp_path, capsys, damaged):
+    out = tmp_path / "eval"
+    args = ("--policy", "scripted", "--n", "1", "--out", str(out))
+    assert _eval(tmp_path, *args) == 0
+    (run,) = (out / "runs").iterdir()
+    target = run / damaged
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])  # truncated, as by a full disk
+    before = target.read_bytes()
+    capsys.readouterr()
+    assert _eval(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {target} is damaged") and "Traceback" not in err, err
+    assert target.read_bytes() == before
