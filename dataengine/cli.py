@@ -65,7 +65,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
     recipes = "; ".join(f"{name}: {r.steps} steps, batch {r.batch_size}, lr {r.learning_rate:g}"
                         for name, r in POLICY_RECIPES.items())
-    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default: the policy's recipe: {recipes})")
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default: the policy's recipe: {recipes}); with --epochs, "
+                        "the most steps")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="passes over the dataset's frames (steps = epochs x frames / batch size, at most --steps): "
+                        "a grown dataset is trained as thoroughly as a small one")
     p.add_argument("--batch-size", type=int, default=None, help="(default: the policy's recipe)")
     p.add_argument("--lr", type=float, default=None, help="learning rate, backbone included (default: the policy's recipe)")
     p.add_argument("--mixed-precision", default=default_of(TrainConfig, "mixed_precision"),
@@ -85,7 +89,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from dataengine.train import train
 
-    config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, batch_size=args.batch_size,
+    config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, epochs=args.epochs,
+                         batch_size=args.batch_size,
                          learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out,
                          device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
                          resume=args.resume, frame_cache=args.frame_cache, extra_args=list(args.extra))

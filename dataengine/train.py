@@ -15,6 +15,7 @@ What this adds over calling ``lerobot-train`` by hand, each a trap the users fel
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -89,6 +90,11 @@ class TrainConfig:
     dataset: str
     policy: str = "act"
     steps: int | None = None
+    epochs: float | None = None
+    """Passes over the dataset's frames instead of a step count: steps = ceil(epochs x frames / batch size), so a
+    retraining on a grown dataset version trains each sample as often as the last one did (at a fixed step count a
+    5x larger version gets a fifth of the passes; measured in docs/benchmarks.md, payoff lease 1). With ``steps``
+    also given, ``steps`` caps it."""
     batch_size: int | None = None
     learning_rate: float | None = None
     """Given to every lr field of the type (``PolicyRecipe.lr_fields``): ACT's transformer and backbone alike."""
@@ -238,14 +244,31 @@ def fewer_demos_than_the_recipe(root: Path, policy: str = "act") -> str | None:
             "(docs/act_recipe.md)")
 
 
+def steps_for_epochs(epochs: float, frames: int, batch_size: int, cap: int | None) -> int:
+    """Optimizer steps that show every frame ``epochs`` times at ``batch_size`` (at least one), at most ``cap``."""
+    steps = max(1, math.ceil(epochs * frames / batch_size))
+    return steps if cap is None else min(steps, cap)
+
+
+def with_epochs(config: TrainConfig, root: Path) -> TrainConfig:
+    """``config`` with ``--epochs`` turned into steps for the dataset at ``root`` (unchanged without epochs)."""
+    if config.epochs is None:
+        return config
+    if not config.epochs > 0:
+        raise DataEngineError(f"--epochs must be above 0, got {config.epochs}")
+    batch_size = config.batch_size or recipe_of(config.policy).batch_size
+    frames = read_info(root)["total_frames"]
+    return replace(config, steps=steps_for_epochs(config.epochs, frames, batch_size, config.steps))
+
+
 def train(config: TrainConfig, workspace: Workspace) -> Path:
     """Run lerobot-train; returns the final checkpoint's ``pretrained_model`` directory."""
-    config = resolved(config)
+    dataset = resolve_dataset(config.dataset)
+    config = resolved(with_epochs(config, dataset.root))
     if config.steps < 1:
         raise DataEngineError(f"--steps must be at least 1, got {config.steps}")
     if config.mixed_precision not in MIXED_PRECISION:
         raise DataEngineError(f"unknown mixed precision {config.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
-    dataset = resolve_dataset(config.dataset)
     out = Path(config.out or workspace.new_train_dir(config.policy)).resolve()
     if config.resume and not (out / "checkpoints" / "last").exists():
         raise DataEngineError(f"nothing to resume in {out}: no checkpoints/last; drop --resume to start a new run")
@@ -255,6 +278,9 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
     console = Console(stderr=True)
     if note := fewer_demos_than_the_recipe(dataset.root, config.policy):
         console.print(note, highlight=False, soft_wrap=True)
+    if config.epochs is not None:
+        console.print(f"{config.epochs:g} epochs of {read_info(dataset.root)['total_frames']} frames at batch "
+                      f"{config.batch_size}: {config.steps} steps", highlight=False)
     device = training_device(config)
     command = lerobot_train_command(config, dataset, out, device)
     precision = config.mixed_precision if device.startswith("cuda") else "no"

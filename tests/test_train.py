@@ -86,3 +86,18 @@ def test_untrainable_types_are_refused_with_the_reason(demo_dataset, workspace):
         with pytest.raises(DataEngineError, match=rf"{policy} cannot be trained offline here: .*hub files.*"
                                                   r"dataengine/hooks/templates"):
             train(TrainConfig(dataset=str(demo_dataset.out), policy=policy), workspace)
+
+
+def test_epochs_become_steps_for_the_datasets_size_capped_by_steps(demo_dataset, workspace):
+    """A grown version trained with ``--epochs`` sees each frame as often as a small one; ``--steps`` caps it."""
+    from dataengine.train import with_epochs
+
+    frames = json.loads((demo_dataset.out / "meta" / "info.json").read_text())["total_frames"]
+    config = TrainConfig(dataset=str(demo_dataset.out), epochs=2.5, batch_size=8)
+    assert with_epochs(config, demo_dataset.out).steps == -(-5 * frames // 16)  # ceil(2.5 x frames / 8)
+    capped = TrainConfig(dataset=str(demo_dataset.out), epochs=1000, steps=7, batch_size=8)
+    assert with_epochs(capped, demo_dataset.out).steps == 7
+    recipe = TrainConfig(dataset=str(demo_dataset.out), epochs=1)  # the type's batch size when none is given
+    assert with_epochs(recipe, demo_dataset.out).steps == -(-frames // 128)
+    with pytest.raises(DataEngineError, match="--epochs must be above 0"):
+        train(TrainConfig(dataset=str(demo_dataset.out), epochs=0), workspace)
