@@ -3,6 +3,14 @@
 The taxonomy (SUCCESS, NEVER_PICKED_UP, DROPPED_DURING_TRANSPORT, MISSED_GOAL, TIMEOUT) is what made the users'
 evaluations explainable. It is privileged information: kept with every episode to audit the visual classifier,
 never used to fake it.
+
+SUCCESS means one thing, decided in one place (``OutcomeTracker.update``): the cube has been *in the bowl*
+(centre inside the inner wall by a quarter cube, bottom below the rim), *released* (not touching both jaws), for
+``success_hold_steps`` consecutive control steps, i.e. it came to rest there (half a second at 30 Hz) rather than
+bouncing through or being dangled in it. The episode ends at that step (``done``) and ``outcome()`` reads the same
+latched flag. An episode that runs out of steps with the cube in the bowl for fewer steps is a TIMEOUT: the task
+was not finished in time (a cube still sliding or rocking on the rim would otherwise be labelled a success that a
+camera a moment later could contradict). ``docs/testing.md`` lists the boundary tests.
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ class OutcomeTracker:
         self.release_distance: float | None = None
         self._was_grasped = False
         self._success_streak = 0
+        self._succeeded = False
         self._last: GroundTruth | None = None
 
     def _distance_to_bowl(self, truth: GroundTruth) -> float:
@@ -103,22 +112,24 @@ class OutcomeTracker:
             self.release_distance = self._distance_to_bowl(truth)
         self._was_grasped = truth.grasped
         self._success_streak = self._success_streak + 1 if self.in_bowl(truth) else 0
+        self._succeeded = self._succeeded or self._success_streak >= r.success_hold_steps
 
     @property
     def succeeded(self) -> bool:
-        return self._success_streak >= self.rules.success_hold_steps
+        """The one definition of SUCCESS (module docstring): latched, so stepping on cannot undo it."""
+        return self._succeeded
 
     @property
     def done(self) -> bool:
         return self.succeeded or self.steps >= self.max_steps
 
     def outcome(self) -> Outcome:
-        if self._last is not None and self.in_bowl(self._last):
+        if self.succeeded:
             return Outcome.SUCCESS
         if not self.picked:
             return Outcome.NEVER_PICKED_UP
-        if self._last is not None and self._last.grasped:
-            return Outcome.TIMEOUT
+        if self._last is not None and (self._last.grasped or self.in_bowl(self._last)):
+            return Outcome.TIMEOUT  # still holding it, or it had not come to rest in the bowl yet
         near_goal = self.rules.bowl_inner_radius + self.rules.goal_margin
         if self.release_distance is not None and self.release_distance < near_goal:
             return Outcome.MISSED_GOAL

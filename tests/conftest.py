@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded: tests use only what the project makes
@@ -91,15 +92,31 @@ def lerobot_home(tmp_path, monkeypatch):
     return home
 
 
+REQUIRE_SLURM = "DATAENGINE_REQUIRE_SLURM"
+"""Set to 1 (``.ci/run`` does) and a missing Slurm fails the Slurm tests instead of skipping them: a CI machine
+whose slurm-wlm install broke must not pass with the only real-cluster test silently skipped."""
+
+
 @pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
+def slurm(tmp_path_factory, request):
     """A real single-node Slurm (``tests/slurm_cluster.py``), started once for every test that needs one; skipped,
-    saying why, where slurm-wlm and munge are not installed (``.ci/run`` installs them)."""
+    saying why, where slurm-wlm and munge are not installed, failed instead with ``DATAENGINE_REQUIRE_SLURM=1``.
+    That it ran is one line in pytest's output (even with ``-q``), so CI's log shows it."""
     import slurm_cluster
 
     reason = slurm_cluster.missing()
     if reason:
+        if os.environ.get(REQUIRE_SLURM) == "1":
+            pytest.fail(f"{REQUIRE_SLURM}=1 but no real Slurm here: {reason}")
         pytest.skip(f"no real Slurm here: {reason}")
     env, daemons = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    version = subprocess.run(["sinfo", "--version"], env=env, capture_output=True, text=True).stdout.strip()
+    _announce(request.config, f"real Slurm started for the Slurm tests ({version}, SLURM_CONF={env['SLURM_CONF']})")
     yield env
     slurm_cluster.stop(daemons)
+
+
+def _announce(config: pytest.Config, line: str) -> None:
+    """One line in pytest's own output, past output capture (``-q`` hides what a passing test prints)."""
+    with config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        config.pluginmanager.getplugin("terminalreporter").write_line(f"[dataengine tests] {line}")
