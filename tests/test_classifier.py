@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -135,6 +136,29 @@ def test_calibration_meets_target_precision_on_its_calibration_set(trained):
         assert chosen.precision >= target
         lower = confusion(scores, labels, np.sort(scores[labels & (scores < chosen.threshold)])[-1])
         assert lower.precision < target, "a lower threshold also met the target: recall was left on the table"
+
+
+def test_training_calibrates_for_the_target_precision_it_is_given(train_run, tmp_path):
+    """A validation set that no threshold separates, by construction: the training run twice (a copy with its own
+    run id) with every label of the copy flipped by a human label, so identical episodes carry opposite labels, and
+    90 % of each class held out. Whatever the scores, some threshold reaches precision 0.3 with every success
+    (7 of the 14 held-out episodes are successes), and none reaches 0.99 with all of them: a training that
+    calibrated for any target but the one given would not keep all the successes."""
+    twin = tmp_path / "twin"
+    shutil.copytree(train_run, twin)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    (twin / "manifest.json").write_text(json.dumps({**manifest, "run_id": "twin-" + manifest["run_id"]}))
+    run_id = EpisodeStore.open(twin).manifest["run_id"]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"run_id": run_id, "episode_id": i, "success": outcome != "SUCCESS"}) + "\n"
+                              for i, outcome in _outcomes(twin).items()))
+    result = train_classifier(ClassifierTrainConfig(out=tmp_path / "a", runs=[train_run, twin], labels=labels,
+                                                    val_fraction=0.9, target_precision=0.3,
+                                                    **{**TINY, "epochs": 1}))
+    calibration = result.calibration
+    assert calibration["tp"] + calibration["fn"] == 7 and calibration["fp"] + calibration["tn"] == 7
+    assert calibration["recall"] == 1.0 and calibration["precision"] >= 0.3, calibration
+    assert calibration["target_precision"] == 0.3 == load_classifier(result.artifact).config.target_precision
 
 
 def test_eval_on_held_out_run_writes_summary_and_plots(trained, eval_run, tmp_path, capsys):

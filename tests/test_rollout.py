@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +22,8 @@ from dataengine.executors import ExecutorConfig
 from dataengine.rollout import rollout
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from rollouts.episode import record_episode
-from rollouts.store import EpisodeStore
-from rollouts import policies
+from rollouts.store import EpisodeStore, episode_dirname
+from rollouts import engine, policies
 from rollouts.policies import expert_sha256
 from scenes.expert import ExpertConfig, ScriptedExpert
 from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
@@ -57,7 +59,35 @@ def test_batched_engine_reproduces_single_env_episodes(tmp_path):
         tail = store.read(episode_id, frames=slice(-3, None))  # decodes only the frames asked for
         np.testing.assert_array_equal(tail.images["observation.images.wrist"], wrist[-3:])
         np.testing.assert_array_equal(tail.states, stored.states[-3:])
-    assert run_chunk(task).episodes == 0, "a retried chunk must not redo stored episodes"
+    files = _file_identities(store)
+    retried = run_chunk(task)
+    assert (retried.episodes, retried.env_steps) == (0, 0), "a retried chunk must not re-simulate stored episodes"
+    assert _file_identities(store) == files, "a retried chunk must leave stored episodes untouched"
+
+
+def _file_identities(store: EpisodeStore) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of every stored file: equal before and after means nothing was rewritten or replaced."""
+    return {str(p.relative_to(store.root)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(store.episodes_dir.rglob("*")) if p.is_file()}
+
+
+def test_resume_fills_the_holes_of_a_run_and_simulates_only_them(tmp_path, workspace):
+    """Chunks finish out of order (and workers die), so an interrupted run has holes, not a prefix: --resume makes
+    exactly the missing ids, with their own seeds, and re-simulates none of the stored ones."""
+    quick = dataclasses.replace(SMALL, max_episode_steps=12)
+    out = tmp_path / "run"
+    rollout(_config(out, n=6, num_envs=1, scene=quick), workspace)
+    store = EpisodeStore.open(out)
+    holes = (0, 3, 4)
+    for episode_id in holes:
+        shutil.rmtree(store.episodes_dir / episode_dirname(episode_id))
+    kept = _file_identities(store)
+    summary = rollout(_config(out, n=6, num_envs=1, scene=quick, resume=True), workspace)
+    assert store.completed_ids() == list(range(6))
+    assert [store.read_meta(i)["seed"] for i in range(6)] == [1_000_000 + i for i in range(6)]
+    assert summary.env_steps == sum(store.read_meta(i)["length"] for i in holes), "only the holes are simulated"
+    now = _file_identities(store)
+    assert {name: now[name] for name in kept} == kept, "stored episodes were rewritten"
 
 
 def test_cli_rollout_on_embedded_dask_cluster_with_summary(tmp_path, capsys, monkeypatch):
@@ -88,6 +118,21 @@ def test_act_rollout_records_policy_identity(act_checkpoint, tmp_path, workspace
     meta = EpisodeStore.open(tmp_path / "run").read_meta(0)
     assert meta["policy"]["path"] == str(act_checkpoint.resolve()) and len(meta["policy"]["sha256"]) == 64
     assert meta["length"] > 0
+
+
+def test_an_episode_started_in_a_used_slot_acts_like_a_fresh_policy(act_checkpoint, tmp_path, monkeypatch):
+    """The users' worst bug (no policy.reset() between episodes: 73 % -> 23 %), through the engine: episodes of 7
+    steps end with 3 actions of a 5-action chunk still queued; the next episode in that environment must act
+    exactly as the same episode run alone by a freshly loaded policy."""
+    scene = PickPlaceConfig(image_size=64, max_episode_steps=7)
+    spec = PolicySpec("act", str(act_checkpoint), device="cpu")
+    used = EpisodeStore.create(tmp_path / "used", {"n": 3})
+    run_chunk(ChunkTask(str(used.root), (0, 1, 2), 0, spec, scene, num_envs=1, lanes=1))
+    monkeypatch.setattr(engine, "_POLICY_CACHE", {})  # the reference gets a newly loaded policy
+    fresh = EpisodeStore.create(tmp_path / "fresh", {"n": 3})
+    run_chunk(ChunkTask(str(fresh.root), (2,), 0, spec, scene, num_envs=1, lanes=1))
+    np.testing.assert_array_equal(used.read(2).actions, fresh.read(2).actions)
+    assert not np.allclose(used.read(2).actions[:3], used.read(1).actions[-3:]), "the comparison must mean something"
 
 
 def test_bad_input_gets_one_clear_error(tmp_path, workspace, act_checkpoint):
