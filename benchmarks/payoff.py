@@ -7,8 +7,9 @@ own teacher beat the same student trained on the seed demos alone?
 Base: ``base`` expert demos (the users' 40). Teacher: ACT trained on the base; it is also arm (i). Rollouts: the
 teacher on new seeds, in consecutive runs whose cumulative sizes are the points of the data curve. Classifier:
 trained on ``labelled`` teacher episodes of other seeds (simulator labels standing in for a person's) plus the
-demos, never on evaluation seeds. Arms, each trained with the same recipe and evaluated by ``dataengine eval`` on
-the same held-out seeds (paired against arm (i) of the same policy type):
+demos, never on evaluation seeds. Students (``Student``): a policy type, an arm and a recipe, either ``passes`` (as
+many passes over its dataset as ACT (i) makes over the base, capped) or ``steps`` (ACT (i)'s steps), each
+evaluated by ``dataengine eval`` on the same held-out seeds (paired against arm (i) of the same policy type):
     (i)   base only                          (ii)  base + curated (classifier + quality filters)
     (iii) base + every rollout, unfiltered   (iv)  base + rollouts the simulator calls successes (filtering's ceiling)
     curve: base + curated from the first k rollout runs (k = 1 .. all; all is (ii)).
@@ -30,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from dataengine.seeds import ROLLOUT_SEED
 
@@ -38,6 +40,24 @@ TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedfor
             "--policy.n_action_steps=5")
 TINY_DIFFUSION = ("--policy.down_dims=[32,64]", "--policy.n_obs_steps=2", "--policy.horizon=8",
                   "--policy.n_action_steps=4", "--policy.num_train_timesteps=10", "--policy.diffusion_step_embed_dim=32")
+
+
+@dataclass(frozen=True)
+class Student:
+    """One trained and evaluated policy: its type, the dataset arm it learns from, and its recipe: ``passes`` (as
+    many passes over its dataset as ACT (i) makes over the base, at most ``Scale.max_steps`` steps) or ``steps``
+    (exactly ACT (i)'s steps, whatever the dataset's size). ACT (i) is the teacher, the same run under both."""
+
+    policy: str
+    arm: str
+    recipe: str = "passes"
+
+    @property
+    def name(self) -> str:
+        return f"{self.policy}-{self.arm}" + ("" if self.recipe == "passes" else f"-{self.recipe}")
+
+
+TEACHER = Student("act", "i")
 
 
 @dataclass(frozen=True)
@@ -51,13 +71,20 @@ class Scale:
     image_size: int = 96
     """Rendered and trained size: 96 px keeps rendering, encoding and training inside one lease."""
     steps: int = 2000
+    """ACT (i)'s (the teacher's) optimizer steps: ~32 passes over the 40 demos at batch 128."""
+    max_steps: int = 5000
+    """The most steps of a ``passes`` student: equal passes would give (ii) ~10,000 steps and (iii) ~200,000, more
+    than a lease holds; lease 1 (docs/benchmarks.md) gave every arm ``steps``, so (ii) had 6 passes to (i)'s 32."""
     batch_size: int = 128
     diffusion_batch_size: int = 64
     eval_n: int = 200
     classifier_epochs: int = 10
-    arms: tuple[tuple[str, tuple[str, ...]], ...] = (("act", ("i", "ii", "iii", "iv", "c1", "c2")),
-                                                     ("diffusion", ("i", "ii")))
-    """Policy types and the arms each is trained on: every ACT arm; Diffusion on (i) and (ii) only, to fit the lease."""
+    students: tuple[Student, ...] = (
+        TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c2"), Student("act", "c1"),
+        Student("act", "ii", "steps"), Student("act", "iii", "steps"),
+        Student("diffusion", "i"), Student("diffusion", "ii"))
+    """Most important first (their evaluations start first). (iii) keeps every rollout (2,040 episodes): only the
+    ``steps`` recipe fits a lease, so (ii) is trained that way too for the pair (ii) vs (iii)."""
     act_args: tuple[str, ...] = ()
     diffusion_args: tuple[str, ...] = ()
     trainings_at_once: int = 6
@@ -70,7 +97,7 @@ class Scale:
     """Arms trained without the decoded-frame cache: (iii) keeps every rollout, failures running to the time limit
     (~2,000 x 350 frames x 2 cameras x 27 KB at 96 px ~ 39 GB), more than the GPU machine's disk holds beside the
     other arms' caches; its loader decodes video instead, with ``uncached_loader_workers``."""
-    uncached_loader_workers: int = 6
+    uncached_loader_workers: int = 8
     sim_workers: int | None = 8
     """Dask workers of each rollout, curation and evaluation (None: one per core). Two simulations side by side
     with 8 each fill the GPU machine's 16 cores; 16 each would hold ~32 worker processes (torch + lerobot + a CUDA
@@ -80,8 +107,9 @@ class Scale:
 
 SCALES = {
     "gpu": Scale(),
-    "mini": Scale(base=2, rollout_runs=(2, 2), labelled=4, image_size=64, steps=4, batch_size=4,
-                  arms=(("act", ("i", "ii", "iii", "iv", "c1")), ("diffusion", ("i", "ii"))),
+    "mini": Scale(base=2, rollout_runs=(2, 2), labelled=4, image_size=64, steps=4, max_steps=8, batch_size=4,
+                  students=(TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c1"),
+                            Student("act", "iii", "steps"), Student("diffusion", "i"), Student("diffusion", "ii")),
                   diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
                   diffusion_args=TINY_DIFFUSION, trainings_at_once=2, sims_at_once=1, loader_workers=0,
                   uncached_loader_workers=0, sim_workers=2, device="cpu"),
@@ -93,7 +121,8 @@ LABELLED_SEED = ROLLOUT_SEED + 500_000
 @dataclass
 class Job:
     name: str
-    argv: list[str]
+    argv: list[str] | Callable[[], list[str]]
+    """The command, or what makes it when the job starts (a ``passes`` student's steps need the base's frames)."""
     needs: list[str] = field(default_factory=list)
     slot: str = "sim"
     """``sim`` (rollouts, demos, curation, evaluation: ``sims_at_once``) or ``train`` (``trainings_at_once``)."""
@@ -137,14 +166,17 @@ class DataArm:
 
 
 def data_arms(scale: Scale) -> dict[str, DataArm]:
-    """The dataset arms in the order they are curated: the curve's small arms first (their trainings start early),
-    the unfiltered (iii), the largest, last. The curve arms are ``c1`` .. ``c<runs - 1>``."""
+    """The dataset arms in the order they are curated, the longest paths first: (ii), then (iii) (the longest
+    curation, ~450 s on the H200 machine, and an uncached training), (iv), and the curve's arms ``c<runs - 1>`` ..
+    ``c1``, whose smaller datasets curate and train quickly."""
     runs = tuple(f"r{k}" for k in range(len(scale.rollout_runs)))
-    arms = {f"c{k}": DataArm(runs[:k], "classifier") for k in range(1, len(runs))}
-    arms["ii"] = DataArm(runs, "classifier")
-    arms["iv"] = DataArm(runs, "simulator")
-    arms["iii"] = DataArm(runs, "none")
+    arms = {"ii": DataArm(runs, "classifier"), "iii": DataArm(runs, "none"), "iv": DataArm(runs, "simulator")}
+    arms |= {f"c{k}": DataArm(runs[:k], "classifier") for k in range(len(runs) - 1, 0, -1)}
     return arms
+
+
+def _frames(dataset: Path) -> int:
+    return json.loads((dataset / "meta" / "info.json").read_text())["total_frames"]
 
 
 def plan(work: Path, scale: Scale) -> list[Job]:
@@ -154,49 +186,57 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                               "--workers", scale.sim_workers or os.cpu_count(), "--out", work / "data" / "i",
                               "--repo-id", "local/payoff_i"), fresh=work / "data" / "i")]
 
-    def train(policy: str, arm: str, needs: str) -> Job:
-        batch = scale.batch_size if policy == "act" else scale.diffusion_batch_size
-        extra = scale.act_args if policy == "act" else scale.diffusion_args
-        cached = arm not in scale.uncached_arms
+    def train(student: Student, needs: str) -> Job:
+        batch = scale.batch_size if student.policy == "act" else scale.diffusion_batch_size
+        extra = scale.act_args if student.policy == "act" else scale.diffusion_args
+        cached = student.arm not in scale.uncached_arms
         loaders = scale.loader_workers if cached else scale.uncached_loader_workers
-        argv = _cli(work, "train", "--policy", policy, "--dataset", work / "data" / arm, "--steps", scale.steps,
-                    "--batch-size", batch, "--save-freq", scale.steps, "--num-workers", loaders,
-                    *([] if cached else ["--no-frame-cache"]), "--out", work / "train" / f"{policy}-{arm}", *device,
-                    "--", *extra)
-        return Job(f"train-{policy}-{arm}", argv, [needs], "train", fresh=work / "train" / f"{policy}-{arm}")
+        run = work / "train" / student.name
 
-    def evaluate(policy: str, arm: str) -> Job:
-        argv = _cli(work, "eval", "--policy", _checkpoint(work, f"{policy}-{arm}"), "--n", scale.eval_n,
-                    "--out", work / "eval" / f"{policy}-{arm}", "--gallery", 1, *device, *_workers(scale))
-        return Job(f"eval-{policy}-{arm}", argv, [f"train-{policy}-{arm}"])
+        def argv() -> list[str]:
+            if student == TEACHER or student.recipe == "steps":
+                budget = ["--steps", scale.steps]
+            else:  # ACT (i)'s passes over the base, computed once the base exists
+                passes = scale.steps * scale.batch_size / _frames(work / "data" / "i")
+                budget = ["--epochs", f"{passes:.6g}", "--steps", scale.max_steps]
+            return _cli(work, "train", "--policy", student.policy, "--dataset", work / "data" / student.arm, *budget,
+                        "--batch-size", batch, "--save-freq", scale.max_steps, "--num-workers", loaders,
+                        *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra)
 
-    arms = dict(scale.arms)
-    jobs += [train(policy, "i", "demos") for policy, trained in arms.items() if "i" in trained]
-    teacher = _checkpoint(work, "act-i")
+        return Job(f"train-{student.name}", argv, [needs], "train", fresh=run)
+
+    def evaluate(student: Student) -> Job:
+        argv = _cli(work, "eval", "--policy", _checkpoint(work, student.name), "--n", scale.eval_n,
+                    "--out", work / "eval" / student.name, "--gallery", 1, *device, *_workers(scale))
+        return Job(f"eval-{student.name}", argv, [f"train-{student.name}"])
+
+    students = [TEACHER, *(s for s in scale.students if s != TEACHER)]  # rollouts need the teacher in any case
+    jobs += [train(s, "demos") for s in students if s.arm == "i"]
+    teacher = _checkpoint(work, TEACHER.name)
     jobs.append(Job("rollout-labelled", _cli(work, "rollout", "--policy", teacher, "--n", scale.labelled, "--seed",
                                              LABELLED_SEED, *_run_dir(work / "rollouts" / "labelled"), *device,
-                                             *_workers(scale)), ["train-act-i"]))
+                                             *_workers(scale)), [f"train-{TEACHER.name}"]))
     seed = ROLLOUT_SEED
     for k, count in enumerate(scale.rollout_runs):
         jobs.append(Job(f"rollout-r{k}", _cli(work, "rollout", "--policy", teacher, "--n", count, "--seed", seed,
                                                *_run_dir(work / "rollouts" / f"r{k}"), *device, *_workers(scale)),
-                        ["train-act-i"]))
+                        [f"train-{TEACHER.name}"]))
         seed += count
     jobs.append(Job("classifier", _cli(work, "classifier", "train", "--runs", work / "rollouts" / "labelled",
                                        "--demos", work / "data" / "i", "--out", work / "classifier",
                                        "--epochs", scale.classifier_epochs, *device),
                     ["rollout-labelled", "demos"], fresh=work / "classifier"))
+    trained_arms = {s.arm for s in students}
     for arm, data in data_arms(scale).items():
-        if not any(arm in trained for trained in arms.values()):
+        if arm not in trained_arms:
             continue
         argv = _cli(work, "curate", "--runs", *(work / "rollouts" / r for r in data.runs), "--base", work / "data" / "i",
                     *data.curate_flags(work / "classifier"), "--vcodec", "h264", "--out", work / "data" / arm,
                     "--repo-id", f"local/payoff_{arm}", *_workers(scale))
         needs = [f"rollout-{r}" for r in data.runs] + (["classifier"] if data.verdict == "classifier" else [])
         jobs.append(Job(f"curate-{arm}", argv, needs, fresh=work / "data" / arm))
-        jobs += [train(policy, arm, f"curate-{arm}") for policy, trained in arms.items() if arm in trained]
-    trainings = [j.name.split("-", 2)[1:] for j in jobs if j.name.startswith("train-")]
-    jobs += [evaluate(policy, arm) for policy, arm in sorted(trainings, key=lambda t: t[0] != "act")]
+        jobs += [train(s, f"curate-{arm}") for s in students if s.arm == arm]
+    jobs += [evaluate(s) for s in scale.students]
     return jobs
 
 
@@ -238,7 +278,8 @@ def run_jobs(work: Path, jobs: list[Job], scale: Scale) -> list[str]:
                 if job.fresh is not None and job.fresh.exists():
                     shutil.rmtree(job.fresh)
                 log = open(work / "logs" / f"{job.name}.log", "wb")
-                running[job.name] = (subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
+                argv = job.argv() if callable(job.argv) else job.argv
+                running[job.name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                                       stdin=subprocess.DEVNULL), job, time.time())
                 _say(start, f"{job.name} started")
         time.sleep(1.0)
@@ -249,11 +290,12 @@ def _say(start: float, message: str) -> None:
 
 
 def collect(work: Path, scale: Scale) -> dict:
-    """The arms' results, each policy type's arms paired against its arm (i), and the dataset sizes."""
+    """Every evaluated student's result with its recipe as run (steps, passes over its data), paired against the
+    (i) of its policy type, and the dataset sizes."""
     from dataengine.evaluation.evaluate import PolicyResult, compare
 
-    def loaded(policy: str, arm: str) -> PolicyResult | None:
-        path = work / "eval" / f"{policy}-{arm}" / "eval.json"
+    def loaded(name: str) -> PolicyResult | None:
+        path = work / "eval" / name / "eval.json"
         if not path.is_file():
             return None
         raw = json.loads(path.read_text())["policies"][0]
@@ -264,21 +306,22 @@ def collect(work: Path, scale: Scale) -> dict:
         return json.loads(info.read_text())["total_episodes"] if info.is_file() else None
 
     arms = ["i", *data_arms(scale)]
-    result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "policies": {}}
-    for policy, trained in scale.arms:
-        base = loaded(policy, "i")
-        rows = {}
-        for arm in trained:
-            got = loaded(policy, arm)
-            if got is None:
-                continue
-            row = {"episodes_trained_on": episodes(arm), "success_rate": got.success_rate, "ci95": list(got.ci95),
-                   "outcomes": got.outcomes, "pick_rate": got.pick_rate, "eval_n": got.episodes}
-            if base is not None and arm != "i":
-                c = compare(base, got)
-                row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
-            rows[arm] = row
-        result["policies"][policy] = rows
+    result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "students": {}}
+    for student in scale.students:
+        got = loaded(student.name)
+        if got is None:
+            continue
+        config = json.loads((work / "train" / student.name / "dataengine_train.json").read_text())["config"]
+        row = {"policy": student.policy, "arm": student.arm, "recipe": student.recipe,
+               "episodes_trained_on": episodes(student.arm), "steps": config["steps"],
+               "passes": config["steps"] * config["batch_size"] / _frames(work / "data" / student.arm),
+               "success_rate": got.success_rate, "ci95": list(got.ci95), "outcomes": got.outcomes,
+               "pick_rate": got.pick_rate, "eval_n": got.episodes}
+        base = loaded(Student(student.policy, "i").name)
+        if base is not None and student.arm != "i":
+            c = compare(base, got)
+            row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
+        result["students"][student.name] = row
     result["job_seconds"] = {p.name: float(p.read_text()) for p in sorted((work / "done").glob("*"))}
     teacher_runs = [work / "rollouts" / f"r{k}" / "summary.json" for k in range(len(scale.rollout_runs))]
     result["teacher_rollouts"] = [json.loads(p.read_text())["outcomes"] for p in teacher_runs if p.is_file()]
@@ -286,28 +329,30 @@ def collect(work: Path, scale: Scale) -> dict:
 
 
 def curve_figure(result: dict, path: Path) -> None:
-    """Success (95 % CI) against the episodes each arm was trained on, one line per policy type over the data
-    curve (i, c1, ..., ii), the unfiltered (iii) and simulator-filtered (iv) arms as separate markers."""
+    """Success (95 % CI) against the episodes each student was trained on: one line per policy type and recipe
+    over the data curve (i, c1, ..., ii), the unfiltered (iii) and simulator-filtered (iv) arms as markers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    for policy, rows in result["policies"].items():
-        curve = sorted(((r["episodes_trained_on"], r, arm) for arm, r in rows.items()
-                        if arm in ("i", "ii") or arm.startswith("c")), key=lambda m: m[0])
-        for style, members in (("-o", curve), ("s", [(r["episodes_trained_on"], r, a) for a, r in rows.items()
-                                                     if a in ("iii", "iv")])):
+    rows = result["students"].values()
+    for policy, recipe in sorted({(r["policy"], r["recipe"]) for r in rows}):
+        group = [r for r in rows if r["policy"] == policy and (r["recipe"] == recipe or r["arm"] == "i")]
+        curve = sorted((r for r in group if r["arm"] in ("i", "ii") or r["arm"].startswith("c")),
+                       key=lambda r: r["episodes_trained_on"])
+        for style, members, what in (("-o", curve, "curve"), ("s", [r for r in group if r["arm"] in ("iii", "iv")],
+                                                               "iii / iv")):
             if not members:
                 continue
-            x = [m[0] for m in members]
-            y = [100 * m[1]["success_rate"] for m in members]
-            err = [[100 * (m[1]["success_rate"] - m[1]["ci95"][0]) for m in members],
-                   [100 * (m[1]["ci95"][1] - m[1]["success_rate"]) for m in members]]
-            axis.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=f"{policy} {'curve' if style == '-o' else 'iii / iv'}")
-            for xi, yi, m in zip(x, y, members):
-                axis.annotate(m[2], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            x = [r["episodes_trained_on"] for r in members]
+            y = [100 * r["success_rate"] for r in members]
+            err = [[100 * (r["success_rate"] - r["ci95"][0]) for r in members],
+                   [100 * (r["ci95"][1] - r["success_rate"]) for r in members]]
+            axis.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=f"{policy}, {recipe}: {what}")
+            for xi, yi, r in zip(x, y, members):
+                axis.annotate(r["arm"], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xlabel("episodes in the training dataset (base + added rollouts)")
     axis.set_ylabel("success % on held-out scenes (95 % CI)")
     axis.set_ylim(0, 100)
@@ -319,16 +364,15 @@ def curve_figure(result: dict, path: Path) -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| policy | arm | episodes trained on | success [95 % CI] | vs (i): difference [95 % CI], McNemar p |",
-             "|---|---|---:|---|---|"]
-    for policy, rows in result["policies"].items():
-        for arm, row in rows.items():
-            lo, hi = row["ci95"]
-            vs = row.get("vs_i")
-            versus = (f"{100 * vs['difference']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], "
-                      f"p = {vs['mcnemar_p']:.3g}") if vs else "-"
-            lines.append(f"| {policy} | {arm} | {row['episodes_trained_on']} | {100 * row['success_rate']:.1f} % "
-                         f"[{100 * lo:.1f}, {100 * hi:.1f}] | {versus} |")
+    lines = ["| student | episodes trained on | steps (passes) | success [95 % CI] | vs (i): difference [95 % CI], "
+             "McNemar p |", "|---|---:|---:|---|---|"]
+    for name, row in result["students"].items():
+        lo, hi = row["ci95"]
+        vs = row.get("vs_i")
+        versus = (f"{100 * vs['difference']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], "
+                  f"p = {vs['mcnemar_p']:.3g}") if vs else "-"
+        lines.append(f"| {name} | {row['episodes_trained_on']} | {row['steps']} ({row['passes']:.1f}) | "
+                     f"{100 * row['success_rate']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | {versus} |")
     return "\n".join(lines) + "\n"
 
 
@@ -337,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="working directory (resumed when it exists)")
     parser.add_argument("--scale", choices=sorted(SCALES), default="gpu")
     parser.add_argument("--out", type=Path, default=None, help="also copy payoff.json / payoff.md here")
-    parser.add_argument("--steps", type=int, default=None, help="override the training steps of every arm")
+    parser.add_argument("--steps", type=int, default=None, help="override ACT (i)'s training steps")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: collect what is finished so far into payoff.json / .md / .png")
     parser.add_argument("--policies", nargs="+", default=None, help="only these policy types (default: all of the scale)")
@@ -346,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None:
         scale = dataclasses.replace(scale, steps=args.steps)
     if args.policies:
-        scale = dataclasses.replace(scale, arms=tuple((p, a) for p, a in scale.arms if p in args.policies))
+        scale = dataclasses.replace(scale, students=tuple(s for s in scale.students if s.policy in args.policies))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     failed = [] if args.report_only else run_jobs(work, plan(work, scale), scale)

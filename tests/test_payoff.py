@@ -39,14 +39,21 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert sizes["i"] == scale.base and sizes["iii"] == scale.base + rollouts, "(iii) keeps every rollout"
     assert scale.base <= sizes["iv"] <= scale.base + teacher_successes, "(iv) keeps only the simulator's successes"
     assert sizes["i"] <= sizes["c1"] <= sizes["ii"] <= sizes["iii"], "the curve's arms grow with the runs they see"
-    for policy, arms in scale.arms:
-        rows = result["policies"][policy]
-        assert sorted(rows) == sorted(arms), f"every {policy} arm was trained and evaluated"
-        for arm, row in rows.items():
-            assert row["eval_n"] == scale.eval_n and row["episodes_trained_on"] == sizes[arm]
-            assert ("vs_i" in row) == (arm != "i"), "each arm is paired against arm (i) of its own policy type"
-            manifest = json.loads(next((work / "eval" / f"{policy}-{arm}" / "runs").glob("*/manifest.json")).read_text())
-            assert manifest["seed"] == EVAL_SEED and manifest["policy"]["kind"] == policy
+    rows = result["students"]
+    assert sorted(rows) == sorted(s.name for s in scale.students), "every student was trained and evaluated"
+    frames = {arm: json.loads((work / "data" / arm / "meta" / "info.json").read_text())["total_frames"] for arm in sizes}
+    for student in scale.students:
+        row = rows[student.name]
+        assert row["eval_n"] == scale.eval_n and row["episodes_trained_on"] == sizes[student.arm]
+        assert ("vs_i" in row) == (student.arm != "i"), "each arm is paired against arm (i) of its own policy type"
+        manifest = json.loads(next((work / "eval" / student.name / "runs").glob("*/manifest.json")).read_text())
+        assert manifest["seed"] == EVAL_SEED and manifest["policy"]["kind"] == student.policy
+        batch = scale.batch_size if student.policy == "act" else scale.diffusion_batch_size
+        if student == payoff.TEACHER or student.recipe == "steps":
+            assert row["steps"] == scale.steps, "a 'steps' student trains exactly as long as the teacher"
+        else:  # as many passes over its data as the teacher made over the base, at most max_steps
+            passes = scale.steps * scale.batch_size / frames["i"]
+            assert row["steps"] == min(scale.max_steps, -(-passes * frames[student.arm] // batch))
     for arm in sizes:
         assert all(seed < EVAL_SEED for seed in _training_seeds(work / "data" / arm)), "no evaluation scene is trained on"
     for name in ("payoff.json", "payoff.md", "payoff.png"):
