@@ -91,35 +91,43 @@ def test_staggered_environments_each_get_exactly_lerobots_single_env_actions(che
     assert not np.allclose(got_a[:4], got_a[4:8])  # new chunks, not a constant: the comparison means something
 
 
-def test_restarting_a_slot_mid_chunk_starts_the_new_episode_fresh(checkpoint):
+def _ensemble(config) -> None:
+    """lerobot's own temporal ensembling (``ACTTemporalEnsembler`` inside ``select_action``), as documented."""
+    config.temporal_ensemble_coeff, config.n_action_steps = ENSEMBLE_COEFF, 1
+
+
+ENSEMBLE_COEFF = 0.01
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion", "act-ensembled"])
+def test_restarting_a_slot_mid_chunk_starts_the_new_episode_fresh(kind, request):
     """The users' worst bug (no policy.reset() between episodes: 73 % -> 23 %): an episode started in a slot
-    whose queue still holds actions of the last one, and whose observation history is full, must act exactly
-    like a fresh lerobot policy."""
+    whose queue still holds actions of the last one, whose observation history is full, or whose ensembler holds
+    the last episode's chunks, must act exactly like a fresh lerobot policy."""
+    ensembled = kind == "act-ensembled"
+    checkpoint = request.getfixturevalue(f"{kind.removesuffix('-ensembled')}_checkpoint")
     size = inspect_checkpoint(checkpoint)
-    policy = LeRobotPolicy(checkpoint, device="cpu")
+    policy = LeRobotPolicy(checkpoint, device="cpu", temporal_ensemble_coeff=ENSEMBLE_COEFF if ensembled else None)
     env_a, obs_a = _episode(size, 1, 7)
     policy.reset(0, env_a, 1)
     for obs in obs_a:  # 7 steps: 1 or 3 actions of the current chunk are left (chunks of 4 or 5)
         policy.act([0], [obs])
-    assert policy._slots[0].actions
+    left = policy._slots[0]
+    assert left.ensembler.ensembled_actions is not None if ensembled else left.actions  # state to forget
     env_b, obs_b = _episode(size, 5, 9)
     policy.reset(0, env_b, 5)
     got = np.stack([policy.act([0], [obs])[0] for obs in obs_b])
-    np.testing.assert_allclose(got, _reference_actions(checkpoint, obs_b, seed=5), **EXACT)
+    np.testing.assert_allclose(got, _reference_actions(checkpoint, obs_b, seed=5, edit=_ensemble if ensembled
+                                                       else None), **EXACT)
 
 
 def test_temporal_ensembling_gives_lerobots_ensembled_actions(act_checkpoint):
     """Per-slot ensemblers, staggered, against lerobot's ACTPolicy with temporal_ensemble_coeff (select_action)."""
-    coeff = 0.01
-
-    def ensemble(config):
-        config.temporal_ensemble_coeff, config.n_action_steps = coeff, 1
-
     size = inspect_checkpoint(act_checkpoint)
-    policy = LeRobotPolicy(act_checkpoint, device="cpu", temporal_ensemble_coeff=coeff)
+    policy = LeRobotPolicy(act_checkpoint, device="cpu", temporal_ensemble_coeff=ENSEMBLE_COEFF)
     (obs_a, got_a), (obs_b, got_b) = _staggered(policy, size, steps=8, delay=2)
-    np.testing.assert_allclose(got_a, _reference_actions(act_checkpoint, obs_a, edit=ensemble), **EXACT)
-    np.testing.assert_allclose(got_b, _reference_actions(act_checkpoint, obs_b, edit=ensemble), **EXACT)
+    np.testing.assert_allclose(got_a, _reference_actions(act_checkpoint, obs_a, edit=_ensemble), **EXACT)
+    np.testing.assert_allclose(got_b, _reference_actions(act_checkpoint, obs_b, edit=_ensemble), **EXACT)
     plain = _reference_actions(act_checkpoint, obs_a)
     assert not np.allclose(got_a[1:], plain[1:], atol=1e-4)  # ensembling changed the actions
 
@@ -199,14 +207,19 @@ def test_a_config_from_a_newer_lerobot_loads_without_its_unknown_fields(act_chec
 
 
 def test_an_unparseable_config_is_one_line_naming_both_lerobots(act_checkpoint, tmp_path):
-    from lerobot import __version__
+    from dataengine.lerobot_compat import LEROBOT_06, LEROBOT_VERSION
 
-    def broken(config):
-        config.update(chunk_size="ten", pretrained_revision="main")
+    def broken_from_the_other_line(config):  # only lerobot 0.6 writes pretrained_revision
+        config.update(chunk_size="ten")
+        if LEROBOT_06:
+            config.pop("pretrained_revision", None)
+        else:
+            config.update(pretrained_revision="main")
 
-    _one_line_error(_copy_with_config(act_checkpoint, tmp_path, broken),
-                    rf"cannot be parsed by the installed lerobot {__version__}: .*chunk_size.*written by a newer "
-                    r"lerobot \(it has fields .* does not know: pretrained_revision; .*Retrain it")
+    writer = "lerobot <= 0.5" if LEROBOT_06 else r"lerobot >= 0.6 \(fields .* dropped: pretrained_revision\)"
+    _one_line_error(_copy_with_config(act_checkpoint, tmp_path, broken_from_the_other_line),
+                    rf"cannot be parsed by the installed lerobot {LEROBOT_VERSION}: .*chunk_size.*written by {writer}: "
+                    rf"run it with lerobot .* or retrain it with lerobot {LEROBOT_VERSION}")
 
 
 def test_nan_producing_checkpoint_fails_clearly(act_checkpoint, tmp_path):
