@@ -18,7 +18,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from curation.config import CurateConfig, load_curate_config
 from curation.filters import Candidate, apply_filters
-from curation.signals import measure
+from curation.signals import GRIPPER, arm_limits_deg, measure, transport_segment
 from dataengine.cli import main
 from dataengine.errors import DataEngineError
 from dataengine.video import video_backend
@@ -180,6 +180,60 @@ def test_filters_reject_lazy_grips_broken_motion_duplicates_and_length_outliers(
     config.grip.enabled = config.motion.enabled = config.duplicates.enabled = config.length.enabled = False
     accepted, reports = apply_filters(_candidates(run, episodes), config, threshold=0.5)
     assert len(accepted) == len(episodes) and all(not r.rejected for r in reports)
+
+
+def _transport(episode) -> slice:
+    segment = transport_segment(episode.states, episode.actions, CurateConfig().grip)
+    assert segment is not None, "the expert's episode must have a transport phase to alter"
+    return segment
+
+
+def _gripper_offset(episode, offset):
+    """The recorded aperture during transport moved by ``offset`` (an array over the transport frames or one
+    value): what a cube held by its edge, or turning between the jaws, looks like in the state."""
+    states = episode.states.copy()
+    states[_transport(episode), GRIPPER] += offset
+    return dataclasses.replace(episode, states=states)
+
+
+def _never_closing(episode):
+    actions = episode.actions.copy()
+    actions[:, GRIPPER] = episode.states[:, GRIPPER] + 1.0  # the jaws are never commanded onto anything
+    return dataclasses.replace(episode, actions=actions)
+
+
+def _jerked(episode):
+    states = episode.states.copy()
+    states[60:, 1] += 40.0  # a chunk boundary where the shoulder jumps 40 degrees in one frame
+    return dataclasses.replace(episode, states=states)
+
+
+def _into_the_stop(episode):
+    actions = episode.actions.copy()
+    actions[30:50, 0] = arm_limits_deg()[0, 1] + 5.0  # 20 frames commanding the base 5 degrees past its range
+    return dataclasses.replace(episode, actions=actions)
+
+
+@pytest.mark.parametrize("alter, step, reason", [
+    (lambda e: _gripper_offset(e, np.linspace(0.0, 6.0, _transport(e).stop - _transport(e).start)), "grip",
+     "slipping"),
+    (lambda e: _gripper_offset(e, 12.0), "grip", "edge grip"),
+    (_never_closing, "grip", "no transport"),
+    (_jerked, "motion", "jerk"),
+    (_into_the_stop, "motion", "pushing a joint limit"),
+], ids=["slip", "edge-grip", "no-transport", "jerk", "joint-limits"])
+def test_each_quality_check_alone_rejects_its_kind_of_bad_episode(run, alter, step, reason):
+    """One altered episode among good ones (not its own original, which the duplicate step would catch): the
+    named check rejects it, and with its step off nothing else does, so no other check stands in for it."""
+    store = EpisodeStore.open(run)
+    episodes = [alter(store.read(0))] + [store.read(i) for i in (1, 2, 3)]
+    config = CurateConfig()
+    accepted, reports = apply_filters(_candidates(run, episodes), config, threshold=0.5)
+    rejected = {key[1]: (r.name, why) for r in reports for key, why in r.rejected.items()}
+    assert list(rejected) == [0] and rejected[0][0] == step and reason in rejected[0][1], rejected
+    getattr(config, step).enabled = False
+    accepted, _ = apply_filters(_candidates(run, episodes), config, threshold=0.5)
+    assert [c.key[1] for c in accepted] == [0, 1, 2, 3]
 
 
 def test_verdict_keeps_only_scores_at_the_threshold_and_balance_caps_crowded_cells(run):
