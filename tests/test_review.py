@@ -1,0 +1,276 @@
+"""``dataengine review``: the page a person labels episodes on, driven in a real browser (Debian's chromium,
+headless, through Playwright) over a real rollout run, and its labels read back by the classifier's own reader."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from classifier.data import rollout_episodes
+from classifier.labels import read_labels
+from dataengine.cli import main
+from dataengine.config import RolloutConfig
+from dataengine.executors import ExecutorConfig
+from dataengine.review.catalog import Catalog
+from dataengine.review.labelbook import LabelBook
+from dataengine.review.server import bind, create_app, url_of
+from dataengine.rollout import rollout
+from rollouts.store import EpisodeStore, episode_dirname
+from scenes.pick_place import PickPlaceConfig
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCORES = [0.95, 0.10, 0.80, 0.45, 0.05, 0.60]
+"""Scores recorded beside the six episodes, as ``rollout --classifier`` records them (threshold 0.5); the
+classifier's own scoring is tested in test_classifier.py, here they are the page's input."""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, workspace) -> Path:
+    """Six episodes of the failing expert (a mix of outcomes), each with a recorded classifier score."""
+    out = tmp_path_factory.mktemp("review") / "run"
+    config = RolloutConfig(policy="scripted-faulty:none=1,miss_grasp=1,drop=1", n=6, out=out, num_envs=6,
+                           executor=ExecutorConfig(workers=1),
+                           scene=PickPlaceConfig(image_size=64, max_episode_steps=240))
+    rollout(config, workspace)
+    store = EpisodeStore.open(out)
+    for episode_id, score in enumerate(SCORES):
+        store.write_score(episode_id, {"classifier": "c0ffee", "score": score, "threshold": 0.5,
+                                       "success": score >= 0.5})
+    return out
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def server(run_dir, tmp_path):
+    """A review server on a free port of 127.0.0.1, in this process; yields (url, labels path)."""
+    labels = tmp_path / "labels.jsonl"
+    book = LabelBook(labels)
+    book.check_writable()
+    app = create_app(Catalog.load([run_dir]), book, by="tester")
+    httpd = bind(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield url_of(httpd), labels
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _browser(playwright):
+    if not CHROMIUM.is_file():
+        pytest.skip("no Debian chromium here: apt-get install chromium (.ci/run does)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _label_badges(page) -> dict[int, str]:
+    """Episode id -> the label the list shows for it."""
+    badges = {}
+    for row in page.query_selector_all("tr.row"):
+        episode = int(row.get_attribute("id").split("-")[-1])
+        badges[episode] = row.query_selector("td.label").inner_text().strip()
+    return badges
+
+
+def _current(page) -> str:
+    return page.inner_text("#title")
+
+
+def test_three_labels_by_keyboard_are_in_the_file_at_once_and_shown_after_reload(server, run_dir, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, labels = server
+    before = _digest(run_dir)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert _current(page) == "run 0 · episode 0"
+        page.wait_for_function("document.querySelector('#time').textContent.startsWith('frame 1 /')")
+        page.keyboard.press("ArrowRight")  # episode 0: success
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True)]  # written at once
+        page.keyboard.press("ArrowLeft")  # episode 1: failure
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 2')")
+        page.keyboard.press(" ")  # episode 2: skipped
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 3')")
+        page.keyboard.press("ArrowRight")  # episode 3: success
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 4')")
+        lines = _lines(labels)
+        assert [(l["episode_id"], l["success"]) for l in lines] == [(0, True), (1, False), (3, True)]
+        assert {l["by"] for l in lines} == {"tester"} and all(l["time"] > time.time() - 300 for l in lines)
+
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        badges = _label_badges(page)
+        assert (badges[0], badges[1], badges[2], badges[3]) == ("success", "failure", "–", "success")
+        page.screenshot(path=str(tmp_path / "review.png"))
+
+        page.keyboard.press("z")  # undo survives the reload (this tab's history): episode 3's label goes
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 3')")
+        assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True), (1, False)]
+        assert _label_badges(page)[3] == "–"
+        browser.close()
+    current = read_labels(labels)  # the classifier's reader: the page's labels win over the simulator
+    run_id = EpisodeStore.open(run_dir).manifest["run_id"]
+    assert {k: v.success for k, v in current.items()} == {(run_id, 0): True, (run_id, 1): False}
+    sources = {ref.episode_id: ref.label_source for ref in rollout_episodes(run_dir, current)}
+    assert sources[0] == sources[1] == "human" and sources[2] == "simulator"
+    assert _digest(run_dir) == before  # the runs are only read
+
+
+def test_two_tabs_lose_nothing_and_an_undo_never_drops_a_newer_label(server):
+    from playwright.sync_api import sync_playwright
+
+    url, labels = server
+    with sync_playwright() as p:
+        browser = _browser(p)
+        context = browser.new_context()
+        first, second = context.new_page(), context.new_page()
+        for page in (first, second):
+            page.goto(url)
+            page.wait_for_selector("body[data-ready=true]")
+        first.keyboard.press("ArrowRight")  # both tabs label episode 0, the second one last
+        first.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        second.keyboard.press("ArrowLeft")
+        second.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        first.keyboard.press("z")  # the first tab's undo must not remove the second tab's newer label
+        first.wait_for_selector("#error:not([hidden])")
+        assert "labelled again since" in first.inner_text("#error")
+        browser.close()
+    assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True), (0, False)]
+    assert next(iter(read_labels(labels).values())).success is False
+
+
+def test_blind_switch_hides_the_simulator_outcome_and_sorting_by_it(server):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("td.sim")
+        page.select_option("#sort", "disagreement")  # a sort only the simulator's outcome allows
+        page.wait_for_function("document.querySelector('#title').textContent.startsWith('run 0')")
+        page.check("#blind")
+        page.wait_for_function("!document.querySelector('td.sim') || "
+                               "getComputedStyle(document.querySelector('td.sim')).display === 'none'")
+        assert not page.is_visible("td.sim") and not page.is_visible("#facts .sim")
+        assert page.input_value("#sort") == "episode"  # a sort that would reveal the outcome is left
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_checked("#blind") and not page.is_visible("td.sim")  # the switch is remembered
+        browser.close()
+
+
+def test_concurrent_labels_of_many_requests_are_all_kept(server, run_dir):
+    url, labels = server
+
+    def post(episode: int) -> None:
+        body = json.dumps({"run": 0, "episode": episode % 6, "success": episode % 2 == 0}).encode()
+        request = urllib.request.Request(url + "api/labels", body, {"Content-Type": "application/json"})
+        urllib.request.urlopen(request).read()
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(l["episode_id"] for l in _lines(labels)) == sorted(i % 6 for i in range(24))
+
+
+def test_disagreement_sort_and_filters(run_dir):
+    catalog = Catalog.load([run_dir])
+    from dataengine.review.catalog import Query
+
+    outcomes = {r.episode_id: r.outcome for r in catalog.rows}
+    disagreeing = {i for i, s in enumerate(SCORES) if (s >= 0.5) != (outcomes[i] == "SUCCESS")}
+    total, rows = catalog.query(Query(sort="disagreement"), {})
+    assert total == 6 and {r.episode_id for r in rows[: len(disagreeing)]} == disagreeing
+    assert [r.score for r in catalog.query(Query(sort="-score"), {})[1]] == sorted(SCORES, reverse=True)
+    assert catalog.query(Query(sort="uncertain"), {})[1][0].score == 0.45
+    failure = next(o for o in outcomes.values() if o != "SUCCESS")
+    total, rows = catalog.query(Query(outcome=failure), {})
+    assert total == sum(o == failure for o in outcomes.values()) and {r.outcome for r in rows} == {failure}
+    total, rows = catalog.query(Query(verdict=True, per_page=10, page=0), {})
+    assert total == 3 and all(r.score >= 0.5 for r in rows)
+
+
+def _get(url: str, host: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_server_reads_only_its_runs_and_answers_only_to_its_address(server, run_dir):
+    url, labels = server
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    assert _get(url + "api/state")[0] == 200
+    assert _get(url + "media/0/0/observation.images.overhead.mjpeg")[0] == 200
+    for bad in ["media/0/0/..%2F..%2Fmanifest.json.mjpeg", "media/0/0/data.mjpeg", "media/1/0/x.mjpeg",
+                "api/episodes/0/99", "static/..%2F..%2Fserver.py", "thumb/0/-1.jpg"]:
+        assert _get(url + bad)[0] == 404, bad
+    assert _get(url + "api/state", host=f"attacker.example:{port}")[0] == 403  # DNS rebinding
+    form = urllib.request.Request(url + "api/labels", b"run=0&episode=0&success=true")  # a foreign page's form
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(form)
+    assert refused.value.code == 415 and not labels.exists()
+
+
+def test_thousands_of_episodes_load_once_and_page_fast(run_dir, tmp_path):
+    """2,400 stored episodes (hard links of the run's six, a real store layout): the server reads them once and
+    answers a page of 50, sorted by score, in a fraction of a second."""
+    big = tmp_path / "big"
+    shutil.copytree(run_dir, big, copy_function=os.link, ignore=shutil.ignore_patterns("episodes"))
+    for episode_id in range(2400):
+        source = run_dir / "episodes" / episode_dirname(episode_id % 6)
+        shutil.copytree(source, big / "episodes" / episode_dirname(episode_id), copy_function=os.link)
+    started = time.perf_counter()
+    catalog = Catalog.load([big])
+    loaded = time.perf_counter() - started
+    app = create_app(catalog, LabelBook(tmp_path / "labels.jsonl"), by="tester")
+    client = app.test_client()
+    started = time.perf_counter()
+    page = client.get("/api/episodes?sort=-score&page=7&per_page=50").get_json()
+    paged = time.perf_counter() - started
+    assert page["total"] == 2400 and len(page["rows"]) == 50
+    assert loaded < 10 and paged < 0.5, (loaded, paged)
+
+
+def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
+    bad_labels = tmp_path / "bad.jsonl"
+    bad_labels.write_text('{"run_id": "r", "episode_id": 1, "success": "yes"}\n')
+    cases = [
+        (["review", str(tmp_path / "nowhere")], "does not exist"),
+        (["review", str(run_dir), "--labels", str(bad_labels)], "line 1 is not a label"),
+        (["review", str(run_dir), "--labels", str(tmp_path / "missing" / "l.jsonl")], "does not exist: create it"),
+        (["review", str(run_dir), str(run_dir)], "given twice"),
+        (["review", str(run_dir), "--curated", str(tmp_path)], "dataengine.json is missing"),
+    ]
+    for args, message in cases:
+        assert main(["--workspace", str(tmp_path), *args]) == 2, args
+        stderr = capsys.readouterr().err
+        assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1, (args, stderr)
