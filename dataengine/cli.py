@@ -16,6 +16,7 @@ from dataengine.errors import DataEngineError  # noqa: E402
 from dataengine.evaluation import cli as eval_cli  # noqa: E402
 from dataengine.hooks import cli as hooks_cli  # noqa: E402
 from dataengine.publish import cli as publish_cli  # noqa: E402
+from dataengine.review import cli as review_cli  # noqa: E402
 from dataengine.train import POLICY_RECIPES, TrainConfig  # noqa: E402
 
 INTERRUPTED = {
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     curation_cli.add_parser(sub)
     publish_cli.add_parsers(sub)
     hooks_cli.add_parser(sub)
+    review_cli.add_parsers(sub)
     _add_cycle(sub)
     return parser
 
