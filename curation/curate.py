@@ -14,6 +14,7 @@ and the inputs are only ever read.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curation.config import CurateConfig
+from curation.dataset_stats import ENGINE_META, read_info, read_provenance
 from curation.features import ROBOT_TYPE
 from curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
 from curation.inputs import (base_image_size, check_base_compatible, open_finished_run, rollout_features, run_fps)
@@ -38,7 +40,6 @@ from dataengine.preflight import check_new_output_dir, check_repo_id
 from dataengine.progress import progress_bar
 from rollouts.store import EpisodeStore
 
-ENGINE_META = "dataengine.json"
 REPORT_DIR = "curation"
 """Under ``meta/``: report.html, its PNG figures and summary.json."""
 SCAN_CHUNK = 8
@@ -67,7 +68,7 @@ class _Verdict:
 
 
 def _validate(config: CurateConfig) -> None:
-    from lerobot.datasets.video_utils import VALID_VIDEO_CODECS
+    from dataengine.lerobot_compat import VALID_VIDEO_CODECS
 
     if not config.runs:
         raise DataEngineError("curate needs at least one --runs RUN")
@@ -114,7 +115,7 @@ def curate(config: CurateConfig, console: Console | None = None) -> CurateSummar
     if len(fps_values) > 1:
         raise DataEngineError(f"the runs have different fps ({sorted(fps_values)}): curate runs of one fps together")
     fps = fps_values.pop()
-    base_info = json.loads((Path(config.base) / "meta" / "info.json").read_text()) if config.base else None
+    base_info = read_info(Path(config.base)) if config.base else None
     image_size = config.image_size or (base_image_size(base_info) if base_info else None) or _stored_size(stores)
     features = rollout_features(stores, image_size)
     if base_info is not None:
@@ -177,12 +178,12 @@ def _scan(client, stores: list[EpisodeStore], fps: int, config: CurateConfig, co
     tasks = [ScanTask(r, str(store.root), tuple(ids[i : i + SCAN_CHUNK]), fps, config.grip, config.motion,
                       config.duplicates, str(Path(config.classifier).resolve()) if config.classifier else None)
              for r, store in enumerate(stores) for ids in [store.completed_ids()] for i in range(0, len(ids), SCAN_CHUNK)]
-    futures = client.map(scan_chunk, tasks, pure=False)
+    futures = client.map(functools.partial(_reporting, scan_chunk), tasks, pure=False)
     total = sum(len(t.episode_ids) for t in tasks)
     with progress_bar(console, "scan") as progress:
         bar = progress.add_task("scan", total=total, status="")
-        results = wait_all(futures, lambda: progress.update(
-            bar, completed=sum(len(t.episode_ids) for t, f in zip(tasks, futures) if f.done()), status=""))
+        results = _raise_reported(wait_all(futures, lambda: progress.update(
+            bar, completed=sum(len(t.episode_ids) for t, f in zip(tasks, futures) if f.done()), status="")))
     candidates = []
     for result in results:
         for signals, score in result:
@@ -198,10 +199,33 @@ def _encode(client, stores, accepted: list[Candidate], tmp: Path, fps: int, imag
 
     tasks = [EncodeTask(str(stores[c.key[0]].root), c.key[1], str(tmp / f"{n:06d}"), fps, config.vcodec,
                         resize(stores[c.key[0]])) for n, c in enumerate(accepted)]
-    futures = client.map(encode_episode, tasks, pure=False)
+    futures = client.map(functools.partial(_reporting, encode_episode), tasks, pure=False)
     with progress_bar(console, "write") as progress:
         bar = progress.add_task("write", total=len(tasks), status="")
-        return wait_all(futures, lambda: progress.update(bar, completed=sum(f.done() for f in futures), status=""))
+        return _raise_reported(wait_all(futures, lambda: progress.update(bar, completed=sum(f.done() for f in futures),
+                                                                           status="")))
+
+
+@dataclass(frozen=True)
+class _Reported:
+    """A user error (a damaged input file) met on a worker, carried back as a value: raised on the driver it is one
+    error line, where raised on the worker dask would also log its traceback."""
+
+    message: str
+
+
+def _reporting(task_function, task):
+    try:
+        return task_function(task)
+    except DataEngineError as error:
+        return _Reported(str(error))
+
+
+def _raise_reported(results: list) -> list:
+    for result in results:
+        if isinstance(result, _Reported):
+            raise DataEngineError(result.message)
+    return results
 
 
 def _provenance(stores: list[EpisodeStore], c: Candidate, verdict: _Verdict) -> dict:
@@ -226,9 +250,7 @@ def _write_engine_meta(dataset: Path, config: CurateConfig, stores, accepted, ve
     """``meta/dataengine.json``: the curate config and, per episode, its provenance (base episodes first)."""
     episodes = []
     if base is not None:
-        base_meta_path = base.root / "meta" / ENGINE_META
-        base_meta = json.loads(base_meta_path.read_text()).get("episodes", []) if base_meta_path.is_file() else []
-        by_index = {e.get("episode_index"): e for e in base_meta}
+        by_index = {e.get("episode_index"): e for e in read_provenance(base.root)}
         for row in base.episodes:
             episodes.append({"episode_index": row["episode_index"], "source": "base", "source_dataset": str(base.root),
                              **{k: v for k, v in by_index.get(row["episode_index"], {}).items() if k != "episode_index"}})

@@ -11,21 +11,34 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
+from dataengine.files import parquet_schema, read_json_object, read_parquet, reading, write_atomic
 from dataengine.video import iter_frames
+
+DAMAGED = "write or copy the dataset again (a LeRobot v3 dataset's files are never edited in place)"
+"""The fix for a damaged file of a dataset: its files are written once, so a damaged one is replaced, not mended."""
+INFO_KEYS = ("codebase_version", "fps", "features", "total_episodes", "total_frames", "data_path")
+EPISODE_COLUMNS = ("episode_index", "length", "data/chunk_index", "data/file_index")
+ENGINE_META = "dataengine.json"
+"""``meta/dataengine.json``: what curate and demos record of every episode's origin."""
+PROVENANCE_FIX = ("write the dataset again with 'dataengine curate' or 'dataengine demos' (or delete "
+                  "meta/dataengine.json: the episodes are then identified by their data)")
 
 
 def read_info(root: Path) -> dict:
     path = root / "meta" / "info.json"
     if not path.is_file():
         raise DataEngineError(f"{root} is not a LeRobot v3 dataset: meta/info.json is missing")
-    return json.loads(path.read_text())
+    info = read_json_object(path, DAMAGED, INFO_KEYS)
+    if not isinstance(info["features"], dict) or not all(isinstance(f, dict) for f in info["features"].values()):
+        raise DataEngineError(f"{path} is damaged (its features are not a table of features): {DAMAGED}")
+    return info
 
 
 def episode_files(root: Path) -> list[Path]:
@@ -35,10 +48,53 @@ def episode_files(root: Path) -> list[Path]:
     return files
 
 
-def read_episodes(root: Path) -> list[dict]:
-    """Every row of ``meta/episodes/*.parquet`` (stats columns included), in episode order."""
-    rows = pa.concat_tables([pq.read_table(f) for f in episode_files(root)], promote_options="default").to_pylist()
+def read_episodes(root: Path, stats: bool = True) -> list[dict]:
+    """Every row of ``meta/episodes/*.parquet`` (its ``stats/...`` columns only with ``stats``), in episode
+    order; a file without the columns every episode has is damaged."""
+    tables = []
+    for path in episode_files(root):
+        names = parquet_schema(path, DAMAGED).names
+        absent = [c for c in EPISODE_COLUMNS if c not in names]
+        if absent:
+            raise DataEngineError(f"{path} is damaged (it lacks the columns {', '.join(absent)}): {DAMAGED}")
+        tables.append(read_parquet(path, DAMAGED, [c for c in names if stats or not c.startswith("stats/")]))
+    rows = pa.concat_tables(tables, promote_options="default").to_pylist()
     return sorted(rows, key=lambda row: row["episode_index"])
+
+
+def read_provenance(root: Path) -> list[dict]:
+    """The per-episode provenance of ``meta/dataengine.json`` (empty without one: not every dataset is ours)."""
+    path = root / "meta" / ENGINE_META
+    if not path.is_file():
+        return []
+    episodes = read_json_object(path, PROVENANCE_FIX).get("episodes", [])
+    if not isinstance(episodes, list) or not all(isinstance(e, dict) for e in episodes):
+        raise DataEngineError(f"{path} is damaged (its episodes are not a list of objects): {PROVENANCE_FIX}")
+    return episodes
+
+
+def video_keys(info: dict) -> list[str]:
+    return [k for k, f in info["features"].items() if f.get("dtype") == "video"]
+
+
+def shard_paths(info: dict, episodes: list[dict]) -> list[str]:
+    """Every data and video file (relative to the root) that some episode of ``episodes`` points at, sorted."""
+    needed: set[str] = set()
+    try:
+        for ep in episodes:
+            needed.add(info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]))
+            for key in video_keys(info):
+                needed.add(info["video_path"].format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
+                                                     file_index=ep[f"videos/{key}/file_index"]))
+    except (KeyError, AttributeError, IndexError, ValueError) as error:
+        raise DataEngineError(f"meta/info.json's paths and meta/episodes do not fit ({type(error).__name__}: "
+                              f"{error}): {DAMAGED}") from None
+    return sorted(needed)
+
+
+def missing_shards(root: Path, info: dict, episodes: list[dict]) -> list[str]:
+    """The files :func:`shard_paths` names that are absent (a partial copy or mirror)."""
+    return [p for p in shard_paths(info, episodes) if not (root / p).is_file()]
 
 
 def _column_values(table: pa.Table, key: str) -> np.ndarray:
@@ -55,11 +111,16 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
     features = info["features"]
     fps = info["fps"]
     episodes = read_episodes(root)
+    missing = missing_shards(root, info, episodes)
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise DataEngineError(f"{root} is incomplete: {len(missing)} file(s) its episodes point at are missing "
+                              f"({', '.join(missing[:3])}{more}): copy the complete dataset")
     per_episode: dict[int, dict[str, FeatureStats]] = defaultdict(dict)
 
     numeric = [k for k, f in features.items() if f["dtype"] not in ("video", "image", "string")]
     for data_file in sorted((root / "data").glob("chunk-*/file-*.parquet")):
-        table = pq.read_table(data_file, columns=numeric)
+        table = read_parquet(data_file, DAMAGED, numeric)
         episode_index = table.column("episode_index").to_numpy()
         for key in numeric:
             column = _column_values(table, key)
@@ -67,27 +128,30 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
                 stats = per_episode[int(ep)].setdefault(key, VectorStats())
                 stats.update(column[episode_index == ep])
 
-    video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
-    for key in video_keys:
+    for key in video_keys(info):
         by_file: dict[tuple[int, int], list[dict]] = defaultdict(list)
         for ep in episodes:
             by_file[(ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"])].append(ep)
         for (chunk, file), eps in by_file.items():
             path = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-            if not path.is_file():
-                raise DataEngineError(f"video file missing: {path}; the dataset is incomplete")
             windows = [(ep[f"videos/{key}/from_timestamp"] - 0.5 / fps, ep[f"videos/{key}/to_timestamp"] - 0.5 / fps,
                         per_episode[ep["episode_index"]].setdefault(key, ImageStats())) for ep in eps]
-            for frame, time in iter_frames(path):  # frame by frame: a 200 MB video file never sits in memory
-                for start, end, stats in windows:
-                    if start <= time < end:
-                        stats.update(frame[None])
+            with reading(path, DAMAGED, "a video that does not decode", also=(av.FFmpegError,)):
+                for frame, time in iter_frames(path):  # frame by frame: a 200 MB video file never sits in memory
+                    for start, end, stats in windows:
+                        if start <= time < end:
+                            stats.update(frame[None])
+            short = [(ep, stats.frames) for ep, (_, _, stats) in zip(eps, windows) if stats.frames != ep["length"]]
+            if short:
+                ep, found = short[0]
+                raise DataEngineError(f"{path} is damaged (it decodes {found} of episode {ep['episode_index']}'s "
+                                      f"{ep['length']} frames: cut short or re-encoded): {DAMAGED}")
     return dict(per_episode)
 
 
 def _write_episode_stats(meta: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
     for path in sorted((meta / "episodes").glob("chunk-*/file-*.parquet")):
-        table = pq.read_table(path)
+        table = read_parquet(path, DAMAGED)
         indices = table.column("episode_index").to_pylist()
         for key in per_episode[indices[0]]:
             for stat in per_episode[indices[0]][key]:

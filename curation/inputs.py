@@ -6,12 +6,11 @@ needs and nothing is ever written to an input.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from curation.features import so101_features
 from dataengine.errors import DataEngineError
-from rollouts.store import EpisodeStore, episode_dirname
+from rollouts.store import MANIFEST, EpisodeStore
 
 RUN_SUMMARY = "summary.json"
 """Written by ``dataengine rollout`` when a run ends; its absence means the run is in progress or was killed."""
@@ -22,10 +21,10 @@ def open_finished_run(path: Path) -> EpisodeStore:
     if not Path(path).is_dir():
         raise DataEngineError(f"rollout run {path} does not exist")
     store = EpisodeStore.open(path)
-    try:
-        n = int(store.manifest["n"])
-    except (json.JSONDecodeError, KeyError, ValueError):
-        raise DataEngineError(f"rollout run {path} is corrupt: manifest.json is unreadable") from None
+    n = store.manifest.get("n")
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise DataEngineError(f"{store.root / MANIFEST} is damaged (its n is {n!r}, not a count of episodes): "
+                              "this run cannot be curated; roll it out again into a new --out")
     done = store.completed_ids()
     partial = [p.name for p in store.episodes_dir.iterdir() if p.name.startswith(".tmp-")]
     if done != list(range(n)) or partial or not (store.root / RUN_SUMMARY).is_file():
@@ -34,13 +33,7 @@ def open_finished_run(path: Path) -> EpisodeStore:
             f"finish it with 'dataengine rollout --resume --out {path} ...' first"
         )
     for episode_id in done:
-        directory = store.episodes_dir / episode_dirname(episode_id)
-        try:
-            missing = store.missing_files(episode_id)
-        except (OSError, json.JSONDecodeError, KeyError):
-            raise DataEngineError(f"rollout run {path} is corrupt: {directory.name}/meta.json is unreadable") from None
-        if missing:
-            raise DataEngineError(f"rollout run {path} is corrupt: {directory.name} lacks {', '.join(missing)}")
+        store.check(episode_id)  # a cut or corrupt file is named here, on the driver, before any work
     return store
 
 

@@ -8,7 +8,6 @@ mix. Data and video files are never touched. The report lists, per feature and s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 from curation.dataset_stats import compute_episode_stats, read_episodes, read_info, write_stats_into
 from curation.stats import merge_all, to_lerobot
 from dataengine.errors import DataEngineError
+from dataengine.files import read_json_object
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def fix_stats(root: Path, dry_run: bool = False) -> list[StatChange]:
         raise DataEngineError(f"{root} is incomplete or still being written: meta/episodes and meta/info.json disagree")
     stats_path = root / "meta" / "stats.json"
     try:
-        old = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    except json.JSONDecodeError:
+        old = read_json_object(stats_path, "") if stats_path.is_file() else {}
+    except DataEngineError:
         old = {}  # a corrupt stats.json is exactly what this command replaces
     per_episode = compute_episode_stats(root)
     if dry_run:

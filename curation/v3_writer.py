@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
+from dataengine.errors import DataEngineError
 from dataengine.video import iter_frames
 from rollouts.episode import EpisodeFrames
 
@@ -159,10 +160,13 @@ class BaseDataset:
 
     @classmethod
     def load(cls, root: Path) -> "BaseDataset":
-        from curation.dataset_stats import compute_episode_stats, read_episodes, read_info
+        from curation.dataset_stats import DAMAGED, compute_episode_stats, read_episodes, read_info
+        from dataengine.files import read_parquet
 
         info = read_info(root)
-        tasks = pd.read_parquet(root / "meta" / "tasks.parquet")
+        tasks = read_parquet(root / "meta" / "tasks.parquet", DAMAGED).to_pandas()
+        if "task_index" not in tasks:
+            raise DataEngineError(f"{root / 'meta' / 'tasks.parquet'} is damaged (no task_index column): {DAMAGED}")
         ordered = sorted(zip(tasks["task_index"], tasks.index))
         return cls(root, info, read_episodes(root), [t for _, t in ordered], compute_episode_stats(root))
 
@@ -194,7 +198,7 @@ def _copy_base(layout: DatasetLayout) -> None:
 def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_episode: int, first_index: int,
                 task_index: dict[str, int]) -> list[tuple[int, int]]:
     """Data parquet files for the new episodes; returns each episode's (chunk, file)."""
-    from lerobot.datasets.utils import get_hf_features_from_features
+    from dataengine.lerobot_compat import get_hf_features_from_features
 
     features = {k: {**f, "shape": tuple(f["shape"])} for k, f in layout.info["features"].items()}  # as load_info
     schema = get_hf_features_from_features(features).arrow_schema
@@ -246,7 +250,7 @@ def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_epi
 
 def _write_videos(layout: DatasetLayout, episodes: list[EncodedEpisode], key: str) -> list[dict]:
     """Concatenate the episodes' videos of one camera into lerobot's files; returns each episode's location."""
-    from lerobot.datasets.video_utils import concatenate_video_files
+    from dataengine.lerobot_compat import concatenate_video_files
 
     last = layout.base.last_file(f"videos/{key}") if layout.base else None
     chunk, file = next_file(*last) if last else (0, 0)
@@ -310,7 +314,7 @@ def _stats_columns(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, list]:
 
 def write_dataset(layout: DatasetLayout, episodes: list[EncodedEpisode]) -> dict[str, dict[str, np.ndarray]]:
     """Write the base's files and the encoded episodes as one v3 dataset at ``layout.root``; returns its stats."""
-    from lerobot.datasets.utils import write_info, write_stats, write_tasks
+    from dataengine.lerobot_compat import write_info, write_stats, write_tasks
 
     info, base, fps = layout.info, layout.base, layout.info["fps"]
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -363,12 +367,10 @@ def write_dataset(layout: DatasetLayout, episodes: list[EncodedEpisode]) -> dict
 
 def build_info(features: dict, fps: int, sample_videos: dict[str, Path], robot_type: str) -> dict:
     """lerobot's info.json for new features, with each video feature's ``info`` read from one encoded file."""
-    from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION
-    from lerobot.datasets.utils import DEFAULT_FEATURES, create_empty_dataset_info
-    from lerobot.datasets.video_utils import get_video_info
+    from dataengine.lerobot_compat import DEFAULT_FEATURES, empty_dataset_info, get_video_info
 
     features = {**features, **DEFAULT_FEATURES}
-    info = create_empty_dataset_info(CODEBASE_VERSION, fps, json.loads(json.dumps(features)), True, robot_type)
+    info = empty_dataset_info(fps, json.loads(json.dumps(features)), robot_type)
     for key, path in sample_videos.items():
         info["features"][key]["info"] = get_video_info(path)
     return info

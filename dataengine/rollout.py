@@ -110,6 +110,8 @@ def _open_store(out: Path, manifest: dict, resume: bool) -> EpisodeStore:
             f"{out} belongs to another run ({', '.join(differing)} differ): use a new --out, or the same settings"
         )
     store.remove_partials()
+    for episode_id in store.completed_ids():  # a damaged episode is named (with its fix) before any work
+        store.check(episode_id)
     return store
 
 

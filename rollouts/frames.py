@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dataengine.errors import DataEngineError
+from dataengine.files import reading
+
 JPEG_QUALITY = 90
 """Default quality; 4:2:0 chroma subsampling (Pillow's default), as the final H.264/AV1 videos have anyway."""
 
@@ -42,11 +45,29 @@ class JpegStreamWriter:
         return np.asarray(self.offsets, dtype=np.int64)
 
 
-def read_jpeg_stream(path: Path, offsets: np.ndarray, frames: slice | np.ndarray | None = None) -> np.ndarray:
-    """Frames (N, H, W, 3) uint8 of a stream; ``frames`` (a slice or indices) decodes only those."""
-    data = Path(path).read_bytes()
+def check_stream_size(path: Path, size: int, offsets: np.ndarray, fix: str) -> None:
+    """A stream of ``size`` bytes must end where its frame index (rising from 0) says: a cut or appended-to file is
+    caught by its size alone, before any frame is decoded."""
+    if len(offsets) < 1 or offsets[0] != 0 or np.any(np.diff(offsets) <= 0) or size != offsets[-1]:
+        raise DataEngineError(f"{path} is damaged ({size} bytes, its frame index in data.npz says "
+                              f"{int(offsets[-1]) if len(offsets) else 0}: cut short or overwritten): {fix}")
+
+
+def read_jpeg_stream(path: Path, offsets: np.ndarray, frames: slice | np.ndarray | None = None,
+                     fix: str = "record it again") -> np.ndarray:
+    """Frames (N, H, W, 3) uint8 of a stream; ``frames`` (a slice or indices) decodes only those.
+
+    A stream cut short (its size is not the index's last offset) fails before any decoding, and a frame that does
+    not decode fails naming the frame: both as one error line naming the file and ``fix``."""
+    path = Path(path)
+    with reading(path, fix):
+        data = path.read_bytes()
+    check_stream_size(path, len(data), offsets, fix)
     indices = np.arange(len(offsets) - 1)
     if frames is not None:
         indices = indices[frames]
-    images = [np.asarray(Image.open(io.BytesIO(data[offsets[i] : offsets[i + 1]])).convert("RGB")) for i in indices]
+    images = []
+    for i in indices:
+        with reading(path, fix, f"frame {i} is not a complete JPEG"):
+            images.append(np.asarray(Image.open(io.BytesIO(data[offsets[i] : offsets[i + 1]])).convert("RGB")))
     return np.stack(images) if images else np.empty((0, 0, 0, 3), np.uint8)

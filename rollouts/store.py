@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from dataengine.errors import DataEngineError
-from dataengine.files import read_json, write_atomic
-from rollouts.frames import JPEG_QUALITY, JpegStreamWriter, read_jpeg_stream
+from dataengine.files import read_json, read_json_object, read_npz, write_atomic
+from rollouts.frames import JPEG_QUALITY, JpegStreamWriter, check_stream_size, read_jpeg_stream
 from scenes.outcome import EpisodeMetrics
 from scenes.randomization import SceneSample
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
 _TMP_PREFIX = ".tmp-"
-_DAMAGED_EPISODE = "delete that episode's directory and run the same command with --resume to record it again"
 SCORE = "classifier.json"
+_META_KEYS = ("cameras", "length", "metrics")
+"""What every reader of an episode's meta.json relies on: a meta.json without them is damaged."""
 
 
 def episode_dirname(episode_id: int) -> str:
@@ -75,7 +76,7 @@ class EpisodeStore:
 
     @property
     def manifest(self) -> dict:
-        return read_json(self.root / MANIFEST, "this run cannot be resumed; roll it out again into a new --out")
+        return read_json_object(self.root / MANIFEST, "this run cannot be resumed; roll it out again into a new --out")
 
     # -- episodes ------------------------------------------------------------------------------------------
     def completed_ids(self) -> list[int]:
@@ -98,7 +99,8 @@ class EpisodeStore:
         return EpisodeWriter(tmp, self.episodes_dir / episode_dirname(episode_id), episode_id, fps, jpeg_quality)
 
     def read_meta(self, episode_id: int) -> dict:
-        return read_json(self.episodes_dir / episode_dirname(episode_id) / "meta.json", _DAMAGED_EPISODE)
+        return read_json_object(self.episodes_dir / episode_dirname(episode_id) / "meta.json",
+                                self.damaged_fix(episode_id), _META_KEYS)
 
     def write_score(self, episode_id: int, score: dict) -> None:
         """Record the success classifier's verdict on a stored episode (``classifier.json``, written atomically;
@@ -111,23 +113,51 @@ class EpisodeStore:
         return read_json(path, "delete it and score the run again (dataengine rollout --resume --classifier ...)") \
             if path.is_file() else None
 
-    def missing_files(self, episode_id: int) -> list[str]:
-        """The files a stored episode must have that are absent (a damaged or hand-edited run)."""
+    def check(self, episode_id: int) -> None:
+        """The stored episode is intact as far as can be told without decoding a frame: its files are there,
+        meta.json and data.npz read and agree, and every camera stream has the size its frame index says (one error
+        line otherwise). Cheap (no JPEG decoded), so curate checks every episode before any work."""
+        fix = self.damaged_fix(episode_id)
         path = self.episodes_dir / episode_dirname(episode_id)
-        needed = ["data.npz", *(f"{key}.mjpeg" for key in self.read_meta(episode_id)["cameras"])]
-        return [name for name in needed if not (path / name).is_file()]
+        cameras = self.read_meta(episode_id)["cameras"]
+        missing = [name for name in ("data.npz", *(f"{key}.mjpeg" for key in cameras)) if not (path / name).is_file()]
+        if missing:
+            raise DataEngineError(f"rollout run {self.root} is corrupt: {path.name} lacks {', '.join(missing)}: {fix}")
+        _, data = self._index(episode_id)
+        for key in cameras:
+            check_stream_size(path / f"{key}.mjpeg", (path / f"{key}.mjpeg").stat().st_size, data[f"offsets.{key}"],
+                              fix)
 
     def read(self, episode_id: int, frames: slice | np.ndarray | None = None) -> StoredEpisode:
         """One episode; ``frames`` (a slice or indices) selects frames, e.g. ``slice(-8, None)`` for the last 8,
         and only those are decoded."""
         path = self.episodes_dir / episode_dirname(episode_id)
-        meta = read_json(path / "meta.json", _DAMAGED_EPISODE)
+        meta, data = self._index(episode_id)
         selected = slice(None) if frames is None else frames
-        with np.load(path / "data.npz") as data:
-            arrays = (data["state"][selected], data["action"][selected], data["timestamp"][selected])
-            offsets = {key: data[f"offsets.{key}"] for key in meta["cameras"]}
-        images = {key: read_jpeg_stream(path / f"{key}.mjpeg", offsets[key], frames) for key in meta["cameras"]}
+        arrays = (data["state"][selected], data["action"][selected], data["timestamp"][selected])
+        images = {key: read_jpeg_stream(path / f"{key}.mjpeg", data[f"offsets.{key}"], frames,
+                                        self.damaged_fix(episode_id)) for key in meta["cameras"]}
         return StoredEpisode(meta, *arrays, images)
+
+    def _index(self, episode_id: int) -> tuple[dict, dict[str, np.ndarray]]:
+        """meta.json and every array of data.npz, checked to agree on the episode's length."""
+        path = self.episodes_dir / episode_dirname(episode_id)
+        fix = self.damaged_fix(episode_id)
+        meta = read_json_object(path / "meta.json", fix, _META_KEYS)
+        offsets = [f"offsets.{key}" for key in meta["cameras"]]
+        data = read_npz(path / "data.npz", ["state", "action", "timestamp", *offsets], fix)
+        lengths = {len(data["state"]), len(data["action"]), len(data["timestamp"]), meta["length"],
+                   *(len(data[k]) - 1 for k in offsets)}
+        if len(lengths) != 1:
+            raise DataEngineError(f"{path / 'data.npz'} is damaged (its arrays and meta.json disagree on the "
+                                  f"episode's length: {sorted(lengths)}): {fix}")
+        return meta, data
+
+    def damaged_fix(self, episode_id: int) -> str:
+        """What to do about a damaged file of a stored episode: record that episode again (resume re-runs exactly
+        the missing ids with the same seeds, so the run ends as if nothing had happened)."""
+        return (f"delete {self.episodes_dir / episode_dirname(episode_id)} and record it again with "
+                f"'dataengine rollout --resume --out {self.root} ...' (the run's settings)")
 
 
 class EpisodeWriter:

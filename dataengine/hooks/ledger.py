@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from dataengine.errors import DataEngineError
+from dataengine.files import reading
 from dataengine.publish.lock import exclusive_lock
 
 EVAL_DIR = "eval"
@@ -61,18 +63,32 @@ class Ledger:
             yield
 
     def append(self, run: HookRun) -> None:
+        """One event, one line. After a line torn by a crash (no newline at the end) the event starts a new line,
+        so it is never glued onto the torn one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(run.__dict__) + "\n")
+        with open(self.path, "a+b") as f:
+            torn = f.tell() > 0 and (f.seek(-1, 2), f.read(1))[1] != b"\n"
+            f.write((b"\n" if torn else b"") + json.dumps(run.__dict__).encode() + b"\n")
 
     def runs(self) -> list[HookRun]:
-        """The latest state of every run, in start order; a Slurm job's end is read from its run dir."""
+        """The latest state of every run, in start order; a Slurm job's end is read from its run dir. A line that
+        is not a whole event (torn by a crash, edited by hand) is one error line naming it."""
         if not self.path.is_file():
             return []
+        fix = ("delete that line (the ledger keeps each run's other events; 'dataengine hooks run' fires a hook "
+               "again)")
+        with reading(self.path, fix, "not UTF-8 text"):
+            lines = self.path.read_text().splitlines()
         latest: dict[str, HookRun] = {}
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(lines, start=1):
             if line.strip():
-                run = HookRun(**json.loads(line))
+                with reading(self.path, fix, f"line {number} is not a JSON event"):
+                    event = json.loads(line)
+                try:
+                    run = HookRun(**event)
+                except TypeError:  # not an object, or not a hook run's fields
+                    raise DataEngineError(f"{self.path} is damaged (line {number} is not a hook run event): "
+                                          f"{fix}") from None
                 latest[run.run_id] = run
         runs = sorted(latest.values(), key=lambda r: r.start)
         for run in runs:
@@ -96,7 +112,8 @@ def _read_job_end(run: HookRun) -> None:
     """A Slurm job writes ``exit_status`` into its run dir when it ends (the sbatch script's EXIT trap)."""
     marker = Path(run.run_dir) / "exit_status" if run.run_dir else None
     if run.status == "submitted" and marker is not None and marker.is_file():
-        run.exit_status = int(marker.read_text().strip() or -1)
+        text = marker.read_text(errors="replace").strip()
+        run.exit_status = int(text) if text.lstrip("-").isdigit() else -1  # a damaged marker: the job failed
         run.end = marker.stat().st_mtime
         run.status = "succeeded" if run.exit_status == 0 else "failed"
 

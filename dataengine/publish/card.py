@@ -13,7 +13,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from curation.dataset_stats import ENGINE_META, PROVENANCE_FIX, read_info
+from dataengine.files import read_json_object
 from dataengine.publish.manifest import VersionManifest
+from dataengine.publish.verify import STATS_FIX
 
 PROVENANCE_KEYS = {
     "source_runs": "source runs",
@@ -80,10 +83,10 @@ def _evaluations(repo: str, tag: str, runs: list | None) -> list[str]:
 def render_card(root: Path, manifest: VersionManifest, registry_root: Path | None, runs: list | None = None) -> str:
     """Markdown card for the version whose files are at ``root``; ``runs``: the hook runs trained on it, for the
     card as shown (None when publishing: the section then says where to find them)."""
-    info = json.loads((root / "meta" / "info.json").read_text())
-    stats = json.loads((root / "meta" / "stats.json").read_text()) if (root / "meta" / "stats.json").is_file() else {}
-    engine_path = root / "meta" / "dataengine.json"
-    engine_meta = json.loads(engine_path.read_text()) if engine_path.is_file() else {}
+    info = read_info(root)
+    stats = read_json_object(root / "meta" / "stats.json", STATS_FIX) if (root / "meta" / "stats.json").is_file() else {}
+    engine_path = root / "meta" / ENGINE_META
+    engine_meta = read_json_object(engine_path, PROVENANCE_FIX) if engine_path.is_file() else {}
     outcomes = Counter(e["outcome"] for e in manifest.episodes if "outcome" in e)
     success = (f"{outcomes['SUCCESS'] / sum(outcomes.values()):.1%} ({outcomes['SUCCESS']} of {sum(outcomes.values())})"
                if outcomes else "not recorded")

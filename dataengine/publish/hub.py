@@ -10,7 +10,6 @@ Earlier versions stay reachable by their tags (Hub history is never rewritten).
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -20,14 +19,14 @@ from dataengine.publish.card import render_card
 from dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
 from dataengine.publish.staging import stage_version
 from dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
-from dataengine.publish.verify import verify_dataset
+from dataengine.publish.verify import read_info, verify_dataset
 
 REPO_TYPE = "dataset"
 
 
 def _manifest_at(api, repo_id: str, tag: str) -> VersionManifest:
     path = api.hf_hub_download(repo_id, MANIFEST, repo_type=REPO_TYPE, revision=tag)
-    return VersionManifest(**json.loads(Path(path).read_text()))
+    return VersionManifest.read(Path(path).parent.parent)
 
 
 def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]):
@@ -56,7 +55,7 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
         previous_info = None
         if parent is not None:
             info_path = api.hf_hub_download(repo_id, "meta/info.json", repo_type=REPO_TYPE, revision=parent.tag)
-            previous_info = json.loads(Path(info_path).read_text())
+            previous_info = read_info(Path(info_path).parent.parent)
         verify_dataset(source, repo_id, previous_info)
         manifest = new_manifest(config, source, files, parent)
         main = next((b.target_commit for b in refs.branches if b.name == "main"), None)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+
+from curation.dataset_stats import DAMAGED, read_provenance
+from dataengine.errors import DataEngineError
+from dataengine.files import read_json_object, read_parquet
 
 MANIFEST = "meta/version.json"
 CARD = "README.md"
@@ -60,12 +63,11 @@ def episode_identities(root: Path) -> list[dict]:
     episode came from (curated datasets do); otherwise ``sha256:<hash>`` of its states and actions. Either way the
     same episode has the same identity in every version, whatever its index there, which is what ``diff`` compares.
     """
-    engine_meta = root / "meta" / "dataengine.json"
-    provenance = json.loads(engine_meta.read_text()).get("episodes", []) if engine_meta.is_file() else []
+    provenance = read_provenance(root)
     by_index = {e.get("episode_index", i): e for i, e in enumerate(provenance)}
     rows: dict[int, list] = {}
     for data_file in sorted((root / "data").glob("chunk-*/file-*.parquet")):
-        table = pq.read_table(data_file, columns=["episode_index", "observation.state", "action"])
+        table = read_parquet(data_file, DAMAGED, ["episode_index", "observation.state", "action"])
         episode = table.column("episode_index").to_numpy()
         state = np.asarray(table.column("observation.state").to_pylist(), dtype=np.float32)
         action = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
@@ -110,4 +112,13 @@ class VersionManifest:
 
     @classmethod
     def read(cls, root: Path) -> "VersionManifest":
-        return cls(**json.loads((Path(root) / MANIFEST).read_text()))
+        """The manifest of the version at ``root``; a damaged one is one error line (the registry is then damaged:
+        versions are never rewritten, so the fix is a backup, and ``dataengine verify`` tells what else is)."""
+        path = Path(root) / MANIFEST
+        fix = f"restore {Path(root)} from a backup of the registry, then run 'dataengine verify' on its repo"
+        raw = read_json_object(path, fix, tuple(f.name for f in fields(cls) if f.default is MISSING
+                                                and f.default_factory is MISSING))
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise DataEngineError(f"{path} is damaged (unknown keys {', '.join(unknown)}): {fix}")
+        return cls(**raw)

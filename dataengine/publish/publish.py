@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from dataengine.publish.manifest import VersionManifest, content_id, episode_ide
 from dataengine.publish.registry import LocalRegistry
 from dataengine.publish.staging import stage_version
 from dataengine.publish.tags import dataset_tag
-from dataengine.publish.verify import verify_dataset
+from dataengine.publish.verify import read_info, verify_dataset
 
 TARGETS = ("local", "hub")
 
@@ -96,10 +95,6 @@ def new_manifest(config: PublishConfig, source: Path, files: dict, parent: Versi
                            total_frames=sum(e["length"] for e in episodes), episodes=episodes, files=files)
 
 
-def _read_info(root: Path) -> dict:
-    return json.loads((root / "meta" / "info.json").read_text())
-
-
 def _publish_local(config: PublishConfig, registry: LocalRegistry, source: Path, files: dict,
                    say: Callable[[str], None]) -> PublishResult:
     repo_id = config.repo_id
@@ -114,7 +109,7 @@ def _publish_local(config: PublishConfig, registry: LocalRegistry, source: Path,
         return PublishResult(repo_id, same.tag, False, "local", str(registry.version_path(repo_id, same.tag)), same,
                              previous_episodes=before)
     say("verifying (shards, stats, features, every video frame, lerobot's loader) ...")
-    previous_info = _read_info(registry.version_path(repo_id, parent.tag)) if parent else None
+    previous_info = read_info(registry.version_path(repo_id, parent.tag)) if parent else None
     verify_dataset(source, repo_id, previous_info)
     manifest = new_manifest(config, source, files, parent)
     staging = registry.new_staging_dir(repo_id)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from curation import dataset_stats
+from curation.dataset_stats import DAMAGED
 from dataengine.errors import DataEngineError
+from dataengine.files import parquet_rows, parquet_schema, read_json_object
 
 STAT_NAMES = ("mean", "std", "min", "max", "count")
+STATS_FIX = "run 'dataengine stats fix DATASET' to compute exact stats"
 MIN_IMAGE_STD = 0.005
 """Image stds (pixels in [0, 1]) below this are lerobot's sampled-stats bug, not a real camera image."""
 _NO_STATS = ("string",)
@@ -40,28 +40,20 @@ def read_info(root: Path) -> dict:
     path = root / "meta" / "info.json"
     if not path.is_file():
         _fail(root, "meta/info.json is missing (not a LeRobot v3 dataset)", "pass a dataset made by demos or curate")
-    return json.loads(path.read_text())
+    return dataset_stats.read_info(root)
 
 
 def _episodes(root: Path) -> list[dict]:
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not files:
+    if not sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
         _fail(root, "meta/episodes/ has no parquet files", "the dataset was never finalized; write it again")
-    return pa.concat_tables([pq.read_table(f, columns=[c for c in pq.read_schema(f).names if not c.startswith("stats/")])
-                             for f in files]).to_pylist()
+    return dataset_stats.read_episodes(root, stats=False)
 
 
 def check_shards(root: Path, info: dict) -> list[dict]:
     """Every data and video file any episode points at exists, and the counts agree with the files."""
     episodes = _episodes(root)
-    video_keys = [k for k, f in info["features"].items() if f["dtype"] == "video"]
-    needed: set[str] = set()
-    for ep in episodes:
-        needed.add(info["data_path"].format(chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]))
-        for key in video_keys:
-            needed.add(info["video_path"].format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
-                                                 file_index=ep[f"videos/{key}/file_index"]))
-    missing = sorted(p for p in needed if not (root / p).is_file())
+    needed = dataset_stats.shard_paths(info, episodes)
+    missing = dataset_stats.missing_shards(root, info, episodes)
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         _fail(root, f"{len(missing)} shard(s) missing: {', '.join(missing[:3])}{more}",
@@ -69,7 +61,7 @@ def check_shards(root: Path, info: dict) -> list[dict]:
     if len(episodes) != info["total_episodes"]:
         _fail(root, f"info.json says {info['total_episodes']} episodes, meta/episodes has {len(episodes)}",
               "rewrite the metadata")
-    rows = sum(pq.read_metadata(root / p).num_rows for p in needed if p.endswith(".parquet"))
+    rows = sum(parquet_rows(root / p, DAMAGED) for p in needed if p.endswith(".parquet"))
     if rows != info["total_frames"] or rows != sum(ep["length"] for ep in episodes):
         _fail(root, f"info.json says {info['total_frames']} frames, the data files hold {rows}", "rewrite the metadata")
     return episodes
@@ -78,20 +70,20 @@ def check_shards(root: Path, info: dict) -> list[dict]:
 def check_stats(root: Path, info: dict) -> None:
     path = root / "meta" / "stats.json"
     if not path.is_file():
-        _fail(root, "meta/stats.json is missing", "run 'dataengine stats DATASET' to compute exact stats")
-    stats = json.loads(path.read_text())
+        _fail(root, "meta/stats.json is missing", STATS_FIX)
+    stats = read_json_object(path, STATS_FIX)
     for key, feature in info["features"].items():
         if feature["dtype"] in _NO_STATS:
             continue
         absent = [s for s in STAT_NAMES if s not in stats.get(key, {})]
         if absent:
             _fail(root, f"stats of {key!r} lack {', '.join(absent)}",
-                  "run 'dataengine stats DATASET' to compute exact stats")
+                  STATS_FIX)
         if feature["dtype"] in ("video", "image"):
             stds = [float(v) for v in _flatten(stats[key]["std"])]
             if len(stds) != 3 or min(stds) < MIN_IMAGE_STD:
                 _fail(root, f"image stats of {key!r} have std {stds} (lerobot's sampled image stats are ~100x too small)",
-                      "run 'dataengine stats DATASET' to compute exact stats")
+                      STATS_FIX)
 
 
 def _flatten(value) -> list:
@@ -105,7 +97,7 @@ def check_features(root: Path, info: dict, previous_info: dict | None) -> None:
         if feature["dtype"] == "video" and video_fps is not None and video_fps != fps:
             _fail(root, f"video {key!r} is at {video_fps} fps, the dataset at {fps}", "re-encode the videos")
     data_file = next(iter(sorted((root / "data").glob("chunk-*/file-*.parquet"))), None)
-    columns = set(pq.read_schema(data_file).names) if data_file else set()
+    columns = set(parquet_schema(data_file, DAMAGED).names) if data_file else set()
     expected = {k for k, f in info["features"].items() if f["dtype"] not in ("video",)}
     if expected - columns:
         _fail(root, f"features {sorted(expected - columns)} are in info.json but not in the data files",

@@ -1,0 +1,245 @@
+"""Hostile inputs, part 1: every file the engine reads, cut short or corrupted, in every command that reads it.
+
+Each case damages one file of a real episode store, a real dataset, a hook ledger or a registry the way a full
+disk, a killed copy or a hand edit does (cut in half, bytes zeroed in place, valid JSON of the wrong shape), runs
+a real command on it and asserts what ``docs/guarantees.md`` promises: exit status 2, exactly one ``error:`` line
+naming the damaged file, no traceback, nothing written at ``--out``, and every input byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataengine.cli import main
+
+RUN_N = 2
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def cut(path: Path) -> None:
+    """Half the file is gone (a full disk, a killed copy)."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def zero(path: Path) -> None:
+    """Bytes zeroed in the middle, size unchanged (a bad block; size checks alone cannot see it)."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle - 64 : middle + 64] = bytes(128)
+    path.write_bytes(bytes(data))
+
+
+def zero_header(path: Path) -> None:
+    """The first frame's JPEG tables zeroed, size unchanged: only decoding the frame can tell."""
+    data = bytearray(path.read_bytes())
+    data[2:400] = bytes(398)
+    path.write_bytes(bytes(data))
+
+
+def json_array(path: Path) -> None:
+    """Valid JSON of the wrong shape (a hand edit, another tool's file)."""
+    path.write_text("[]")
+
+
+def empty_object(path: Path) -> None:
+    path.write_text("{}")
+
+
+def assert_one_error_line(argv: list[str], capfd, names: str, inputs: list[Path], out: Path | None = None) -> str:
+    """Run ``dataengine ARGV`` in this process (dask workers included: ``capfd`` sees their output too)."""
+    before = [_digest(p) for p in inputs]
+    capfd.readouterr()
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert names in errors[0], errors[0]
+    assert [_digest(p) for p in inputs] == before, "an input was modified"
+    if out is not None:
+        assert not out.exists() and not list(out.parent.glob(f".{out.name}.partial-*")), "output left behind"
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A real finished rollout run: 2 scripted-expert episodes at 32 px."""
+    out = tmp_path_factory.mktemp("hardening") / "run"
+    assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
+                 "--image-size", "32", "--out", str(out)]) == 0
+    return out
+
+
+STORE_DAMAGE = [
+    ("episodes/e000001/observation.images.wrist.mjpeg", cut),
+    ("episodes/e000001/data.npz", cut),
+    ("episodes/e000001/data.npz", zero),
+    ("episodes/e000001/meta.json", cut),
+    ("episodes/e000001/meta.json", json_array),
+    ("manifest.json", cut),
+]
+STORE_IDS = [f"{path.split('/')[-1]}-{how.__name__}" for path, how in STORE_DAMAGE]
+
+
+def _damaged_copy(source: Path, tmp_path: Path, relative: str, how) -> tuple[Path, Path]:
+    copy = tmp_path / source.name
+    shutil.copytree(source, copy)
+    how(copy / relative)
+    return copy, copy / relative
+
+
+@pytest.mark.parametrize("relative,how", STORE_DAMAGE, ids=STORE_IDS)
+def test_a_damaged_episode_store_file_in_rollout_resume(run, tmp_path, capfd, relative, how):
+    damaged, target = _damaged_copy(run, tmp_path, relative, how)
+    line = assert_one_error_line(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2",
+                                  "--workers", "1", "--image-size", "32", "--resume", "--out", str(damaged)],
+                                 capfd, str(target), [damaged])
+    if relative.startswith("episodes/"):  # the fix it names works: that episode recorded again, exactly
+        assert "delete" in line and "--resume" in line
+        shutil.rmtree(target.parent)
+        assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
+                     "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
+        for name in ("data.npz", "observation.images.wrist.mjpeg"):
+            assert (target.parent / name).read_bytes() == (run / "episodes/e000001" / name).read_bytes()
+
+
+@pytest.mark.parametrize("relative,how", STORE_DAMAGE, ids=STORE_IDS)
+def test_a_damaged_episode_store_file_in_curate(run, tmp_path, capfd, relative, how):
+    damaged, target = _damaged_copy(run, tmp_path, relative, how)
+    out = tmp_path / "curated"
+    assert_one_error_line(["curate", "--runs", str(damaged), "--use-sim-outcome", "--vcodec", "h264", "--workers", "1",
+                           "--out", str(out)], capfd, str(target), [damaged], out)
+
+
+def test_a_corrupt_frame_found_on_a_dask_worker_is_one_line_of_the_real_command(run, tmp_path):
+    """A JPEG zeroed inside (the size still fits its index, so only decoding finds it, on a dask worker): the
+    worker's error travels back as a value, so neither dask nor the CLI prints a traceback."""
+    damaged, target = _damaged_copy(run, tmp_path, "episodes/e000001/observation.images.wrist.mjpeg", zero_header)
+    before = _digest(damaged)
+    out = tmp_path / "curated"
+    result = subprocess.run([sys.executable, "-m", "dataengine.cli", "curate", "--runs", str(damaged),
+                             "--use-sim-outcome", "--vcodec", "h264", "--workers", "1", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(target) in errors[0]
+    assert _digest(damaged) == before and not out.exists()
+
+
+# -- datasets -----------------------------------------------------------------------------------------------
+
+EPISODES = "meta/episodes/chunk-000/file-000.parquet"
+DATA = "data/chunk-000/file-000.parquet"
+VIDEO = "videos/observation.images.wrist/chunk-000/file-000.mp4"
+DATASET_DAMAGE = {
+    # (file, damage): the commands that read it
+    ("meta/info.json", cut): ("publish", "stats", "base"),
+    ("meta/info.json", empty_object): ("publish", "stats", "base"),
+    (EPISODES, cut): ("publish", "stats", "base"),
+    (DATA, cut): ("publish", "stats", "base"),
+    (VIDEO, cut): ("publish", "stats"),
+    ("meta/tasks.parquet", cut): ("base",),
+    ("meta/stats.json", cut): ("publish",),
+    ("meta/dataengine.json", cut): ("publish", "base"),
+}
+DATASET_CASES = [(relative, how, command) for (relative, how), commands in DATASET_DAMAGE.items()
+                 for command in commands]
+
+
+def _dataset_argv(command: str, dataset: Path, run: Path, tmp_path: Path) -> tuple[list[str], Path | None]:
+    if command == "publish":
+        return ["publish", str(dataset), "--repo-id", "local/hardening", "--registry", str(tmp_path / "registry"),
+                "--no-hooks"], None
+    if command == "stats":
+        return ["stats", "fix", str(dataset)], None
+    out = tmp_path / "curated"
+    return ["curate", "--runs", str(run), "--base", str(dataset), "--use-sim-outcome", "--vcodec", "h264",
+            "--workers", "1", "--out", str(out)], out
+
+
+@pytest.mark.parametrize("relative,how,command", DATASET_CASES,
+                         ids=[f"{r.split('/')[-1]}-{h.__name__}-{c}" for r, h, c in DATASET_CASES])
+def test_a_damaged_dataset_file(demo_dataset, run, tmp_path, capfd, relative, how, command):
+    damaged, target = _damaged_copy(demo_dataset.out, tmp_path, relative, how)
+    argv, out = _dataset_argv(command, damaged, run, tmp_path)
+    line = assert_one_error_line(argv, capfd, relative if relative == VIDEO and command == "publish" else str(target),
+                                 [damaged, run], out)
+    assert "Traceback" not in line
+    if command == "publish":
+        assert not (tmp_path / "registry" / "local" / "hardening" / "versions").exists(), "no version was made"
+
+
+def test_stats_fix_replaces_a_cut_stats_file(demo_dataset, tmp_path, capfd):
+    """The one damaged file a command may mend: stats fix exists to rewrite meta/stats.json."""
+    damaged, target = _damaged_copy(demo_dataset.out, tmp_path, "meta/stats.json", cut)
+    assert main(["stats", "fix", str(damaged)]) == 0
+    assert json.loads(target.read_text()).keys() == json.loads((demo_dataset.out / "meta/stats.json").read_text()).keys()
+
+
+def test_stats_fix_refuses_a_dataset_with_a_missing_shard(demo_dataset, tmp_path, capfd):
+    damaged, target = _damaged_copy(demo_dataset.out, tmp_path, DATA, cut)
+    target.unlink()
+    assert_one_error_line(["stats", "fix", str(damaged)], capfd, DATA, [damaged])
+
+
+# -- the hook ledger and the registry -----------------------------------------------------------------------
+
+
+def test_a_torn_ledger_line_in_hooks_status_and_versions(tmp_path, capfd):
+    ledger = tmp_path / "ledger.jsonl"
+    config = tmp_path / "dataengine.toml"
+    config.write_text(f'ledger = "{ledger}"\n')
+    event = {"run_id": "a", "repo_id": "local/x", "tag": "ds-0001-0123456789ab", "hook": "act", "kind": "local",
+             "status": "succeeded", "start": 1.0}
+    ledger.write_text(json.dumps(event) + "\n" + json.dumps({**event, "run_id": "b"})[:40])  # torn by a crash
+    for argv in (["hooks", "--config", str(config), "status"],
+                 ["versions", "local/x", "--config", str(config), "--registry", str(tmp_path / "registry")]):
+        line = assert_one_error_line(argv, capfd, f"{ledger} is damaged (line 2", [tmp_path])
+        assert "delete that line" in line
+    ledger.write_text(json.dumps({"not": "an event"}) + "\n")
+    assert_one_error_line(["hooks", "--config", str(config), "status"], capfd, f"{ledger} is damaged (line 1",
+                          [tmp_path])
+
+
+def test_a_new_ledger_event_never_joins_a_torn_line(tmp_path):
+    from dataengine.hooks.ledger import HookRun, Ledger
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.path.write_text('{"run_id": "torn", "re')
+    ledger.append(HookRun("a", "local/x", "ds-0001-0123456789ab", "act", "local", "running", 1.0))
+    assert json.loads(ledger.path.read_text().splitlines()[1])["run_id"] == "a"
+
+
+@pytest.fixture(scope="module")
+def registry(demo_dataset, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("registry")
+    assert main(["publish", str(demo_dataset.out), "--repo-id", "local/hardening", "--registry", str(root),
+                 "--no-hooks"]) == 0
+    return root
+
+
+@pytest.mark.parametrize("how", [cut, json_array, empty_object])
+def test_a_damaged_version_manifest_in_versions_diff_and_publish(registry, demo_dataset, tmp_path, capfd, how):
+    copy = tmp_path / "registry"
+    shutil.copytree(registry, copy)
+    (version,) = (copy / "local" / "hardening" / "versions").iterdir()
+    manifest = version / "meta" / "version.json"
+    manifest.chmod(0o644)
+    how(manifest)
+    for argv in (["versions", "local/hardening", "--registry", str(copy), "--config", str(tmp_path / "none.toml")],
+                 ["diff", f"local/hardening@{version.name}", str(demo_dataset.out), "--registry", str(copy)],
+                 ["publish", str(demo_dataset.out), "--repo-id", "local/hardening", "--registry", str(copy),
+                  "--no-hooks"]):
+        assert "restore" in assert_one_error_line(argv, capfd, str(manifest), [copy, demo_dataset.out])
