@@ -59,6 +59,14 @@ def test_command_hook_fires_once_per_version_with_templated_argv(tmp_path):
     assert all(r.end >= r.start and Path(r.log).is_file() for r in runs)
 
 
+@pytest.mark.parametrize("grown, fires", [(5, True), (4, False)])
+def test_a_version_grown_by_exactly_min_new_episodes_fires(tmp_path, grown, fires):
+    """``min_new_episodes = 5`` means "grew by at least 5": a version with exactly 5 new episodes retrains."""
+    hooks = load_hooks(write_config(tmp_path, ECHO.replace("OUT", str(tmp_path))))
+    runs = fire_hooks(hooks, event(episodes=10 + grown, previous=10))
+    assert [r.status for r in runs] == (["succeeded"] if fires else [])
+
+
 def test_three_stage_pipeline_stops_at_the_first_failing_stage(tmp_path):
     config = write_config(tmp_path, f"""
 [[hooks]]
