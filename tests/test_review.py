@@ -274,3 +274,23 @@ def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
         assert main(["--workspace", str(tmp_path), *args]) == 2, args
         stderr = capsys.readouterr().err
         assert stderr.startswith("error: ") and message in stderr and stderr.count("\n") == 1, (args, stderr)
+
+
+def test_an_episodes_whiskers_on_demand(server):
+    """``w`` replays the current episode with its run's policy (here the failing expert) and shows its whiskers."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        page.keyboard.press("ArrowDown")
+        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        page.keyboard.press("w")
+        page.wait_for_selector("#whiskers img", timeout=90_000)
+        size = page.evaluate("(async () => { const img = document.querySelector('#whiskers img'); await img.decode();"
+                             " return [img.naturalWidth, img.naturalHeight]; })()")
+        browser.close()
+    assert size == [448, 448]
