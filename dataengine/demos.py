@@ -54,7 +54,7 @@ class DemosSummary:
 
 
 def validate(config: DemosConfig) -> None:
-    from lerobot.datasets.video_utils import VALID_VIDEO_CODECS
+    from dataengine.lerobot_compat import VALID_VIDEO_CODECS
 
     check_positive("--n", config.n)
     check_positive("--workers", config.workers)

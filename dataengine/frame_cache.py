@@ -6,8 +6,9 @@ users saw the same: "data loading, not the GPU, bounded training"). Decoding eac
 (one file per camera, one row per dataset index) turns a sample's images into a memory read shared by all
 dataloader workers through the page cache.
 
-The cache only replaces *how* lerobot obtains the decoded frames (``LeRobotDataset._query_videos``) and, once frames
-are cheap, the action/state chunks (``_query_hf_dataset``, from the numeric columns held in memory); the dataset,
+The cache only replaces *how* lerobot obtains the decoded frames (``_query_videos`` of ``LeRobotDataset`` on 0.4.4,
+of its ``DatasetReader`` on 0.6: ``lerobot_compat.dataset_reader_class``) and, once frames are cheap, the
+action/state chunks (``_query_hf_dataset``, from the numeric columns held in memory); the dataset,
 its timestamps, the training loop and the samples the policy sees are unchanged (a test compares them with
 lerobot's own reads). The cache is keyed by the dataset's content (``fingerprint``), built in a hidden directory and
 renamed into place, so a killed build is simply rebuilt and a changed dataset never reads stale frames. When the
@@ -70,7 +71,7 @@ def _camera_file(key: str) -> str:
 
 def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
     """The cache's description (cameras, shapes) and the decode tasks that fill it."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+    from dataengine.lerobot_compat import LeRobotDatasetMetadata
 
     meta = LeRobotDatasetMetadata("local/frame_cache", root=root)
     episodes = meta.episodes
@@ -212,17 +213,20 @@ class FrameCache:
         self.cameras = {key: np.memmap(Path(cache_dir) / c["file"], dtype=np.uint8, mode="r", shape=tuple(c["shape"]))
                         for key, c in info["cameras"].items()}
 
-    def frames(self, key: str, first_index: int, length: int, timestamps: list[float], tolerance_s: float):
-        """(N, 3, H, W) float frames in [0, 1] at episode-relative ``timestamps``, as lerobot's decoders return them."""
+    def frames(self, key: str, first_index: int, length: int, timestamps: list[float], tolerance_s: float,
+               uint8: bool = False):
+        """(N, 3, H, W) frames at episode-relative ``timestamps`` as lerobot's decoders return them: float in [0, 1],
+        or the raw uint8 with ``uint8`` (lerobot 0.6's ``return_uint8``)."""
         import torch
-        from lerobot.datasets.video_utils import FrameTimestampError
+
+        from dataengine.lerobot_compat import FrameTimestampError
 
         ticks = [t * self.fps for t in timestamps]
         nearest = [min(max(round(t), 0), length - 1) for t in ticks]
         if any(abs(t - n) / self.fps >= tolerance_s for t, n in zip(ticks, nearest)):
             raise FrameTimestampError(f"query timestamps {timestamps} are further than {tolerance_s} s from any frame")
-        images = self.cameras[key][[first_index + n for n in nearest]]
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+        images = torch.from_numpy(self.cameras[key][[first_index + n for n in nearest]]).permute(0, 3, 1, 2)
+        return images.contiguous() if uint8 else images.float().div_(255.0)
 
 
 def read_columns(root: Path) -> dict[str, np.ndarray]:
@@ -244,42 +248,45 @@ def read_columns(root: Path) -> dict[str, np.ndarray]:
 
 
 def install(cache_dir: Path) -> None:
-    """Make lerobot's ``LeRobotDataset`` read the cached dataset's frames from the cache, and its action/state chunks
+    """Make lerobot's dataset reads of the cached dataset take its frames from the cache, and its action/state chunks
     from in-memory columns instead of one parquet row lookup per index (the next cost per sample once frames are
     cached: ~9 ms for ACT's 100 actions). Other datasets, if any, keep lerobot's own reads. A dataset is recognised
     by its content, wherever it lies. Installed before the dataset is made, so forked dataloader workers inherit it."""
     import torch
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from dataengine.lerobot_compat import dataset_reader_class, read_side
 
     hold(cache_dir)
     cache = FrameCache(cache_dir)
-    decode_from_video, query_rows = LeRobotDataset._query_videos, LeRobotDataset._query_hf_dataset
+    reader = dataset_reader_class()
+    decode_from_video, query_rows = reader._query_videos, reader._query_hf_dataset
     fingerprints: dict[Path, str] = {}
     columns: dict[str, np.ndarray] = {}
 
-    def is_cached(dataset: LeRobotDataset) -> bool:
-        root = Path(dataset.root)
+    def is_cached(root: Path) -> bool:
         if root not in fingerprints:
             fingerprints[root] = fingerprint(root)
         return fingerprints[root] == cache.fingerprint
 
     def query_videos(self, query_timestamps: dict[str, list[float]], ep_idx: int) -> dict:
-        if not is_cached(self):
+        side = read_side(self)
+        if not is_cached(side.root):
             return decode_from_video(self, query_timestamps, ep_idx)
-        episode = self.meta.episodes[ep_idx]
+        episode = side.meta.episodes[ep_idx]
         first, length = int(episode["dataset_from_index"]), int(episode["length"])
-        return {key: cache.frames(key, first, length, timestamps, self.tolerance_s).squeeze(0)
+        return {key: cache.frames(key, first, length, timestamps, side.tolerance_s, side.uint8).squeeze(0)
                 for key, timestamps in query_timestamps.items()}
 
     def query_hf_dataset(self, query_indices: dict[str, list[int]]) -> dict:
-        if not is_cached(self) or self._absolute_to_relative_idx is not None:  # an episode subset: lerobot's way
+        side = read_side(self)
+        if not is_cached(side.root) or side.episode_subset:  # an episode subset: lerobot's way
             return query_rows(self, query_indices)
-        wanted = {k: i for k, i in query_indices.items() if k not in self.meta.video_keys}
+        wanted = {k: i for k, i in query_indices.items() if k not in side.meta.video_keys}
         if not columns:
-            columns.update(read_columns(self.root))
+            columns.update(read_columns(side.root))
         if any(key not in columns for key in wanted):
             return query_rows(self, query_indices)
         return {key: torch.from_numpy(columns[key][indices]) for key, indices in wanted.items()}
 
-    LeRobotDataset._query_videos = query_videos
-    LeRobotDataset._query_hf_dataset = query_hf_dataset
+    reader._query_videos = query_videos
+    reader._query_hf_dataset = query_hf_dataset

@@ -134,7 +134,7 @@ def resolve_dataset(spec: str) -> ResolvedDataset:
         engine_meta = path / "meta" / "dataengine.json"
         repo_id = json.loads(engine_meta.read_text())["config"]["repo_id"] if engine_meta.is_file() else f"local/{path.name}"
         return ResolvedDataset(repo_id, path.resolve())
-    from lerobot.utils.constants import HF_LEROBOT_HOME
+    from dataengine.lerobot_compat import HF_LEROBOT_HOME
 
     cached = HF_LEROBOT_HOME / spec
     if (cached / "meta" / "info.json").is_file():

@@ -2,7 +2,9 @@
 
 lerobot 0.4.4 defaults to torchcodec whenever the package is installed, but torchcodec needs the system's FFmpeg
 shared libraries and fails at first use without them ("Could not load libtorchcodec"), deep inside training.
-We try to load it once and fall back to PyAV (which bundles its own FFmpeg) instead of crashing.
+We try to load it once and fall back to PyAV (which bundles its own FFmpeg) instead of crashing. lerobot 0.6 makes
+the same check for its default, but the engine passes its backend explicitly (to lerobot-train too), so both lines
+decode the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def video_backend() -> str:
         log.info("torchcodec unusable (%s); decoding videos with pyav", str(error).splitlines()[0])
         from dataengine.lerobot_compat import install_video_fallback
 
-        install_video_fallback()  # lerobot's pyav path itself needs torchvision.io.VideoReader
+        install_video_fallback()  # lerobot 0.4.4's pyav path itself needs torchvision.io.VideoReader
         return "pyav"
     return "torchcodec"
 

@@ -7,9 +7,10 @@ policy class (``lerobot.policies.factory.get_policy_class``); the processors com
 any work starts (not a checkpoint, a type the engine cannot drive, inputs the scene does not provide, a config
 this lerobot cannot parse) is one ``DataEngineError`` line.
 
-Configs written by a newer lerobot carry fields the installed one does not know (0.6.1 writes
+Configs written by another lerobot line carry fields the installed one does not know (0.6.1 writes
 ``pretrained_revision``), which draccus rejects outright; they are dropped before parsing, so such a checkpoint
-loads whenever the fields the installed lerobot does know still mean the same.
+loads whenever the fields the installed lerobot does know still mean the same. When it still cannot be parsed,
+the error names the line that wrote it (``lerobot_compat.policy_config_writer``) and the installed one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataengine.errors import DataEngineError
+from dataengine.lerobot_compat import LEROBOT_VERSION, policy_config_writer
 from scenes.render import CAMERA_NAMES, image_feature_key
 from scenes.so101 import JOINT_NAMES
 
@@ -57,17 +59,6 @@ DRIVES: dict[str, Drive] = {
     "pi05": Drive(history=False, language=True),
 }
 """The lerobot policy types the engine drives; any other type is refused with this list."""
-
-
-def installed_lerobot() -> str:
-    try:
-        import lerobot
-
-        return str(lerobot.__version__)
-    except (ImportError, AttributeError):
-        from importlib.metadata import version
-
-        return version("lerobot")
 
 
 def read_policy_config(checkpoint: Path) -> dict[str, Any]:
@@ -121,8 +112,7 @@ def load_config(checkpoint: Path) -> PreTrainedConfig:
     """The checkpoint's lerobot config, parsed by the installed lerobot (draccus) after dropping the fields its
     config class does not know; one error line saying which lerobot wrote it, which is installed, and what to do
     when it still cannot be parsed."""
-    import lerobot.policies  # noqa: F401  (registers every config class with draccus)
-    from lerobot.configs.policies import PreTrainedConfig
+    from dataengine.lerobot_compat import PreTrainedConfig
 
     checkpoint = Path(checkpoint)
     raw = read_policy_config(checkpoint)
@@ -130,7 +120,7 @@ def load_config(checkpoint: Path) -> PreTrainedConfig:
     try:
         config_class = PreTrainedConfig.get_choice_class(raw["type"])
     except Exception as e:  # draccus: a type this lerobot does not register
-        raise _unparseable(checkpoint, [], e) from e
+        raise _unparseable(checkpoint, raw, [], e) from e
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(k for k in raw if k != "type" and k not in known)
     with tempfile.TemporaryDirectory(prefix="dataengine-config-") as tmp:
@@ -138,18 +128,20 @@ def load_config(checkpoint: Path) -> PreTrainedConfig:
         try:
             return PreTrainedConfig.from_pretrained(tmp)
         except Exception as e:  # draccus' parsing and decoding errors, the config's own __post_init__ checks
-            raise _unparseable(checkpoint, unknown, e) from e
+            raise _unparseable(checkpoint, raw, unknown, e) from e
 
 
-def _unparseable(checkpoint: Path, unknown: list[str], error: Exception) -> DataEngineError:
-    installed = installed_lerobot()
-    written_by = (f"a newer lerobot (it has fields lerobot {installed} does not know: {', '.join(unknown)}; they "
-                  "were dropped)" if unknown else "an unknown lerobot version (config.json does not record it)")
+def _unparseable(checkpoint: Path, raw: dict[str, Any], unknown: list[str], error: Exception) -> DataEngineError:
+    installed = LEROBOT_VERSION
+    writer, same_line = policy_config_writer(raw)
+    dropped = f" (fields lerobot {installed} does not know were dropped: {', '.join(unknown)})" if unknown else ""
+    advice = ("the config itself is invalid: retrain it ('dataengine train')" if same_line else
+              f"run it with {writer} (the engine installs lerobot 0.4.4 on Python 3.11, 0.6.1 on Python >= 3.12), "
+              f"or retrain it with lerobot {installed} ('dataengine train')")
     reason = " ".join(str(error).split()) or type(error).__name__
     return DataEngineError(
         f"{checkpoint}/config.json cannot be parsed by the installed lerobot {installed}: {reason}. It was written "
-        f"by {written_by}. Retrain it with lerobot {installed} ('dataengine train'), or run the engine with the "
-        "lerobot that wrote it"
+        f"by {writer}{dropped}: {advice}"
     )
 
 
@@ -181,7 +173,7 @@ class LoadedPolicy:
 def load_policy(checkpoint: Path, device: str, edit: Any = None) -> LoadedPolicy:
     """Load ``checkpoint`` with lerobot's own classes on ``device``. ``edit(config)`` may change the config before
     the policy is built (``n_action_steps``, temporal ensembling), as lerobot's own config overrides would."""
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+    from dataengine.lerobot_compat import get_policy_class, make_pre_post_processors
 
     checkpoint = Path(checkpoint)
     config = load_config(checkpoint)
@@ -197,6 +189,6 @@ def load_policy(checkpoint: Path, device: str, edit: Any = None) -> LoadedPolicy
     except Exception as e:
         raise DataEngineError(
             f"the processors of {checkpoint} (policy_preprocessor.json, policy_postprocessor.json) cannot be loaded "
-            f"by lerobot {installed_lerobot()}: {' '.join(str(e).split())}"
+            f"by lerobot {LEROBOT_VERSION}: {' '.join(str(e).split())}"
         ) from e
     return LoadedPolicy(policy, preprocess, postprocess, config, drive)

@@ -164,7 +164,7 @@ class LeRobotPolicy:
         """A new episode in ``slot``: empty queue, empty history, fresh ensembler, noise seeded with ``seed``."""
         state = _SlotState()
         if self.ensembling:
-            from lerobot.policies.act.modeling_act import ACTTemporalEnsembler
+            from dataengine.lerobot_compat import ACTTemporalEnsembler
 
             state.ensembler = ACTTemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.chunk_size)
         if self.drive.history:
@@ -221,7 +221,7 @@ class LeRobotPolicy:
         Diffusion: the actions from the current step to the horizon (n = horizon - n_obs_steps + 1), from the
         history of ``slots`` followed by the observation (without ``slots``: as at an episode's first step), noise
         seeded with ``seed``."""
-        from lerobot.policies.utils import populate_queues
+        from dataengine.lerobot_compat import populate_queues
 
         if not self.drive.history:
             return self.postprocess(self._chunks(observations))
@@ -265,7 +265,7 @@ class LeRobotPolicy:
         return actions
 
     def _act_from_history(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
-        from lerobot.policies.utils import populate_queues
+        from dataengine.lerobot_compat import populate_queues
 
         states = [self._slots[slot] for slot in slots]
         batch = self._preprocessed(observations)

@@ -27,18 +27,22 @@ def test_video_backend_falls_back_to_pyav_when_torchcodec_cannot_load(monkeypatc
 
 
 def test_pyav_fallback_decodes_what_lerobot_decodes(demo_dataset, monkeypatch):
-    """torchvision >= 0.26 has no io.VideoReader; the fallback must return lerobot's frames exactly."""
+    """torchvision >= 0.26 has no io.VideoReader; the fallback must return lerobot's frames exactly (lerobot 0.6
+    decodes with PyAV itself and needs no fallback)."""
     import torch
     import torchvision
     from lerobot.datasets import video_utils
 
-    from dataengine.lerobot_compat import decode_video_frames_pyav, install_video_fallback
+    from dataengine.lerobot_compat import LEROBOT_06, decode_video_frames_pyav, install_video_fallback
 
     video = next((demo_dataset.out / "videos" / "observation.images.wrist").rglob("*.mp4"))
     # the open file is reused between calls: seeking backwards and forwards must still give lerobot's frames
     for timestamps in ([0.0, 0.5, 1.0, 1.0333333], [1.5], [0.1, 0.2], [1.5], [0.0]):
-        reference = video_utils.decode_video_frames_torchvision(video, timestamps, 1e-4, "pyav")
+        reference = video_utils.decode_video_frames(video, timestamps, 1e-4, "pyav")
         torch.testing.assert_close(decode_video_frames_pyav(video, timestamps, 1e-4), reference, atol=0, rtol=0)
+    if LEROBOT_06:
+        assert not install_video_fallback()
+        return
     monkeypatch.delattr(torchvision.io, "VideoReader")
     monkeypatch.setattr(video_utils, "decode_video_frames_torchvision", video_utils.decode_video_frames_torchvision)
     assert install_video_fallback()

@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from dataengine import frame_cache
 from dataengine.errors import DataEngineError
+from dataengine.lerobot_compat import dataset_reader_class
 from dataengine.video import video_backend
 
 ACT_DELTAS = {"action": [k / 30 for k in range(10)]}
@@ -28,9 +30,11 @@ def _dataset(config, **kwargs) -> LeRobotDataset:
 
 
 def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_dataset, tmp_path, monkeypatch):
+    reader = dataset_reader_class()  # what makes each sample: LeRobotDataset (0.4.4) or its DatasetReader (0.6)
     for method in ("_query_videos", "_query_hf_dataset"):  # undone after the test
-        monkeypatch.setattr(LeRobotDataset, method, getattr(LeRobotDataset, method))
+        monkeypatch.setattr(reader, method, getattr(reader, method))
     decoded = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
+    expected = [decoded[index] for index in range(len(decoded))]  # before install: the patch is on the class
     other_decoded = _dataset(grown_dataset)
     cache_dir = frame_cache.build(demo_dataset.out, tmp_path / "cache", Console())
     assert frame_cache.build(demo_dataset.out, tmp_path / "cache", Console()) == cache_dir  # reused, not rebuilt
@@ -44,14 +48,14 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached dataset decoded a video")
 
-    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.decode_video_frames", no_decoding)
+    monkeypatch.setattr(sys.modules[reader.__module__], "decode_video_frames", no_decoding)
     column_reads = []
     monkeypatch.setattr(frame_cache, "read_columns",
                         lambda root, read=frame_cache.read_columns: column_reads.append(root) or read(root))
     cached = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
     assert len(cameras) == 2 and len(cached) == len(decoded)
-    for index in range(len(decoded)):
-        want, got = decoded[index], cached[index]
+    for index, want in enumerate(expected):
+        got = cached[index]
         for key in cameras:
             assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype
             assert torch.equal(got[key], want[key]), f"sample {index} {key}"
@@ -61,7 +65,7 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
 
     moved = shutil.copytree(demo_dataset.out, tmp_path / "moved")  # same content elsewhere: still served from the cache
     from_moved = LeRobotDataset(demo_dataset.repo_id, root=moved, video_backend=video_backend())
-    assert torch.equal(from_moved[5][cameras[1]], decoded[5][cameras[1]])
+    assert torch.equal(from_moved[5][cameras[1]], expected[5][cameras[1]])
 
 
 def test_a_changed_dataset_gets_a_new_cache_and_a_killed_build_is_redone(demo_dataset, tmp_path):

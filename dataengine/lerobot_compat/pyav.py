@@ -1,4 +1,4 @@
-"""Keep lerobot 0.4.4's video decoding working where its ``pyav`` backend cannot.
+"""lerobot 0.4.4's ``pyav`` video decoding, written on PyAV directly (``install_video_fallback`` installs it).
 
 lerobot 0.4.4's ``pyav`` backend decodes through ``torchvision.io.VideoReader``, which torchvision 0.26 removed
 (the GPU machine's torch 2.11 image has it, and lerobot-train died there on the first batch with
@@ -7,23 +7,17 @@ FFmpeg. When VideoReader is missing, we replace that one function with the same 
 directly (seek to the key frame before the first timestamp, decode to the last, pick the closest frames within
 the tolerance), so lerobot's loader and trainer keep working unchanged. Like lerobot's torchcodec decoder cache,
 opened files are kept open per process: a v3 video file holds many episodes, and re-opening it for every sample
-(parsing its index each time) made data loading, not the GPU, the limit of lerobot-train.
-
-``python -m dataengine.lerobot_compat ARGS...`` runs ``lerobot-train ARGS...`` with the fallback installed, and
-reads frames from the decoded-frame cache named by ``$DATAENGINE_FRAME_CACHE`` (``dataengine.frame_cache``).
+(parsing its index each time) made data loading, not the GPU, the limit of lerobot-train. lerobot 0.6 decodes with PyAV itself, so there it is not needed.
 """
 
 from __future__ import annotations
 
 import collections
 import os
-from pathlib import Path
 
 import av
 import numpy as np
 import torch
-
-from dataengine import frame_cache
 
 _OPEN_LIMIT = 32
 """Open video files kept per process (a dataset has two cameras x a few chunk files)."""
@@ -66,24 +60,3 @@ def decode_video_frames_pyav(video_path, timestamps: list[float], tolerance_s: f
         )
     images = np.stack([frames[i].to_ndarray(format="rgb24") for i in closest.tolist()])
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-
-
-def install_video_fallback() -> bool:
-    """Route lerobot's pyav decoding through PyAV directly if torchvision lacks VideoReader; True if installed."""
-    import torchvision
-
-    if hasattr(torchvision.io, "VideoReader"):
-        return False
-    from lerobot.datasets import video_utils
-
-    video_utils.decode_video_frames_torchvision = decode_video_frames_pyav
-    return True
-
-
-if __name__ == "__main__":
-    install_video_fallback()
-    if os.environ.get(frame_cache.CACHE_ENV):
-        frame_cache.install(Path(os.environ[frame_cache.CACHE_ENV]))
-    from lerobot.scripts.lerobot_train import main
-
-    main()

@@ -1,0 +1,16 @@
+"""``python -m dataengine.lerobot_compat ARGS...``: ``lerobot-train ARGS...`` of the installed lerobot, with the
+PyAV decoding fallback installed (0.4.4 without torchvision's VideoReader), reading frames from the decoded-frame
+cache named by ``$DATAENGINE_FRAME_CACHE`` (``dataengine.frame_cache``). The shipped hook templates call it."""
+
+import os
+from pathlib import Path
+
+from dataengine import frame_cache
+from dataengine.lerobot_compat import install_video_fallback
+
+install_video_fallback()
+if os.environ.get(frame_cache.CACHE_ENV):
+    frame_cache.install(Path(os.environ[frame_cache.CACHE_ENV]))
+from lerobot.scripts.lerobot_train import main  # noqa: E402  (after the patches: it imports the dataset classes)
+
+main()
