@@ -65,6 +65,22 @@ def test_batched_engine_reproduces_single_env_episodes(tmp_path):
     assert _file_identities(store) == files, "a retried chunk must leave stored episodes untouched"
 
 
+def test_a_second_attempt_at_a_stored_episode_is_dropped_not_stored_over_it(tmp_path):
+    """Two attempts at one episode (a chunk retried while the first attempt still runs) race to commit: the first
+    is stored, the second returns False and leaves the stored episode as it was."""
+    store = EpisodeStore.create(tmp_path / "run", {"n": 1})
+    env = PickPlaceEnv(SMALL)
+    observation = env.reset(3)
+    first, second = store.begin(0, 30), store.begin(0, 30)
+    for writer, action in ((first, np.ones(6)), (second, np.zeros(6))):
+        writer.add(observation.state, action, observation.images)
+    env.step(np.zeros(6))
+    committed = [w.commit(3, env.scene, env.metrics(), {"kind": "scripted"}, "task") for w in (first, second)]
+    assert committed == [True, False]
+    np.testing.assert_array_equal(store.read(0).actions, np.ones((1, 6)))
+    assert store.completed_ids() == [0] and len(list(store.episodes_dir.iterdir())) == 1
+
+
 def _file_identities(store: EpisodeStore) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of every stored file: equal before and after means nothing was rewritten or replaced."""
     return {str(p.relative_to(store.root)): (p.stat().st_ino, p.stat().st_mtime_ns)
