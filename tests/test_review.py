@@ -3,6 +3,7 @@ headless, through Playwright) over a real rollout run, and its labels read back 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,7 +62,7 @@ def server(run_dir, tmp_path):
     labels = tmp_path / "labels.jsonl"
     book = LabelBook(labels)
     book.check_writable()
-    app = create_app(Catalog.load([run_dir]), book, by="tester")
+    app = create_app(Catalog.load([run_dir]), book, by="tester", whisker_every=30)
     httpd = bind(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -70,10 +71,32 @@ def server(run_dir, tmp_path):
     httpd.server_close()
 
 
-def _browser(playwright):
+@contextlib.contextmanager
+def _pages(url: str, count: int = 1):
+    """``count`` tabs of one headless chromium on the page, each loaded and ready."""
+    from playwright.sync_api import sync_playwright
+
     if not CHROMIUM.is_file():
         pytest.skip("no Debian chromium here: apt-get install chromium (.ci/run does)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        pages = [context.new_page() for _ in range(count)]
+        for page in pages:
+            _load(page, url)
+        try:
+            yield pages
+        finally:
+            browser.close()
+
+
+def _load(page, url: str | None = None) -> None:
+    page.goto(url) if url else page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+
+
+def _wait_for_episode(page, episode: int) -> None:
+    page.wait_for_function(f"document.querySelector('#title').textContent.endsWith('episode {episode}')")
 
 
 def _lines(path: Path) -> list[dict]:
@@ -94,41 +117,33 @@ def _current(page) -> str:
 
 
 def test_three_labels_by_keyboard_are_in_the_file_at_once_and_shown_after_reload(server, run_dir, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     url, labels = server
     before = _digest(run_dir)
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(url)
-        page.wait_for_selector("body[data-ready=true]")
+    with _pages(url) as (page,):
         assert _current(page) == "run 0 · episode 0"
         page.wait_for_function("document.querySelector('#time').textContent.startsWith('frame 1 /')")
         page.keyboard.press("ArrowRight")  # episode 0: success
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        _wait_for_episode(page, 1)
         assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True)]  # written at once
         page.keyboard.press("ArrowLeft")  # episode 1: failure
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 2')")
+        _wait_for_episode(page, 2)
         page.keyboard.press(" ")  # episode 2: skipped
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 3')")
+        _wait_for_episode(page, 3)
         page.keyboard.press("ArrowRight")  # episode 3: success
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 4')")
+        _wait_for_episode(page, 4)
         lines = _lines(labels)
         assert [(l["episode_id"], l["success"]) for l in lines] == [(0, True), (1, False), (3, True)]
         assert {l["by"] for l in lines} == {"tester"} and all(l["time"] > time.time() - 300 for l in lines)
 
-        page.reload()
-        page.wait_for_selector("body[data-ready=true]")
+        _load(page)
         badges = _label_badges(page)
         assert (badges[0], badges[1], badges[2], badges[3]) == ("success", "failure", "–", "success")
         page.screenshot(path=str(tmp_path / "review.png"))
 
         page.keyboard.press("z")  # undo survives the reload (this tab's history): episode 3's label goes
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 3')")
+        _wait_for_episode(page, 3)
         assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True), (1, False)]
         assert _label_badges(page)[3] == "–"
-        browser.close()
     current = read_labels(labels)  # the classifier's reader: the page's labels win over the simulator
     run_id = EpisodeStore.open(run_dir).manifest["run_id"]
     assert {k: v.success for k, v in current.items()} == {(run_id, 0): True, (run_id, 1): False}
@@ -138,37 +153,22 @@ def test_three_labels_by_keyboard_are_in_the_file_at_once_and_shown_after_reload
 
 
 def test_two_tabs_lose_nothing_and_an_undo_never_drops_a_newer_label(server):
-    from playwright.sync_api import sync_playwright
-
     url, labels = server
-    with sync_playwright() as p:
-        browser = _browser(p)
-        context = browser.new_context()
-        first, second = context.new_page(), context.new_page()
-        for page in (first, second):
-            page.goto(url)
-            page.wait_for_selector("body[data-ready=true]")
+    with _pages(url, 2) as (first, second):
         first.keyboard.press("ArrowRight")  # both tabs label episode 0, the second one last
-        first.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        _wait_for_episode(first, 1)
         second.keyboard.press("ArrowLeft")
-        second.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        _wait_for_episode(second, 1)
         first.keyboard.press("z")  # the first tab's undo must not remove the second tab's newer label
         first.wait_for_selector("#error:not([hidden])")
         assert "labelled again since" in first.inner_text("#error")
-        browser.close()
     assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True), (0, False)]
     assert next(iter(read_labels(labels).values())).success is False
 
 
 def test_blind_switch_hides_the_simulator_outcome_and_sorting_by_it(server):
-    from playwright.sync_api import sync_playwright
-
     url, _ = server
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_selector("body[data-ready=true]")
+    with _pages(url) as (page,):
         assert page.is_visible("td.sim")
         page.select_option("#sort", "disagreement")  # a sort only the simulator's outcome allows
         page.wait_for_function("document.querySelector('#title').textContent.startsWith('run 0')")
@@ -177,10 +177,8 @@ def test_blind_switch_hides_the_simulator_outcome_and_sorting_by_it(server):
                                "getComputedStyle(document.querySelector('td.sim')).display === 'none'")
         assert not page.is_visible("td.sim") and not page.is_visible("#facts .sim")
         assert page.input_value("#sort") == "episode"  # a sort that would reveal the outcome is left
-        page.reload()
-        page.wait_for_selector("body[data-ready=true]")
+        _load(page)
         assert page.is_checked("#blind") and not page.is_visible("td.sim")  # the switch is remembered
-        browser.close()
 
 
 def test_concurrent_labels_of_many_requests_are_all_kept(server, run_dir):
@@ -278,19 +276,12 @@ def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
 
 def test_an_episodes_whiskers_on_demand(server):
     """``w`` replays the current episode with its run's policy (here the failing expert) and shows its whiskers."""
-    from playwright.sync_api import sync_playwright
-
     url, _ = server
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page()
-        page.goto(url)
-        page.wait_for_selector("body[data-ready=true]")
+    with _pages(url) as (page,):
         page.keyboard.press("ArrowDown")
-        page.wait_for_function("document.querySelector('#title').textContent.endsWith('episode 1')")
+        _wait_for_episode(page, 1)
         page.keyboard.press("w")
         page.wait_for_selector("#whiskers img", timeout=90_000)
         size = page.evaluate("(async () => { const img = document.querySelector('#whiskers img'); await img.decode();"
                              " return [img.naturalWidth, img.naturalHeight]; })()")
-        browser.close()
     assert size == [448, 448]
