@@ -46,6 +46,9 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
 
 def _run_demos(args: argparse.Namespace) -> None:
     from dataengine.demos import record_demos
+    from dataengine.preflight import check_seed
+
+    check_seed("--seed", args.seed)
     from scenes.pick_place import PickPlaceConfig
     from scenes.randomization import SceneRandomization
 
