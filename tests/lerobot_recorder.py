@@ -10,16 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
 from curation.features import ROBOT_TYPE
+from dataengine.lerobot_compat import create_dataset
 from rollouts.episode import EpisodeFrames
 
 
 def write_with_lerobot(root: Path, repo_id: str, fps: int, features: dict[str, dict], episodes: list[EpisodeFrames],
                        vcodec: str = "h264") -> None:
-    dataset = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=root, robot_type=ROBOT_TYPE,
-                                    use_videos=True, vcodec=vcodec, streaming_encoding=False)
+    dataset = create_dataset(repo_id, fps, features, root, ROBOT_TYPE, vcodec)
     for episode in episodes:
         for t in range(len(episode)):
             frame = {"observation.state": episode.states[t], "action": episode.actions[t], "task": episode.task}

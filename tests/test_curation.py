@@ -312,9 +312,8 @@ def test_an_existing_output_is_refused(run, curated, capsys):
 
 
 def test_writer_encodes_with_lerobots_own_codec_settings():
-    from lerobot.datasets.video_utils import _get_codec_options
-
     from curation.v3_writer import LEROBOT_CODEC_OPTIONS
+    from dataengine.lerobot_compat import codec_options
 
     for codec, options in LEROBOT_CODEC_OPTIONS.items():
-        assert options == _get_codec_options(codec)
+        assert options == codec_options(codec)

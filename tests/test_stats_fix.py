@@ -13,6 +13,7 @@ from curation.features import so101_features
 from lerobot_recorder import write_with_lerobot
 from pixel_stats import assert_stats_exact
 from dataengine.cli import main
+from dataengine.lerobot_compat import LEROBOT_06
 from rollouts.episode import record_episode
 from scenes.expert import ScriptedExpert
 from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
@@ -42,7 +43,11 @@ def lerobot_written(tmp_path):
 def test_stats_fix_replaces_lerobots_overflowed_image_std_and_reports_it(lerobot_written, capsys):
     root = lerobot_written
     broken = json.loads((root / "meta" / "stats.json").read_text())
-    assert max(np.ravel(broken["observation.images.wrist"]["std"])) < 0.02, "lerobot's uint8 overflow"
+    lerobot_std = max(np.ravel(broken["observation.images.wrist"]["std"]))
+    if LEROBOT_06:  # 0.6 fixed the overflow, but still estimates image stats from a sample of frames, not exactly
+        assert lerobot_std > 0.02
+    else:
+        assert lerobot_std < 0.02, "lerobot 0.4.4's uint8 overflow"
     media = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] in ("data", "videos")]
     before = _digest(media)
 

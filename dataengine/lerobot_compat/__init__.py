@@ -23,8 +23,8 @@ from typing import Any
 
 from dataengine.lerobot_compat.pyav import decode_video_frames_pyav
 
-__all__ = ["LEROBOT_VERSION", "LEROBOT_06", "ReadSide", "dataset_reader_class", "decode_video_frames_pyav",
-           "empty_dataset_info", "install_video_fallback", "policy_config_writer", "read_side", "write_info"]
+__all__ = ["LEROBOT_VERSION", "LEROBOT_06", "ReadSide", "codec_options", "create_dataset", "dataset_reader_class",
+           "decode_video_frames_pyav", "empty_dataset_info", "install_video_fallback", "policy_config_writer", "read_side", "write_info"]
 
 LEROBOT_VERSION: str = version("lerobot")
 """The installed lerobot, from its distribution metadata (no lerobot import)."""
@@ -106,6 +106,34 @@ def write_info(info: dict, root: Path) -> None:
         from lerobot.datasets.utils import write_info as write
 
         write(info, Path(root))
+
+
+def create_dataset(repo_id: str, fps: int, features: dict, root: Path, robot_type: str, vcodec: str) -> Any:
+    """A new video dataset written by lerobot's own recording API (``add_frame / save_episode / finalize``) on its
+    classic path (frames staged as images, encoded at ``save_episode``); 0.6 takes the codec as an encoder config."""
+    create = __getattr__("LeRobotDataset").create
+    common = dict(repo_id=repo_id, fps=fps, features=features, root=root, robot_type=robot_type, use_videos=True,
+                  streaming_encoding=False)
+    if LEROBOT_06:
+        from lerobot.configs.video import RGBEncoderConfig
+
+        return create(**common, rgb_encoder=RGBEncoderConfig(vcodec=vcodec))
+    return create(**common, vcodec=vcodec)
+
+
+def codec_options(vcodec: str) -> dict[str, str]:
+    """lerobot's default encoder options for ``vcodec``, thread settings left out. 0.6 also passes SVT-AV1
+    ``fast-decode=0``, which is SVT-AV1's own default, so it is left out too: both lines encode alike."""
+    if not LEROBOT_06:
+        from lerobot.datasets.video_utils import _get_codec_options
+
+        return _get_codec_options(vcodec)
+    from lerobot.configs.video import RGBEncoderConfig
+
+    options = RGBEncoderConfig(vcodec=vcodec).get_codec_options(as_strings=True)
+    if options.get("svtav1-params") == "fast-decode=0":
+        del options["svtav1-params"]
+    return options
 
 
 def dataset_reader_class() -> type:
