@@ -84,11 +84,11 @@ def diffusion_checkpoint(demo_dataset, workspace):
 def lerobot_home(tmp_path, monkeypatch):
     """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import): publishing refreshes
     the cache of the repo id it publishes, which must not touch the user's real cache."""
-    import lerobot.utils.constants as constants
+    from dataengine.lerobot_compat import lerobot_home_bindings
 
     home = tmp_path / "lerobot_home"
-    monkeypatch.setattr(constants, "HF_LEROBOT_HOME", home)
-    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", home)
+    for target, value in lerobot_home_bindings(home):
+        monkeypatch.setattr(target, value)
     return home
 
 

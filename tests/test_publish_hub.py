@@ -17,7 +17,8 @@ SECRET = "hf_test_token_that_must_never_be_printed"
 def hub(tmp_path, monkeypatch):
     """The double on a local port as HF_ENDPOINT, online, with a token; lerobot's cache root per test."""
     import huggingface_hub.constants as hf_constants
-    import lerobot.utils.constants as constants
+
+    from dataengine.lerobot_compat import lerobot_home_bindings
 
     server, hub = start_hub_double(tmp_path / "hub_blobs")
     endpoint = f"http://127.0.0.1:{server.server_port}"
@@ -26,10 +27,10 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
     monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr("huggingface_hub.file_download.HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr("huggingface_hub.file_download.HUGGINGFACE_CO_URL_TEMPLATE", template, raising=False)  # < 1.0
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
-    monkeypatch.setattr(constants, "HF_LEROBOT_HOME", tmp_path / "lerobot_home")
-    monkeypatch.setattr("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", tmp_path / "lerobot_home")
+    for target, value in lerobot_home_bindings(tmp_path / "lerobot_home"):
+        monkeypatch.setattr(target, value)
     yield hub
     server.shutdown()
 

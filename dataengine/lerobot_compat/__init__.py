@@ -24,7 +24,7 @@ from typing import Any
 from dataengine.lerobot_compat.pyav import decode_video_frames_pyav
 
 __all__ = ["LEROBOT_VERSION", "LEROBOT_06", "ReadSide", "codec_options", "create_dataset", "dataset_reader_class",
-           "decode_video_frames_pyav", "empty_dataset_info", "install_video_fallback", "policy_config_writer", "read_side", "write_info"]
+           "decode_video_frames_pyav", "empty_dataset_info", "install_video_fallback", "lerobot_home_bindings", "policy_config_writer", "read_side", "write_info"]
 
 LEROBOT_VERSION: str = version("lerobot")
 """The installed lerobot, from its distribution metadata (no lerobot import)."""
@@ -64,6 +64,19 @@ def __getattr__(name: str) -> Any:
     if name == "PreTrainedConfig":
         importlib.import_module("lerobot.policies")  # registers every policy's config class with draccus
     return getattr(importlib.import_module(_NAMES[name][LEROBOT_06]), name)
+
+
+def lerobot_home_bindings(home: Path) -> list[tuple[str, Path]]:
+    """Every module-level copy of lerobot's cache root (``$HF_LEROBOT_HOME``, read once at import) as
+    ("module.NAME", value for ``home``): rebinding them all points lerobot at ``home`` inside one process (tests do,
+    with monkeypatch). 0.6 adds the revision-safe Hub snapshot cache ``home/hub``."""
+    home = Path(home)
+    if not LEROBOT_06:
+        return [("lerobot.utils.constants.HF_LEROBOT_HOME", home),
+                ("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HOME", home)]
+    return [(f"{module}.{name}", value) for module in ("lerobot.utils.constants", "lerobot.datasets.dataset_metadata")
+            for name, value in (("HF_LEROBOT_HOME", home), ("HF_LEROBOT_HUB_CACHE", home / "hub"))] + [
+        ("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HUB_CACHE", home / "hub")]
 
 
 def policy_config_writer(raw: dict) -> tuple[str, bool]:
