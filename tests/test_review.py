@@ -162,6 +162,8 @@ def test_two_tabs_lose_nothing_and_an_undo_never_drops_a_newer_label(server):
         first.keyboard.press("z")  # the first tab's undo must not remove the second tab's newer label
         first.wait_for_selector("#error:not([hidden])")
         assert "labelled again since" in first.inner_text("#error")
+        first.evaluate("window.dispatchEvent(new Event('focus'))")  # back to the first tab: it shows the newer label
+        first.wait_for_function("document.querySelector('#row-0-0 td.label').textContent.trim() === 'failure'")
     assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True), (0, False)]
     assert next(iter(read_labels(labels).values())).success is False
 

@@ -9,6 +9,7 @@ dataset, or not), and the simulator's outcome (privileged truth, which the page 
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,11 +125,13 @@ class Catalog:
                 accepted = (run_id, row.episode_id) in taken
                 row.curated = f"{'accepted into' if accepted else 'not accepted by'} {dataset.name}"
 
+    @functools.cached_property
+    def _by_key(self) -> dict[tuple[int, int], Row]:
+        return {(r.run, r.episode_id): r for r in self.rows}
+
     def row(self, run: int, episode_id: int) -> Row:
-        found = next((r for r in self.rows if r.run == run and r.episode_id == episode_id), None)
-        if found is None:
-            raise KeyError((run, episode_id))
-        return found
+        """The row of episode ``episode_id`` of run index ``run``; KeyError if there is none."""
+        return self._by_key[(run, episode_id)]
 
     def outcomes(self) -> list[str]:
         return sorted({r.outcome for r in self.rows})

@@ -30,6 +30,7 @@ from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from classifier.labels import Label
+from curation.report import frame_strip  # imports matplotlib (seconds): at start, not on the first thumbnail
 from dataengine.errors import DataEngineError
 from dataengine.review.catalog import PAGE_SIZES, SORTS, Catalog, Query, Row
 from dataengine.review.labelbook import LabelBook, LabelConflict
@@ -83,13 +84,7 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
     by = by or getpass.getuser()
     ours = {(catalog.runs[r.run].run_id, r.episode_id) for r in catalog.rows}
 
-    def run_of(run: int):
-        if not 0 <= run < len(catalog.runs):
-            abort(404)
-        return catalog.runs[run]
-
     def row_of(run: int, episode: int) -> Row:
-        run_of(run)
         try:
             return catalog.row(run, episode)
         except KeyError:
@@ -242,8 +237,6 @@ def _int(body: dict, key: str) -> int:
 @functools.lru_cache(maxsize=THUMBNAILS_CACHED)
 def _strip(root: str, episode: int) -> bytes:
     """A frame strip (``curation.report.frame_strip``) as JPEG; cached, thumbnails are asked for again and again."""
-    from curation.report import frame_strip
-
     buffer = io.BytesIO()
     Image.fromarray(frame_strip(EpisodeStore(Path(root)), episode)).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

@@ -221,6 +221,15 @@ async function whiskers() {
   } catch (error) { box.innerHTML = ""; showError(error); }
 }
 
+async function refreshLabels() {
+  await refreshState();
+  const data = await api(`/api/episodes?${query()}`);
+  for (const fresh of data.rows) {
+    const row = view.rows.find((r) => r.run === fresh.run && r.episode === fresh.episode);
+    if (row) setRowLabel(row, fresh.label);
+  }
+}
+
 function applyBlind() {
   const blind = $("blind").checked;
   document.body.classList.toggle("blind", blind);
@@ -280,16 +289,7 @@ async function start() {
   }
   $("scrub").addEventListener("input", () => { stopPlayer(); showFrame(Number($("scrub").value)); });
   $("copy").addEventListener("click", () => navigator.clipboard?.writeText(s.retrain));
-  window.addEventListener("focus", async () => {  // another tab may have labelled meanwhile
-    const current = view.current;
-    await refreshState();
-    const data = await api(`/api/episodes?${query()}`);
-    data.rows.forEach((fresh) => {
-      const row = view.rows.find((r) => r.run === fresh.run && r.episode === fresh.episode);
-      if (row) setRowLabel(row, fresh.label);
-    });
-    view.current = current;
-  });
+  window.addEventListener("focus", () => refreshLabels().catch(showError));  // another tab may have labelled
   await loadPage(0);
   document.body.dataset.ready = "true";
 }
