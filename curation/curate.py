@@ -8,7 +8,8 @@
 5. validate (every file present, lerobot loads it offline), write the report, and rename into place.
 
 Everything is built in a hidden staging directory beside ``--out``; a failure or Ctrl-C leaves nothing at ``--out``
-and the inputs are only ever read.
+and the inputs are only ever read. One curate per ``--out`` at a time (an flock on ``.NAME.lock`` beside it); the
+staging directory a killed curate left is removed by the next one.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from curation.validate import validate_dataset
 from dataengine.config import to_jsonable
 from dataengine.errors import DataEngineError
 from dataengine.executors import ExecutorConfig, dask_client, wait_all
-from dataengine.preflight import check_new_output_dir, check_repo_id
+from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
 from dataengine.progress import progress_bar
+from dataengine.publish.lock import exclusive_lock
 from rollouts.store import EpisodeStore
 
 REPORT_DIR = "curation"
@@ -79,6 +81,8 @@ def _validate(config: CurateConfig) -> None:
         raise DataEngineError(f"unknown --vcodec {config.vcodec!r}: use libsvtav1 (lerobot's default) or h264")
     if config.image_size is not None and config.image_size < 8:
         raise DataEngineError(f"--image-size must be at least 8, got {config.image_size}")
+    if config.workers is not None:
+        check_positive("--workers", config.workers)
     verdict = config.verdict
     if verdict.enabled and config.classifier is None and not verdict.use_sim_outcome:
         raise DataEngineError(
@@ -110,6 +114,15 @@ def curate(config: CurateConfig, console: Console | None = None) -> CurateSummar
     console = console or Console(stderr=True)
     start = time.perf_counter()
     _validate(config)
+    out = Path(config.out).resolve()
+    with exclusive_lock(out.parent / f".{out.name}.lock", f"curate into {out}", wait=False):
+        check_new_output_dir(out)  # again, now that no other curate can be writing it
+        for leftover in out.parent.glob(f".{out.name}.partial-*"):  # a killed curate's: no live one holds the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        return _curate(config, out, console, start)
+
+
+def _curate(config: CurateConfig, out: Path, console: Console, start: float) -> CurateSummary:
     stores = [open_finished_run(Path(run).resolve()) for run in config.runs]
     fps_values = {run_fps(s) for s in stores}
     if len(fps_values) > 1:
@@ -121,7 +134,6 @@ def curate(config: CurateConfig, console: Console | None = None) -> CurateSummar
     if base_info is not None:
         check_base_compatible(base_info, features, fps, Path(config.base))
     verdict = _load_verdict(config)
-    out = Path(config.out).resolve()
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     seconds: dict[str, float] = {}
     try:

@@ -148,8 +148,22 @@ def check_table(cls, table, where: str, skip: tuple[str, ...] = ()) -> None:
 
 
 def check_positive(name: str, value: int) -> None:
-    if value < 1:
-        raise DataEngineError(f"{name} must be at least 1, got {value}")
+    check_at_least(name, value, 1)
+
+
+def check_at_least(name: str, value: int | float, minimum: int | float, why: str = "") -> None:
+    """One error line for a number below ``minimum`` (``why``: what the limit is for, appended)."""
+    if value < minimum:
+        raise DataEngineError(f"{name} must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))
+
+
+def check_seed(name: str, seed: int) -> None:
+    """Scene seeds are non-negative (numpy's generators refuse others, deep inside a worker)."""
+    check_at_least(name, seed, 0, "scene seeds are non-negative integers")
+
+
+MIN_IMAGE_SIZE = 16
+"""The smallest square frame the scene renders (``scenes.pick_place`` refuses smaller ones, but only on a worker)."""
 
 
 def check_new_output_dir(path: Path) -> None:

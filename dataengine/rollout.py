@@ -8,6 +8,7 @@ episodes that are missing; the manifest guarantees it is the same run (policy ha
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -22,13 +24,15 @@ from rich.table import Table
 from dataengine.config import RolloutConfig, to_jsonable
 from dataengine.errors import DataEngineError
 from dataengine.executors import dask_client, wait_all
-from dataengine.preflight import check_positive
+from dataengine.files import write_atomic
+from dataengine.preflight import MIN_IMAGE_SIZE, check_at_least, check_positive, check_seed
 from dataengine.progress import progress_bar
+from dataengine.publish.lock import exclusive_lock
 from dataengine.workspace import Workspace
 from rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
 from rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
 from rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
-from rollouts.store import EpisodeStore
+from rollouts.store import LOCK, EpisodeStore
 from scenes.faulty_expert import FaultMix
 from scenes.outcome import Outcome
 from scenes.pick_place import DEFAULT_IMAGE_SIZE
@@ -90,6 +94,22 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     return spec, identity, image_size
 
 
+def check_numbers(config: RolloutConfig) -> None:
+    """Every number of the command in its range, before anything starts (a negative seed or a 0-pixel scene would
+    otherwise fail on a worker, or worse, a 0 fall back silently to a default)."""
+    check_positive("--n", config.n)
+    check_seed("--seed", config.seed)
+    for flag, value in (("--num-envs", config.num_envs), ("--chunk-size", config.chunk_size), ("--lanes", config.lanes),
+                        ("--workers", config.executor.workers), ("--n-action-steps", config.n_action_steps)):
+        if value is not None:
+            check_positive(flag, value)
+    if config.scene.image_size is not None:
+        check_at_least("--image-size", config.scene.image_size, MIN_IMAGE_SIZE, "pixels of the square camera frames")
+    if config.temporal_ensemble_coeff is not None and not config.temporal_ensemble_coeff >= 0:
+        raise DataEngineError(f"--temporal-ensemble must be a coefficient >= 0 (e.g. 0.01), got "
+                              f"{config.temporal_ensemble_coeff}")
+
+
 def _image_size(requested: int | None, policy_size: int | None) -> int:
     """The policy's input size wins; an explicit, different request is an error, not a silent resize."""
     if policy_size is not None and requested is not None and requested != policy_size:
@@ -99,28 +119,27 @@ def _image_size(requested: int | None, policy_size: int | None) -> int:
     return policy_size or requested or DEFAULT_IMAGE_SIZE
 
 
-def _open_store(out: Path, manifest: dict, resume: bool) -> EpisodeStore:
-    if not resume:
-        return EpisodeStore.create(out, manifest)
-    store = EpisodeStore.open(out)
-    previous = store.manifest
-    differing = [k for k in _COMPATIBLE_KEYS if to_jsonable(previous.get(k)) != to_jsonable(manifest[k])]
-    if differing:
-        raise DataEngineError(
-            f"{out} belongs to another run ({', '.join(differing)} differ): use a new --out, or the same settings"
-        )
-    store.remove_partials()
-    for episode_id in store.completed_ids():  # a damaged episode is named (with its fix) before any work
-        store.check(episode_id)
-    return store
+@contextlib.contextmanager
+def _opened_store(out: Path, manifest: dict, resume: bool) -> Iterator[EpisodeStore]:
+    """The run's store, held by this process alone for the block: a second rollout of the same ``--out`` (two
+    ``--resume`` at once) is refused, since its clean-up would delete the first one's episodes in progress."""
+    store = EpisodeStore.open(out) if resume else EpisodeStore.create(out, manifest)
+    with exclusive_lock(out / LOCK, f"rollout into {out}", wait=False):
+        if resume:
+            previous = store.manifest
+            differing = [k for k in _COMPATIBLE_KEYS if to_jsonable(previous.get(k)) != to_jsonable(manifest[k])]
+            if differing:
+                raise DataEngineError(f"{out} belongs to another run ({', '.join(differing)} differ): use a new --out, "
+                                      "or the same settings")
+            store.remove_partials()
+            for episode_id in store.completed_ids():  # a damaged episode is named (with its fix) before any work
+                store.check(episode_id)
+        yield store
 
 
 def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None = None) -> RolloutSummary:
     console = console or Console(stderr=True)
-    check_positive("--n", config.n)
-    for flag, value in (("--num-envs", config.num_envs), ("--chunk-size", config.chunk_size), ("--lanes", config.lanes)):
-        if value is not None:
-            check_positive(flag, value)
+    check_numbers(config)
     get_preset(config.scene.render_preset)
     spec, identity, policy_size = resolve_policy(config, workspace)
     scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))
@@ -130,24 +149,24 @@ def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None
     manifest = {"run_id": uuid.uuid4().hex, "n": config.n, "seed": config.seed, "policy": identity, "scene": to_jsonable(scene),
                 "config": to_jsonable(config), "created": time.time()}
     classifier = _check_classifier(config.classifier, scene.image_size)
-    store = _open_store(out, manifest, config.resume)
-    done = set(store.completed_ids())
-    missing = [i for i in range(config.n) if i not in done]
-    start = time.perf_counter()
-    env_steps, seconds, capacity = 0, {}, None
-    if missing:
-        with dask_client(config.executor) as client:
-            capacity = _plan_capacity(client, config, spec, scene, len(missing))
-            console.print(f"capacity: {capacity.describe()}")
-            chunk = config.chunk_size or capacity.num_envs
-            tasks = [ChunkTask(str(out), tuple(missing[i : i + chunk]), config.seed, spec, scene, capacity.num_envs,
-                               config.jpeg_quality, capacity.lanes, classifier)
-                     for i in range(0, len(missing), chunk)]
-            env_steps, seconds = _run_tasks(client, tasks, config, store, console, already=len(done))
-    summary = summarize(store, env_steps, time.perf_counter() - start, seconds, capacity)
-    (out / "summary.json").write_text(json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
-    print_summary(console, summary)
-    return summary
+    with _opened_store(out, manifest, config.resume) as store:
+        done = set(store.completed_ids())
+        missing = [i for i in range(config.n) if i not in done]
+        start = time.perf_counter()
+        env_steps, seconds, capacity = 0, {}, None
+        if missing:
+            with dask_client(config.executor) as client:
+                capacity = _plan_capacity(client, config, spec, scene, len(missing))
+                console.print(f"capacity: {capacity.describe()}")
+                chunk = config.chunk_size or capacity.num_envs
+                tasks = [ChunkTask(str(out), tuple(missing[i : i + chunk]), config.seed, spec, scene, capacity.num_envs,
+                                   config.jpeg_quality, capacity.lanes, classifier)
+                         for i in range(0, len(missing), chunk)]
+                env_steps, seconds = _run_tasks(client, tasks, config, store, console, already=len(done))
+        summary = summarize(store, env_steps, time.perf_counter() - start, seconds, capacity)
+        write_atomic(out / "summary.json", json.dumps(to_jsonable(dataclasses.asdict(summary)), indent=2))
+        print_summary(console, summary)
+        return summary
 
 
 def _check_classifier(path: Path | None, image_size: int) -> str | None:

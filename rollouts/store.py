@@ -6,6 +6,7 @@ RUN/episodes/e000042/meta.json         episode id, seed, initial scene, outcome 
 RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,)
 RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``rollouts.frames``: cheap to record)
 RUN/episodes/e000042/classifier.json   optional: the success classifier's score (``rollout --classifier``)
+RUN/.lock                              held (flock) by the rollout writing the run: one at a time
 ```
 An episode directory is built under a hidden temporary name and renamed into place when complete, so a killed
 run never leaves a half episode that looks finished; leftovers are removed on resume. Episode ``k`` always uses
@@ -30,6 +31,7 @@ from scenes.outcome import EpisodeMetrics
 from scenes.randomization import SceneSample
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 EPISODES = "episodes"
 _TMP_PREFIX = ".tmp-"
 SCORE = "classifier.json"

@@ -30,8 +30,9 @@ def _manifest_at(api, repo_id: str, tag: str) -> VersionManifest:
 
 
 def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]):
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
+    from requests.exceptions import RequestException
 
     from dataengine.publish.publish import PublishResult, new_manifest
 
@@ -72,6 +73,14 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
         _move_codebase_tag(api, repo_id, commit.oid, RevisionNotFoundError)
     except HfHubHTTPError as error:
         raise DataEngineError(f"the Hub refused the publish of {repo_id}: {str(error).splitlines()[0]}") from None
+    except OfflineModeIsEnabled:
+        raise DataEngineError(f"cannot publish {repo_id} to the Hub: HF_HUB_OFFLINE is set; unset it (or publish "
+                              "to the local registry: --to local)") from None
+    except RequestException as error:  # no answer at all: refused, timed out, no route, DNS
+        reason = type(error).__name__ + (": connection refused" if "refused" in str(error) else "")
+        raise DataEngineError(f"cannot reach the Hub at {constants.ENDPOINT} ({reason}): check the network and "
+                              "HF_ENDPOINT, then publish again (it continues from what the Hub has; a version is "
+                              "tagged only once complete)") from None
     return PublishResult(repo_id, manifest.tag, True, "hub", f"{url}/tree/{manifest.tag}", manifest,
                          parent.total_episodes if parent else 0)
 

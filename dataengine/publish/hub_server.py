@@ -17,15 +17,18 @@ body naming the file and ``dataengine verify``, never its bytes (409, not 500: c
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
 import shutil
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from dataengine.errors import DataEngineError
 from dataengine.publish.integrity import file_matches
 from dataengine.publish.manifest import CARD, MANIFEST, sha256_file
 from dataengine.publish.registry import LocalRegistry
@@ -185,8 +188,27 @@ def make_server(store: RepoStore, host: str = "127.0.0.1", port: int = 0,
     return ThreadingHTTPServer((host, port), handler_class)
 
 
+def bind(store: RepoStore, host: str, port: int) -> ThreadingHTTPServer:
+    """:func:`make_server`, with a port out of range, in use or not allowed, or a host that is not this machine's,
+    as one error line saying what to pass instead."""
+    if not 0 <= port <= 65535:
+        raise DataEngineError(f"--port must be 0-65535 (0: any free port), got {port}")
+    try:
+        return make_server(store, host, port)
+    except socket.gaierror as error:
+        raise DataEngineError(f"--host {host!r} is not a host name or address ({error.strerror}): pass e.g. "
+                              "--host 127.0.0.1") from None
+    except OSError as error:
+        fix = {errno.EADDRINUSE: "another server (another 'dataengine serve'?) listens there: stop it or pass "
+                                 "another --port (0: any free port)",
+               errno.EACCES: "ports below 1024 need root: pass --port 1024 or higher",
+               errno.EADDRNOTAVAIL: "that address is not one of this machine's: pass --host 127.0.0.1"}
+        raise DataEngineError(f"cannot listen on {host}:{port} ({error.strerror}): "
+                              f"{fix.get(error.errno, 'pass another --host or --port')}") from None
+
+
 def serve_registry(registry: LocalRegistry, host: str, port: int) -> None:
-    server = make_server(RegistryStore(registry), host, port)
+    server = bind(RegistryStore(registry), host, port)
     print(f"serving {registry.root} as a Hub at http://{host}:{server.server_port}\n"
           f"use it with: HF_ENDPOINT=http://{host}:{server.server_port} (and HF_HUB_OFFLINE unset); Ctrl-C stops")
     server.serve_forever()

@@ -1,4 +1,6 @@
-"""One publish per repo at a time: an exclusive ``flock`` on ``<repo dir>/.lock``, released if the process dies."""
+"""One writer at a time: an exclusive ``flock`` on a lock file, released by the kernel if the process dies (so a
+killed run never leaves a lock that blocks the next one). Publish waits for the other publish of its repo; rollout
+and curate refuse at once when another run writes the same output (waiting would only run the work twice)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from dataengine.errors import DataEngineError
+
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str, on_wait=print) -> Iterator[None]:
-    """Hold the lock for the block; if another process holds it, say so (with its pid) and wait for it."""
+def exclusive_lock(path: Path, what: str, on_wait=print, wait: bool = True) -> Iterator[None]:
+    """Hold the lock for the block. If another process holds it: with ``wait``, say so (with its pid) and wait for
+    it; without, one error line naming that process."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         try:
@@ -19,6 +24,9 @@ def exclusive_lock(path: Path, what: str, on_wait=print) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "?"
+            if not wait:
+                raise DataEngineError(f"another {what} (pid {holder}) is running: let it finish (or stop it), then "
+                                      "run this again") from None
             on_wait(f"waiting for another {what} (pid {holder}) to finish")
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)

@@ -59,8 +59,11 @@ class LocalRegistry:
         return next((v for v in self.versions(repo_id) if v.content_id == content_id), None)
 
     def clean_staging(self, repo_id: str) -> None:
-        """Remove versions a crashed publish left half-built (call only while holding the publish lock)."""
+        """Remove what a crashed publish left half-built: staged versions and object copies not yet renamed into
+        place (call only while holding the publish lock)."""
         shutil.rmtree(self.repo_dir(repo_id) / ".staging", ignore_errors=True)
+        for partial in (self.repo_dir(repo_id) / "objects").glob("*/.tmp-*"):
+            partial.unlink(missing_ok=True)
 
     def new_staging_dir(self, repo_id: str) -> Path:
         path = self.repo_dir(repo_id) / ".staging" / uuid.uuid4().hex
