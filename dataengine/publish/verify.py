@@ -7,6 +7,10 @@
 * features and fps agree between ``info.json``, the videos and the data, and with the repo's previous version;
 * every video decodes completely, frame by frame, and holds exactly the frames its episodes say (a ``.mp4`` cut in
   half published once: its first and last frames decoded, lerobot then failed on three episodes of that version);
+* what lerobot's own dataset tools (delete / split / merge episodes) leave behind is caught: a
+  ``meta/dataengine.json`` whose episodes are no longer the dataset's (the tools keep neither it nor our
+  ``dataengine/*`` columns), videos re-encoded to another codec than ``info.json`` names, and per-episode image
+  stats of a lerobot-written dataset merged in (its ~100x-too-small stds leave the merged stats ~4 % off);
 * lerobot's own loader opens the dataset and decodes its first and last frame.
 """
 
@@ -86,6 +90,57 @@ def check_stats(root: Path, info: dict) -> None:
                       STATS_FIX)
 
 
+def check_episode_stats(root: Path, info: dict) -> None:
+    """Every episode's own image stats (``stats/KEY/std`` in meta/episodes) are real: lerobot merges datasets by
+    aggregating these, so one merged-in episode with lerobot 0.4.4's sampled stats makes the dataset's stats
+    inexact even where stats.json looks plausible."""
+    keys = [k for k, f in info["features"].items() if f["dtype"] in ("video", "image")]
+    for row in dataset_stats.read_episodes(root):
+        for key in keys:
+            std = row.get(f"stats/{key}/std")
+            stds = [float(v) for v in _flatten(std)] if std is not None else []
+            if std is None or len(stds) != 3 or min(stds) < MIN_IMAGE_STD:
+                _fail(root, f"episode {row['episode_index']}'s own image stats of {key!r} are "
+                      f"{'missing' if std is None else f'std {stds}'} (lerobot's sampled stats, e.g. of a "
+                      "lerobot-written dataset merged in; the dataset's stats are then inexact)", STATS_FIX)
+
+
+def check_provenance(root: Path, info: dict, episodes: list[dict]) -> None:
+    """``meta/dataengine.json`` and the ``dataengine/*`` columns, where present, describe exactly these episodes:
+    lerobot's dataset tools rewrite meta/episodes without them, so a copied or left-over one is stale."""
+    if not (root / "meta" / dataset_stats.ENGINE_META).is_file():
+        return  # not ours, or our columns alone (they travel with their rows): nothing can be stale
+    provenance = dataset_stats.read_provenance(root)
+    fix = ("delete meta/dataengine.json to publish without provenance (the card then says so), or make the "
+           "dataset with 'dataengine curate' (--base for demos), which records it")
+    indices = sorted(e.get("episode_index", i) for i, e in enumerate(provenance))
+    if indices != list(range(info["total_episodes"])):
+        _fail(root, f"meta/dataengine.json describes {len(provenance)} episodes, the dataset has "
+              f"{info['total_episodes']} (changed by another tool, e.g. lerobot's delete / split / merge "
+              "episodes, which keep no provenance): its provenance is stale", fix)
+    by_index = {e.get("episode_index", i): e for i, e in enumerate(provenance)}
+    for ep in episodes:
+        recorded = by_index.get(ep["episode_index"], {})
+        for column in ("dataengine/run_id", "dataengine/source_episode"):
+            key = column.removeprefix("dataengine/")
+            if ep.get(column) is not None and recorded.get(key) != ep.get(column):
+                _fail(root, f"episode {ep['episode_index']}'s {column} is {ep.get(column)!r} but meta/dataengine.json "
+                      f"says {recorded.get(key)!r}: the two were written for different episodes", fix)
+
+
+def check_codecs(root: Path, info: dict, scans: dict[str, "VideoScan"]) -> None:
+    """Each video feature's ``info.video.codec`` in info.json names the codec its files are in (lerobot's tools
+    re-encode the files they cut to AV1 and copy the old metadata)."""
+    for path, scan in sorted(scans.items()):
+        key = next((k for k in info["features"] if f"/{k}/" in f"/{path}"), None)
+        named = info["features"][key].get("info", {}).get("video.codec") if key else None
+        if named is not None and scan.codec and scan.codec != named:
+            _fail(root, f"{path} is {scan.codec} video but meta/info.json says {key} is {named} (re-encoded by "
+                  "another tool, e.g. lerobot's delete / split episodes)",
+                  f"set features[{key!r}].info['video.codec'] to {scan.codec!r} in meta/info.json, or re-encode "
+                  f"the videos to {named}")
+
+
 def _flatten(value) -> list:
     return [x for v in value for x in _flatten(v)] if isinstance(value, list) else [value]
 
@@ -120,6 +175,8 @@ class VideoScan:
     width: int = 0
     height: int = 0
     error: str | None = None
+    codec: str = ""
+    """The stream's codec as lerobot names it in info.json (``canonical_name``: h264, av1, ...)."""
 
 
 def scan_video(path: Path, threads: int = 0) -> VideoScan:
@@ -131,6 +188,7 @@ def scan_video(path: Path, threads: int = 0) -> VideoScan:
             if not container.streams.video:
                 return VideoScan(error="has no video stream")
             stream = container.streams.video[0]
+            scan.codec = stream.codec.canonical_name
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = threads
             for packet in container.demux(stream):
@@ -232,7 +290,9 @@ def verify_dataset(root: Path, repo_id: str, previous_info: dict | None = None) 
     info = read_info(root)
     episodes = check_shards(root, info)
     check_stats(root, info)
+    check_episode_stats(root, info)
+    check_provenance(root, info, episodes)
     check_features(root, info, previous_info)
-    check_videos(root, info, episodes)
+    check_codecs(root, info, check_videos(root, info, episodes))
     check_loads_with_lerobot(root, repo_id)
     return info
