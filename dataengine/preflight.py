@@ -62,6 +62,18 @@ def repo_id_problem(repo_id) -> str | None:
     return None
 
 
+def relative_path_problem(value) -> str | None:
+    """Why ``value`` (a path read from a file, e.g. a manifest) could point outside the directory it is relative
+    to (None: it cannot): absolute, with a ``..`` or empty part, a backslash or a NUL."""
+    if not isinstance(value, str) or not value:
+        return "is not a relative path"
+    if value.startswith("/") or "\\" in value or "\0" in value:
+        return "is absolute or holds '\\' or NUL"
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        return "has an empty, '.' or '..' part"
+    return None
+
+
 def check_repo_id(repo_id) -> str:
     problem = repo_id_problem(repo_id)
     if problem:

@@ -30,7 +30,8 @@ from urllib.parse import unquote, urlsplit
 
 from dataengine.errors import DataEngineError
 from dataengine.publish.integrity import file_matches
-from dataengine.publish.manifest import CARD, MANIFEST, sha256_file
+from dataengine.preflight import repo_id_problem
+from dataengine.publish.manifest import CARD, MANIFEST, VersionManifest, sha256_file
 from dataengine.publish.registry import LocalRegistry
 
 
@@ -67,6 +68,8 @@ class RegistryStore:
         return hashlib.sha1(tag.encode()).hexdigest()
 
     def refs(self, repo_id: str) -> dict[str, dict[str, str]] | None:
+        if repo_id_problem(repo_id):  # ``..`` or any other non-name is no repo, never a path
+            return None
         versions = self.registry.versions(repo_id)
         if not versions:
             return None
@@ -79,8 +82,7 @@ class RegistryStore:
 
     def tree(self, repo_id: str, commit: str) -> dict[str, tuple[str, int]]:
         root = self.registry.version_path(repo_id, self._tag(repo_id, commit))
-        manifest = json.loads((root / MANIFEST).read_text())
-        files = {p: (e["sha256"], e["size"]) for p, e in manifest["files"].items()}
+        files = {p: (e["sha256"], e["size"]) for p, e in VersionManifest.read(root).files.items()}
         for extra in (MANIFEST, CARD):
             files[extra] = (sha256_file(root / extra), (root / extra).stat().st_size)
         return files
@@ -130,6 +132,12 @@ class HubApiHandler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        try:
+            self._get()
+        except DataEngineError as error:  # a damaged manifest in the registry: said to the client, not a traceback
+            self.send_error_code(409, "IntegrityError", str(error))
+
+    def _get(self) -> None:
         path = unquote(urlsplit(self.path).path)
         if match := _RESOLVE.match(path):
             return self._resolve(match.group(2), match.group(3), match.group(4))

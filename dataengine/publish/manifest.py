@@ -17,6 +17,7 @@ import numpy as np
 from curation.dataset_stats import DAMAGED, read_provenance
 from dataengine.errors import DataEngineError
 from dataengine.files import read_json_object, read_parquet
+from dataengine.preflight import relative_path_problem
 
 MANIFEST = "meta/version.json"
 CARD = "README.md"
@@ -121,4 +122,12 @@ class VersionManifest:
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
         if unknown:
             raise DataEngineError(f"{path} is damaged (unknown keys {', '.join(unknown)}): {fix}")
+        files = raw.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(e, dict) and {"sha256", "size"} <= set(e)
+                                                  for e in files.values()):
+            raise DataEngineError(f"{path} is damaged (its files are not a table of sha256 and size): {fix}")
+        escaping = next((p for p in files if relative_path_problem(p)), None)
+        if escaping is not None:  # a manifest path never reaches outside its version, whoever wrote it
+            raise DataEngineError(f"{path} is damaged (file path {escaping!r} {relative_path_problem(escaping)}): "
+                                  f"{fix}")
         return cls(**raw)

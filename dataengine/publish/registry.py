@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dataengine.errors import DataEngineError
 from dataengine.files import write_atomic
+from dataengine.preflight import check_repo_id
 from dataengine.publish.manifest import VersionManifest
 from dataengine.publish.tags import CODEBASE_TAG, is_dataset_tag, tag_sequence
 
@@ -29,7 +30,8 @@ class LocalRegistry:
     root: Path
 
     def repo_dir(self, repo_id: str) -> Path:
-        return Path(self.root) / repo_id
+        """The repo's directory; a repo id that is not OWNER/NAME (``../..``) never becomes a path."""
+        return Path(self.root) / check_repo_id(repo_id)
 
     def version_path(self, repo_id: str, tag: str) -> Path:
         return self.repo_dir(repo_id) / "versions" / tag
