@@ -67,6 +67,10 @@ class Scale:
     base: int = 40
     rollout_runs: tuple[int, ...] = (250, 500, 1250)
     """Teacher rollouts, as consecutive runs: the curve's points are their cumulative sums (2,000 in all)."""
+    round2_runs: tuple[int, ...] = ()
+    """A second round of distillation (none by default): ``round2_teacher``, a student of round 1, rolls out these
+    runs on the next seeds; arm ``ii2`` = (ii) + what the same classifier and filters keep of them."""
+    round2_teacher: str = "act-ii"
     labelled: int = 100
     image_size: int = 96
     """Rendered and trained size: 96 px keeps rendering, encoding and training inside one lease."""
@@ -107,13 +111,23 @@ class Scale:
 
 SCALES = {
     "gpu": Scale(),
-    "mini": Scale(base=2, rollout_runs=(2, 2), labelled=4, image_size=64, steps=4, max_steps=8, batch_size=4,
-                  students=(TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c1"),
-                            Student("act", "iii", "steps"), Student("diffusion", "i"), Student("diffusion", "ii")),
+    "mini": Scale(base=2, rollout_runs=(2, 2), round2_runs=(2,), labelled=4, image_size=64, steps=4, max_steps=8,
+                  batch_size=4, students=(TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c1"),
+                                          Student("act", "iii", "steps"), Student("act", "ii2"),
+                                          Student("diffusion", "i"), Student("diffusion", "ii")),
                   diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
                   diffusion_args=TINY_DIFFUSION, trainings_at_once=2, sims_at_once=1, loader_workers=0,
                   uncached_loader_workers=0, sim_workers=2, device="cpu"),
 }
+SCALES["gpu-diffusion"] = dataclasses.replace(
+    SCALES["gpu"], students=(TEACHER, Student("diffusion", "i"), Student("diffusion", "ii")),
+    diffusion_args=("--policy.noise_scheduler_type=DDIM", "--policy.num_inference_steps=10"))
+"""Diffusion's lease: DDIM with 10 denoising steps per chunk at inference (lease 1's 100 DDPM steps made one
+evaluation take 310 s and hold the GPU); training is the same noise-prediction objective either way."""
+SCALES["gpu-rounds"] = dataclasses.replace(
+    SCALES["gpu"], rollout_runs=(500, 500), round2_runs=(500, 500), max_steps=4000,
+    students=(TEACHER, Student("act", "ii"), Student("act", "ii2")))
+"""Two rounds of distillation in one lease: (ii)'s student, not the demos' (i), rolls out round 2."""
 LABELLED_SEED = ROLLOUT_SEED + 500_000
 """The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
 
@@ -172,6 +186,8 @@ def data_arms(scale: Scale) -> dict[str, DataArm]:
     runs = tuple(f"r{k}" for k in range(len(scale.rollout_runs)))
     arms = {"ii": DataArm(runs, "classifier"), "iii": DataArm(runs, "none"), "iv": DataArm(runs, "simulator")}
     arms |= {f"c{k}": DataArm(runs[:k], "classifier") for k in range(len(runs) - 1, 0, -1)}
+    if scale.round2_runs:
+        arms["ii2"] = DataArm(runs + tuple(f"q{k}" for k in range(len(scale.round2_runs))), "classifier")
     return arms
 
 
@@ -217,11 +233,14 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                                              LABELLED_SEED, *_run_dir(work / "rollouts" / "labelled"), *device,
                                              *_workers(scale)), [f"train-{TEACHER.name}"]))
     seed = ROLLOUT_SEED
-    for k, count in enumerate(scale.rollout_runs):
-        jobs.append(Job(f"rollout-r{k}", _cli(work, "rollout", "--policy", teacher, "--n", count, "--seed", seed,
-                                               *_run_dir(work / "rollouts" / f"r{k}"), *device, *_workers(scale)),
-                        [f"train-{TEACHER.name}"]))
-        seed += count
+    rounds = [("r", scale.rollout_runs, TEACHER.name), ("q", scale.round2_runs, scale.round2_teacher)]
+    for prefix, counts, policy in rounds:  # round 2's rollouts wait for its teacher, a student of round 1
+        for k, count in enumerate(counts):
+            jobs.append(Job(f"rollout-{prefix}{k}", _cli(work, "rollout", "--policy", _checkpoint(work, policy), "--n",
+                                                         count, "--seed", seed,
+                                                         *_run_dir(work / "rollouts" / f"{prefix}{k}"), *device,
+                                                         *_workers(scale)), [f"train-{policy}"]))
+            seed += count
     jobs.append(Job("classifier", _cli(work, "classifier", "train", "--runs", work / "rollouts" / "labelled",
                                        "--demos", work / "data" / "i", "--out", work / "classifier",
                                        "--epochs", scale.classifier_epochs, *device),
@@ -323,8 +342,9 @@ def collect(work: Path, scale: Scale) -> dict:
             row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
         result["students"][student.name] = row
     result["job_seconds"] = {p.name: float(p.read_text()) for p in sorted((work / "done").glob("*"))}
-    teacher_runs = [work / "rollouts" / f"r{k}" / "summary.json" for k in range(len(scale.rollout_runs))]
-    result["teacher_rollouts"] = [json.loads(p.read_text())["outcomes"] for p in teacher_runs if p.is_file()]
+    for key, prefix, counts in (("teacher_rollouts", "r", scale.rollout_runs), ("round2_rollouts", "q", scale.round2_runs)):
+        runs = [work / "rollouts" / f"{prefix}{k}" / "summary.json" for k in range(len(counts))]
+        result[key] = [json.loads(p.read_text())["outcomes"] for p in runs if p.is_file()]
     return result
 
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import payoff
-from dataengine.seeds import EVAL_SEED
+from dataengine.seeds import EVAL_SEED, ROLLOUT_SEED
 
 
 def _training_seeds(dataset) -> set[int]:
@@ -39,6 +39,12 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert sizes["i"] == scale.base and sizes["iii"] == scale.base + rollouts, "(iii) keeps every rollout"
     assert scale.base <= sizes["iv"] <= scale.base + teacher_successes, "(iv) keeps only the simulator's successes"
     assert sizes["i"] <= sizes["c1"] <= sizes["ii"] <= sizes["iii"], "the curve's arms grow with the runs they see"
+    assert sizes["ii"] <= sizes["ii2"] <= sizes["ii"] + sum(scale.round2_runs), "round 2 adds to round 1's data"
+    from rollouts.policies import checkpoint_sha256
+    round2 = json.loads((work / "rollouts" / "q0" / "manifest.json").read_text())
+    assert round2["policy"]["sha256"] == checkpoint_sha256(work / "train" / scale.round2_teacher / "checkpoints" / "last"
+                                                           / "pretrained_model"), "round 2 is rolled out by (ii)'s student"
+    assert round2["seed"] == ROLLOUT_SEED + sum(scale.rollout_runs), "round 2 runs on new seeds"
     rows = result["students"]
     assert sorted(rows) == sorted(s.name for s in scale.students), "every student was trained and evaluated"
     frames = {arm: json.loads((work / "data" / arm / "meta" / "info.json").read_text())["total_frames"] for arm in sizes}
@@ -72,6 +78,5 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert (work / "rollouts" / "r1" / "episodes" / "e000001").is_dir()
     assert (work / "done" / "train-act-c1").is_file() and (work / "train" / "act-c1" / "checkpoints").is_dir()
     retrained = json.loads((work / "eval" / "act-c1" / "eval.json").read_text())["policies"][0]["policy"]["sha256"]
-    from rollouts.policies import checkpoint_sha256
     assert retrained == checkpoint_sha256(work / "train" / "act-c1" / "checkpoints" / "last" / "pretrained_model"), \
         "the evaluation of a retrained arm is redone"
