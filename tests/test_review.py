@@ -57,12 +57,14 @@ def _digest(root: Path) -> str:
 
 
 @pytest.fixture
-def server(run_dir, tmp_path):
-    """A review server on a free port of 127.0.0.1, in this process; yields (url, labels path)."""
+def server(run_dir, tmp_path, monkeypatch):
+    """A review server on a free port of 127.0.0.1, in this process, over the run given as a relative path (as a
+    user in the workspace would); yields (url, labels path)."""
     labels = tmp_path / "labels.jsonl"
     book = LabelBook(labels)
     book.check_writable()
-    app = create_app(Catalog.load([run_dir]), book, by="tester", whisker_every=30)
+    monkeypatch.chdir(run_dir.parent)
+    app = create_app(Catalog.load([Path(run_dir.name)]), book, by="tester", whisker_every=30)
     httpd = bind(app, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -122,6 +124,9 @@ def test_three_labels_by_keyboard_are_in_the_file_at_once_and_shown_after_reload
     with _pages(url) as (page,):
         assert _current(page) == "run 0 · episode 0"
         page.wait_for_function("document.querySelector('#time').textContent.startsWith('frame 1 /')")
+        sizes = page.evaluate("Promise.all([...document.querySelectorAll('#players img')].map("
+                              "async (img) => { await img.decode(); return [img.alt, img.naturalWidth]; }))")
+        assert sorted(sizes) == [["observation.images.overhead", 64], ["observation.images.wrist", 64]]
         page.keyboard.press("ArrowRight")  # episode 0: success
         _wait_for_episode(page, 1)
         assert [(l["episode_id"], l["success"]) for l in _lines(labels)] == [(0, True)]  # written at once

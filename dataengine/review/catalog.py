@@ -59,6 +59,8 @@ class Row:
 class Run:
     index: int
     store: EpisodeStore
+    shown: str
+    """The run's directory as the user gave it (relative paths stay relative on the page and in commands)."""
     run_id: str
     policy: dict
     fps: int
@@ -90,9 +92,9 @@ class Catalog:
         for index, run_dir in enumerate(run_dirs):
             if not Path(run_dir).is_dir():
                 raise DataEngineError(f"rollout run {run_dir} does not exist: pass a 'dataengine rollout' --out")
-            store = EpisodeStore.open(run_dir)
+            store = EpisodeStore.open(Path(run_dir).absolute())  # files are served whatever the working directory
             manifest = store.manifest
-            run = Run(index, store, str(manifest["run_id"]), manifest.get("policy") or {},
+            run = Run(index, store, str(run_dir), str(manifest["run_id"]), manifest.get("policy") or {},
                       int(manifest["scene"]["fps"]))
             if any(r.run_id == run.run_id for r in runs):
                 raise DataEngineError(f"rollout run {run_dir} is given twice (run id {run.run_id}): pass it once")

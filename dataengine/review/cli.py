@@ -56,7 +56,7 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("whiskers", help="draw what a policy intends: its predicted end-effector paths over an episode",
                        description="Runs one episode; every K steps the policy's predicted action chunk is executed in "
                                    "a copy of the simulation and its end-effector path drawn on the overhead view "
-                                   "(newest bright, older fading; the path actually taken in blue).")
+                                   "(newest bright, older fading; the path actually taken in cyan).")
     p.add_argument("--policy", required=True,
                    help="act or diffusion (the newest trained), scripted, scripted-faulty[:MIX], or a LeRobot "
                         "pretrained_model path")

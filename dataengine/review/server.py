@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import getpass
 import io
+import logging
 import shlex
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +44,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def retrain_command(catalog: Catalog, labels: Path, classifier: Path | None) -> str:
     """The command that trains the classifier again with these labels winning over the simulator."""
-    runs = " ".join(shlex.quote(str(run.store.root)) for run in catalog.runs)
+    runs = " ".join(shlex.quote(run.shown) for run in catalog.runs)
     base = f" --init {shlex.quote(str(classifier))}" if classifier else ""
     out = (classifier.parent / f"{classifier.name}-relabelled") if classifier else Path("outputs/classifiers/relabelled")
     return (f"dataengine classifier train --runs {runs} --labels {shlex.quote(str(labels))}{base} "
@@ -116,7 +117,7 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
     @app.get("/api/state")
     def state():
         return jsonify(
-            runs=[{"index": r.index, "run_id": r.run_id, "dir": str(r.store.root), "policy": r.policy,
+            runs=[{"index": r.index, "run_id": r.run_id, "dir": r.shown, "policy": r.policy,
                    "fps": r.fps} for r in catalog.runs],
             episodes=len(catalog.rows), labelled=len(ours & book.current().keys()), labels_file=str(book.path), by=by,
             retrain=retrain_command(catalog, book.path, classifier), outcomes=catalog.outcomes(), sorts=SORTS,
@@ -247,6 +248,7 @@ def bind(app: Flask, host: str, port: int):
     a free one); on a loopback address it answers only requests that name it in their Host header."""
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request drowns what matters
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as error:

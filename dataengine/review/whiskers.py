@@ -219,25 +219,35 @@ class OverheadCanvas:
 
 
 def draw(image: np.ndarray, canvas: OverheadCanvas, env: PickPlaceEnv, trace: Trace, floor: float = 0.0) -> np.ndarray:
-    """The image with every whisker so far (opacity ``FADE`` per newer one, at least ``floor``) and the path."""
-    base = Image.fromarray(image).convert("RGBA")
-    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
-    pen = ImageDraw.Draw(overlay)
-    width = max(2, canvas.size // 160)
-    path = [tuple(p) for p in canvas.project(env, np.asarray(trace.path))]
-    if len(path) > 1:  # under the whiskers: the expert's whiskers lie exactly on it
-        pen.line(path, fill=(*PATH_COLOR, 230), width=width)
+    """The image with the path taken and, over it, every whisker so far (opacity ``FADE`` per newer one, at least
+    ``floor``). Each line is blended in its own layer: drawn into one shared layer, a faint whisker would replace
+    the path's pixels under it instead of tinting them (the expert's whiskers lie exactly on its path)."""
+    picture = Image.fromarray(image).convert("RGBA")
+    width = max(2, canvas.size // 112)
+
+    def blend(points: np.ndarray, color: tuple[int, int, int], opacity: float, line_width: int,
+              outline: bool = False, dot: bool = False) -> None:
+        nonlocal picture
+        layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+        pen = ImageDraw.Draw(layer)
+        pixels = [tuple(p) for p in canvas.project(env, points)]
+        if outline:  # a dark edge, so the line stands out on the table
+            pen.line(pixels, fill=(0, 0, 0, int(150 * opacity)), width=line_width + 2, joint="curve")
+        pen.line(pixels, fill=(*color, int(255 * opacity)), width=line_width, joint="curve")
+        if dot:
+            x, y = pixels[-1]
+            pen.ellipse((x - line_width, y - line_width, x + line_width, y + line_width),
+                        fill=(*color, int(255 * opacity)))
+        picture = Image.alpha_composite(picture, layer)
+
+    if len(trace.path) > 1:
+        blend(np.asarray(trace.path), PATH_COLOR, 0.9, width, outline=True)
     newest = len(trace.whiskers) - 1
     for index, whisker in enumerate(trace.whiskers):
         opacity = max(FADE ** (newest - index), floor)
-        if opacity < 0.02:
-            continue
-        pixels = [tuple(p) for p in canvas.project(env, whisker.points)]
-        pen.line(pixels, fill=(*WHISKER_COLOR, int(255 * opacity)), width=width if index < newest else width + 1)
-        end = pixels[-1]
-        pen.ellipse((end[0] - width, end[1] - width, end[0] + width, end[1] + width),
-                    fill=(*WHISKER_COLOR, int(255 * opacity)))
-    return np.asarray(Image.alpha_composite(base, overlay).convert("RGB"))
+        if opacity >= 0.02:
+            blend(whisker.points, WHISKER_COLOR, opacity, width + (index == newest), dot=True)
+    return np.asarray(picture.convert("RGB"))
 
 
 class Mp4Writer:

@@ -36,7 +36,8 @@ function labelCell(label) {
   return label.success ? '<span class="label-success">success</span>' : '<span class="label-failure">failure</span>';
 }
 function outcomeCell(outcome) {
-  return outcome === "SUCCESS" ? `<span class="yes">${outcome}</span>` : `<span class="no">${outcome}</span>`;
+  const words = outcome.toLowerCase().replaceAll("_", " ");
+  return outcome === "SUCCESS" ? `<span class="yes">${words}</span>` : `<span class="no">${words}</span>`;
 }
 
 function query() {
@@ -64,7 +65,7 @@ async function loadPage(select = 0) {
   $("page").textContent = `page ${view.page + 1} of ${pages} (${data.total} episodes)`;
   $("rows").innerHTML = view.rows.map((row, i) => `
     <tr class="row" data-index="${i}" id="row-${row.run}-${row.episode}">
-      <td>run ${row.run} · ep ${row.episode}<br><span class="muted">seed ${row.seed}</span></td>
+      <td class="episode">${row.run} · ${row.episode}<br><span class="muted">seed ${row.seed}</span></td>
       <td><img loading="lazy" alt="frames" src="/thumb/${row.run}/${row.episode}.jpg"></td>
       <td>${fmt(row.score)}</td><td>${verdictCell(row)}</td><td class="sim">${outcomeCell(row.outcome)}</td>
       <td>${row.curated || '<span class="muted">–</span>'}</td>
@@ -116,21 +117,29 @@ function togglePlay() {
   $("play").textContent = "pause";
 }
 
+function revoke(player) {
+  for (const urls of Object.values(player.urls)) for (const url of urls) URL.revokeObjectURL(url);
+}
+
 async function loadClip(run, episode, detail) {
   // One request per camera: the stored Motion-JPEG stream, cut into frames with the episode's byte offsets.
   stopPlayer();
-  for (const urls of Object.values(view.player.urls)) urls.forEach(URL.revokeObjectURL);
-  view.player = { urls: {}, frames: detail.length, index: 0, timer: null, fps: detail.fps };
+  revoke(view.player);
+  const player = { urls: {}, frames: detail.length, index: 0, timer: null, fps: detail.fps };
+  view.player = player;
   $("players").innerHTML = detail.cameras.map((camera) =>
     `<figure><img id="cam-${camera}" alt="${camera}"><figcaption>${camera.replace("observation.images.", "")}
     </figcaption></figure>`).join("");
   $("scrub").max = detail.length - 1;
   await Promise.all(detail.cameras.map(async (camera) => {
-    const bytes = await (await fetch(`/media/${run}/${episode}/${camera}.mjpeg`)).arrayBuffer();
+    const response = await fetch(`/media/${run}/${episode}/${camera}.mjpeg`);
+    if (!response.ok) throw new Error(`${camera} of episode ${episode}: ${response.status} ${response.statusText}`);
+    const bytes = await response.arrayBuffer();
     const offsets = detail.offsets[camera];
-    view.player.urls[camera] = offsets.slice(0, -1).map((start, i) =>
+    player.urls[camera] = offsets.slice(0, -1).map((start, i) =>
       URL.createObjectURL(new Blob([bytes.slice(start, offsets[i + 1])], { type: "image/jpeg" })));
   }));
+  if (view.player !== player) return revoke(player);  // another episode was selected meanwhile
   showFrame(0);
 }
 
@@ -217,7 +226,7 @@ async function whiskers() {
     if (view.rows[view.current] !== row) return;
     if (job.status === "error") throw new Error(`whiskers: ${job.error}`);
     box.innerHTML = `<img alt="whiskers" src="/whiskers/${row.run}/${row.episode}.png">
-      <p class="muted">orange: predicted end-effector paths (newest brightest); blue: the path taken</p>`;
+      <p class="muted">orange: predicted end-effector paths (newest brightest); cyan: the path taken</p>`;
   } catch (error) { box.innerHTML = ""; showError(error); }
 }
 
