@@ -243,3 +243,34 @@ def test_a_damaged_version_manifest_in_versions_diff_and_publish(registry, demo_
                  ["publish", str(demo_dataset.out), "--repo-id", "local/hardening", "--registry", str(copy),
                   "--no-hooks"]):
         assert "restore" in assert_one_error_line(argv, capfd, str(manifest), [copy, demo_dataset.out])
+
+
+# -- classifier train and eval read the same store --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory) -> Path:
+    """2 episodes where the expert fails on purpose: with ``run``'s 2 successes, both classes to train on."""
+    out = tmp_path_factory.mktemp("hardening") / "failed"
+    assert main(["rollout", "--policy", "scripted-faulty:miss_grasp=1", "--n", "2", "--num-envs", "2", "--workers",
+                 "1", "--image-size", "32", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("relative,how", [("episodes/e000001/observation.images.wrist.mjpeg", cut),
+                                          ("episodes/e000001/data.npz", zero)], ids=["mjpeg-cut", "npz-zero"])
+def test_a_damaged_episode_store_file_in_classifier_train(run, failed_run, tmp_path, capfd, relative, how):
+    damaged, target = _damaged_copy(failed_run, tmp_path, relative, how)
+    out = tmp_path / "classifier"
+    assert_one_error_line(["classifier", "train", "--runs", str(damaged), str(run), "--out", str(out), "--epochs", "1",
+                           "--image-size", "32"], capfd, str(target), [damaged, run], out)
+
+
+def test_a_damaged_episode_in_eval_resume(tmp_path, capfd):
+    out = tmp_path / "eval"
+    argv = ["eval", "--policy", "scripted", "--n", "1", "--image-size", "32", "--out", str(out)]
+    assert main(argv) == 0
+    (run,) = (out / "runs").iterdir()
+    target = run / "episodes" / "e000000" / "data.npz"
+    cut(target)
+    assert_one_error_line(argv, capfd, str(target), [run])
