@@ -274,3 +274,23 @@ def test_a_damaged_episode_in_eval_resume(tmp_path, capfd):
     target = run / "episodes" / "e000000" / "data.npz"
     cut(target)
     assert_one_error_line(argv, capfd, str(target), [run])
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    """``files.write_atomic`` (manifests, scores, stats, refs, round states): a reader sees the old file or the new
+    one; a write that fails half-way (here: the disk fills while writing) leaves the old one and nothing beside it."""
+    from dataengine import files
+
+    target = tmp_path / "state.json"
+    files.write_atomic(target, '{"old": true}')
+
+    def full_disk(self: Path, data: bytes) -> None:
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError):
+        files.write_atomic(target, '{"new": true, "padding": "' + "x" * 1000 + '"}')
+    monkeypatch.undo()
+    assert target.read_text() == '{"old": true}' and [p.name for p in tmp_path.iterdir()] == ["state.json"]
