@@ -106,8 +106,9 @@ def test_a_damaged_episode_store_file_in_rollout_resume(run, tmp_path, capfd, re
     line = assert_one_error_line(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2",
                                   "--workers", "1", "--image-size", "32", "--resume", "--out", str(damaged)],
                                  capfd, str(target), [damaged])
-    if relative.startswith("episodes/"):  # the fix it names works: that episode recorded again, exactly
-        assert "delete" in line and "--resume" in line
+    if relative.startswith("episodes/"):
+        assert f"delete {target.parent}" in line and "--resume" in line
+    if relative.endswith(".mjpeg"):  # the fix it names works: that episode recorded again, exactly
         shutil.rmtree(target.parent)
         assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
                      "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
@@ -294,3 +295,17 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp
         files.write_atomic(target, '{"new": true, "padding": "' + "x" * 1000 + '"}')
     monkeypatch.undo()
     assert target.read_text() == '{"old": true}' and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_run_whose_episodes_directory_was_deleted(run, tmp_path, capfd):
+    """curate says the run is unfinished (with the command that finishes it), and that command records it again."""
+    damaged = tmp_path / "run"
+    shutil.copytree(run, damaged)
+    shutil.rmtree(damaged / "episodes")
+    out = tmp_path / "curated"
+    line = assert_one_error_line(["curate", "--runs", str(damaged), "--use-sim-outcome", "--workers", "1", "--out",
+                                  str(out)], capfd, "0 of 2 episodes stored", [damaged], out)
+    assert f"dataengine rollout --resume --out {damaged}" in line
+    assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
+                 "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
+    assert (damaged / "episodes/e000001/data.npz").read_bytes() == (run / "episodes/e000001/data.npz").read_bytes()
