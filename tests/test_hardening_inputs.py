@@ -309,3 +309,11 @@ def test_a_run_whose_episodes_directory_was_deleted(run, tmp_path, capfd):
     assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
                  "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
     assert (damaged / "episodes/e000001/data.npz").read_bytes() == (run / "episodes/e000001/data.npz").read_bytes()
+
+
+def test_a_malformed_custom_hook_template_is_one_error_line(tmp_path, capfd):
+    (tmp_path / "mine.toml").write_text("programs = [\n")  # cut mid-list
+    config = tmp_path / "dataengine.toml"
+    config.write_text('[[hooks]]\nname = "act"\ntemplate = "mine.toml"\nrepo_id = "local/x"\n')
+    assert_one_error_line(["hooks", "--config", str(config), "status"], capfd, "mine.toml is not valid TOML",
+                          [tmp_path])
