@@ -63,9 +63,13 @@ class EpisodeStore:
     @classmethod
     def create(cls, root: Path, manifest: dict) -> "EpisodeStore":
         root = Path(root)
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise DataEngineError(f"{root} already exists and is not empty: pass --resume to continue it, or a new --out")
-        (root / EPISODES).mkdir(parents=True, exist_ok=True)
+        try:
+            (root / EPISODES).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataEngineError(f"cannot create {root} ({error.strerror}): choose an --out in a writable "
+                                  "directory") from None
         write_atomic(root / MANIFEST, json.dumps(manifest, indent=2))
         return cls(root)
 

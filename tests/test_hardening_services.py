@@ -162,3 +162,13 @@ def test_a_killed_publish_leaves_nothing_a_re_run_trips_over(demo_dataset, tmp_p
     assert not list((repo / "objects").glob("*/.tmp-*"))
     assert main(["verify", "lab/killed", "--registry", str(registry)]) == 0
     assert len(list((repo / "versions").iterdir())) == 1
+
+
+@pytest.mark.parametrize("under", ["a_file", "/proc/no_such_dir"])
+def test_an_output_or_registry_that_cannot_be_created_is_one_error_line(demo_dataset, tmp_path, capfd, under):
+    (tmp_path / "a_file").write_text("not a directory")
+    where = (tmp_path / under) if not under.startswith("/") else Path(under)
+    assert_one_error_line([*ROLLOUT, "--out", str(where / "run")], capfd, f"cannot create {where / 'run'}",
+                          [tmp_path])
+    assert_one_error_line(["publish", str(demo_dataset.out), "--repo-id", "lab/x", "--registry", str(where / "reg"),
+                           "--no-hooks"], capfd, f"cannot create {where / 'reg'}", [tmp_path, demo_dataset.out])

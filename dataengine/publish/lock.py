@@ -17,8 +17,13 @@ from dataengine.errors import DataEngineError
 def exclusive_lock(path: Path, what: str, on_wait=print, wait: bool = True) -> Iterator[None]:
     """Hold the lock for the block. If another process holds it: with ``wait``, say so (with its pid) and wait for
     it; without, one error line naming that process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as error:  # the first write of any of these runs: where it fails, nothing was written yet
+        raise DataEngineError(f"cannot create {path} ({error.strerror}): the {what} needs a writable directory "
+                              "there; choose another (--registry, --out or the hook ledger's path)") from None
+    with handle as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
