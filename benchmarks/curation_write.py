@@ -61,14 +61,13 @@ def ours(run: Path, out: Path, vcodec: str, workers: int) -> tuple[float, float,
 
 
 def lerobots(run: Path, out: Path, vcodec: str, streaming: bool) -> tuple[float, int]:
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from dataengine.lerobot_compat import create_dataset
 
     store = EpisodeStore.open(run)
     fps = int(store.manifest["scene"]["fps"])
     size = int(store.manifest["scene"]["image_size"])
     start = time.perf_counter()
-    dataset = LeRobotDataset.create(repo_id="local/bench", fps=fps, features=so101_features(size), root=out,
-                                    robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec, streaming_encoding=streaming)
+    dataset = create_dataset("local/bench", fps, so101_features(size), out, ROBOT_TYPE, vcodec, streaming)
     frames = 0
     for i in store.completed_ids():
         episode = store.read(i)

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import torch
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from rich.console import Console
 
 from benchmarks.report import emit
 from curation.dataset_stats import read_info
 from dataengine import frame_cache
+from dataengine.lerobot_compat import LeRobotDataset
 from dataengine.video import video_backend
 
 ACT_CHUNK = 100

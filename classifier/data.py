@@ -213,7 +213,7 @@ class _DemoReader:
     """Frames of a LeRobot v3 dataset, read through lerobot's own ``LeRobotDataset`` (offline)."""
 
     def __init__(self, root: Path):
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from dataengine.lerobot_compat import LeRobotDataset
 
         from dataengine.video import video_backend
 

@@ -26,7 +26,7 @@ def check_files(root: Path) -> None:
 
 def check_loads(root: Path, repo_id: str) -> int:
     """Load with lerobot (offline) and read each episode's first and last frame; returns the number of frames."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from dataengine.lerobot_compat import LeRobotDataset
 
     from dataengine.video import video_backend
 

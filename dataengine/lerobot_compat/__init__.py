@@ -121,12 +121,14 @@ def write_info(info: dict, root: Path) -> None:
         write(info, Path(root))
 
 
-def create_dataset(repo_id: str, fps: int, features: dict, root: Path, robot_type: str, vcodec: str) -> Any:
-    """A new video dataset written by lerobot's own recording API (``add_frame / save_episode / finalize``) on its
-    classic path (frames staged as images, encoded at ``save_episode``); 0.6 takes the codec as an encoder config."""
+def create_dataset(repo_id: str, fps: int, features: dict, root: Path, robot_type: str, vcodec: str,
+                   streaming: bool = False) -> Any:
+    """A new video dataset written by lerobot's own recording API (``add_frame / save_episode / finalize``), by
+    default on its classic path (frames staged as images, encoded at ``save_episode``), with ``streaming`` encoded
+    as frames arrive; 0.6 takes the codec as an encoder config."""
     create = __getattr__("LeRobotDataset").create
     common = dict(repo_id=repo_id, fps=fps, features=features, root=root, robot_type=robot_type, use_videos=True,
-                  streaming_encoding=False)
+                  streaming_encoding=streaming)
     if LEROBOT_06:
         from lerobot.configs.video import RGBEncoderConfig
 

@@ -22,7 +22,7 @@ from dataengine.publish.tags import CODEBASE_TAG
 
 
 def lerobot_home() -> Path:
-    from lerobot.utils.constants import HF_LEROBOT_HOME  # honours $HF_LEROBOT_HOME
+    from dataengine.lerobot_compat import HF_LEROBOT_HOME  # honours $HF_LEROBOT_HOME
 
     return Path(HF_LEROBOT_HOME)
 

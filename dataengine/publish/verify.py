@@ -268,11 +268,10 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
 
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
     """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame."""
-    from dataengine.lerobot_compat import install_video_fallback
+    from dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
     from dataengine.video import video_backend
 
     install_video_fallback()
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     try:
         dataset = LeRobotDataset(repo_id, root=root, video_backend=video_backend())
