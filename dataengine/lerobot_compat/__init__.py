@@ -21,8 +21,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from dataengine.lerobot_compat.pyav import decode_video_frames_pyav
-
 __all__ = ["LEROBOT_VERSION", "LEROBOT_06", "ReadSide", "codec_options", "create_dataset", "dataset_reader_class",
            "decode_video_frames_pyav", "empty_dataset_info", "install_video_fallback", "lerobot_home_bindings", "policy_config_writer", "read_side", "write_info"]
 
@@ -59,6 +57,10 @@ _NAMES: dict[str, tuple[str, str]] = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "decode_video_frames_pyav":  # PyAV and torch load with it: only when asked for
+        from dataengine.lerobot_compat.pyav import decode_video_frames_pyav
+
+        return decode_video_frames_pyav
     if name not in _NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if name == "PreTrainedConfig":
@@ -95,7 +97,7 @@ def install_video_fallback() -> bool:
         return False
     from lerobot.datasets import video_utils
 
-    video_utils.decode_video_frames_torchvision = decode_video_frames_pyav
+    video_utils.decode_video_frames_torchvision = __getattr__("decode_video_frames_pyav")
     return True
 
 
