@@ -88,9 +88,10 @@ SUPPORTED_POLICIES = tuple(POLICY_RECIPES)
 """The policy types ``dataengine train`` trains offline (and ``rollout --policy TYPE`` resolves to the newest)."""
 HUB_ONLY_POLICIES = ("pi0", "pi05")
 """lerobot builds these only from files on the hub, even from scratch: their preprocessor loads PaliGemma's
-tokenizer by a hard-coded hub name (google/paligemma-3b-pt-224, no config field to point elsewhere), and their
-smallest configuration (gemma_300m action expert beside a gemma_2b PaliGemma and SigLIP So400m, also fixed) is
-about 3.5 billion parameters (docs/design.md, "Rollouts")."""
+tokenizer by a hard-coded hub name (google/paligemma-3b-pt-224, no config field to point elsewhere). Besides,
+lerobot 0.4.4 refuses PyPI's transformers for them (it wants its patched one, with ``models.siglip.check``), and
+their smallest configuration (gemma_300m for both the PaliGemma and the action expert, SigLIP So400m fixed) has 1.56
+billion parameters (docs/design.md, "SmolVLA offline" and after)."""
 VLM_FIELD = "--policy.vlm_model_name="
 
 
@@ -162,8 +163,9 @@ def recipe_of(policy: str) -> PolicyRecipe:
     if policy in HUB_ONLY_POLICIES:
         raise DataEngineError(
             f"{policy} cannot be trained offline here: lerobot's preprocessor loads PaliGemma's tokenizer from hub "
-            "files (google/paligemma-3b-pt-224, hard-coded) even without pretrained weights; with the weights on "
-            "disk, train it through a retrain hook (dataengine/hooks/templates)"
+            "files (google/paligemma-3b-pt-224, hard-coded) even without pretrained weights, and lerobot 0.4.4 "
+            "builds it only with its patched transformers (docs/design.md); with both on disk, "
+            "train it through a retrain hook (dataengine/hooks/templates)"
         )
     if policy not in POLICY_RECIPES:
         raise DataEngineError(f"unknown policy {policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
@@ -217,7 +219,8 @@ def vlm_directory(extra_args: list[str]) -> Path:
     directory = Path(given[-1]).expanduser()
     if not (directory / "config.json").is_file():
         raise DataEngineError(f"{VLM_FIELD}{given[-1]} is not a local VLM directory (no config.json): smolvla is "
-                              "trained offline only from one (a downloaded SmolVLM, or 'python -m dataengine.tiny_vlm DIR')")
+                              "trained offline only from one (a downloaded SmolVLM, or "
+                              "'python -m dataengine.tiny_vlm DIR')")
     return directory.resolve()
 
 
@@ -226,7 +229,8 @@ def vlm_image_size(directory: Path) -> int:
     try:
         return int(json.loads((directory / "config.json").read_text())["vision_config"]["image_size"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DataEngineError(f"{directory / 'config.json'} is not a VLM config with vision_config.image_size ({e})") from e
+        raise DataEngineError(
+            f"{directory / 'config.json'} is not a VLM config with vision_config.image_size ({e})") from e
 
 
 def recipe_args(config: TrainConfig, dataset: ResolvedDataset) -> list[str]:
