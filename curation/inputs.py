@@ -26,8 +26,7 @@ def open_finished_run(path: Path) -> EpisodeStore:
         raise DataEngineError(f"{store.root / MANIFEST} is damaged (its n is {n!r}, not a count of episodes): "
                               "this run cannot be curated; roll it out again into a new --out")
     done = store.completed_ids()
-    partial = [p.name for p in store.episodes_dir.iterdir() if p.name.startswith(".tmp-")]
-    if done != list(range(n)) or partial or not (store.root / RUN_SUMMARY).is_file():
+    if done != list(range(n)) or store.partials() or not (store.root / RUN_SUMMARY).is_file():
         raise DataEngineError(
             f"rollout run {path} is still in progress or was interrupted ({len(done)} of {n} episodes stored): "
             f"finish it with 'dataengine rollout --resume --out {path} ...' first"

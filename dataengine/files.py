@@ -27,11 +27,15 @@ Pillow's truncated-image and unidentified-image errors are ``OSError``s, numpy's
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a hidden temporary file beside ``path``, then rename it over ``path``."""
+    """Write to a hidden temporary file beside ``path``, then rename it over ``path``; if either step fails (a
+    full disk), ``path`` keeps its old content and the temporary file is removed."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_toml(path: Path, when_missing: str) -> dict:

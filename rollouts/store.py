@@ -88,11 +88,18 @@ class EpisodeStore:
                       if p.name.startswith("e") and p.name[1:].isdigit() and p.is_dir())
 
     def remove_partials(self) -> int:
-        """Delete temporary episode directories left by killed workers; returns how many."""
-        leftovers = [p for p in self.episodes_dir.iterdir() if p.name.startswith(_TMP_PREFIX)]
+        """Delete temporary episode directories left by killed workers; returns how many. (A run whose episodes
+        directory was deleted gets an empty one: it resumes from no episodes.)"""
+        self.episodes_dir.mkdir(exist_ok=True)
+        leftovers = self.partials()
         for path in leftovers:
             shutil.rmtree(path, ignore_errors=True)
         return len(leftovers)
+
+    def partials(self) -> list[Path]:
+        """Episode directories being written, or left by a killed worker (hidden, never counted as stored)."""
+        return [p for p in self.episodes_dir.iterdir() if p.name.startswith(_TMP_PREFIX)] \
+            if self.episodes_dir.is_dir() else []
 
     def begin(self, episode_id: int, fps: int, jpeg_quality: int = JPEG_QUALITY) -> "EpisodeWriter":
         """Start recording one episode into a hidden directory (see ``EpisodeWriter``)."""

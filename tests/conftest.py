@@ -146,4 +146,4 @@ def slurm(tmp_path_factory, request):
 def _announce(config: pytest.Config, line: str) -> None:
     """One line in pytest's own output, past output capture (``-q`` hides what a passing test prints)."""
     with config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-        config.pluginmanager.getplugin("terminalreporter").write_line(f"[dataengine tests] {line}")
+        config.pluginmanager.getplugin("terminalreporter").write(f"\n[dataengine tests] {line}\n")  # own line

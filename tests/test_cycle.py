@@ -8,6 +8,7 @@ import json
 from dataengine.cli import main
 from dataengine.hooks.ledger import Ledger
 from dataengine.publish.registry import LocalRegistry
+from file_identities import file_identities
 from rollouts.store import EpisodeStore
 
 REPO = "lab/so101_cycle"
@@ -63,7 +64,11 @@ eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--worke
         [name, v.tag, str(v.total_episodes), "episodes", "record", *runs[v.tag].success().split()]
         for name, v in (("round1", first), ("round2", second))]
 
+    done = {part: file_identities(tmp_path / "ws" / "cycles" / "round2" / part) for part in ("rollout/episodes",
+                                                                                              "dataset")}
     assert cycle("round2") == 0  # everything done: the rollout has nothing left, curate and publish are skipped
+    assert {part: file_identities(tmp_path / "ws" / "cycles" / "round2" / part) for part in done} == done, \
+        "a re-run re-did finished work (episodes re-simulated or the dataset rewritten)"
     out = capsys.readouterr().out
     assert "curated dataset already written" in out and f"already published as {REPO} {second.tag}" in out
     assert len(registry.versions(REPO)) == 2

@@ -106,8 +106,9 @@ def test_a_damaged_episode_store_file_in_rollout_resume(run, tmp_path, capfd, re
     line = assert_one_error_line(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2",
                                   "--workers", "1", "--image-size", "32", "--resume", "--out", str(damaged)],
                                  capfd, str(target), [damaged])
-    if relative.startswith("episodes/"):  # the fix it names works: that episode recorded again, exactly
-        assert "delete" in line and "--resume" in line
+    if relative.startswith("episodes/"):
+        assert f"delete {target.parent}" in line and "--resume" in line
+    if relative.endswith(".mjpeg"):  # the fix it names works: that episode recorded again, exactly
         shutil.rmtree(target.parent)
         assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
                      "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
@@ -274,3 +275,45 @@ def test_a_damaged_episode_in_eval_resume(tmp_path, capfd):
     target = run / "episodes" / "e000000" / "data.npz"
     cut(target)
     assert_one_error_line(argv, capfd, str(target), [run])
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    """``files.write_atomic`` (manifests, scores, stats, refs, round states): a reader sees the old file or the new
+    one; a write that fails half-way (here: the disk fills while writing) leaves the old one and nothing beside it."""
+    from dataengine import files
+
+    target = tmp_path / "state.json"
+    files.write_atomic(target, '{"old": true}')
+
+    def full_disk(self: Path, data: bytes) -> None:
+        with open(self, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError):
+        files.write_atomic(target, '{"new": true, "padding": "' + "x" * 1000 + '"}')
+    monkeypatch.undo()
+    assert target.read_text() == '{"old": true}' and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_run_whose_episodes_directory_was_deleted(run, tmp_path, capfd):
+    """curate says the run is unfinished (with the command that finishes it), and that command records it again."""
+    damaged = tmp_path / "run"
+    shutil.copytree(run, damaged)
+    shutil.rmtree(damaged / "episodes")
+    out = tmp_path / "curated"
+    line = assert_one_error_line(["curate", "--runs", str(damaged), "--use-sim-outcome", "--workers", "1", "--out",
+                                  str(out)], capfd, "0 of 2 episodes stored", [damaged], out)
+    assert f"dataengine rollout --resume --out {damaged}" in line
+    assert main(["rollout", "--policy", "scripted", "--n", str(RUN_N), "--num-envs", "2", "--workers", "1",
+                 "--image-size", "32", "--resume", "--out", str(damaged)]) == 0
+    assert (damaged / "episodes/e000001/data.npz").read_bytes() == (run / "episodes/e000001/data.npz").read_bytes()
+
+
+def test_a_malformed_custom_hook_template_is_one_error_line(tmp_path, capfd):
+    (tmp_path / "mine.toml").write_text("programs = [\n")  # cut mid-list
+    config = tmp_path / "dataengine.toml"
+    config.write_text('[[hooks]]\nname = "act"\ntemplate = "mine.toml"\nrepo_id = "local/x"\n')
+    assert_one_error_line(["hooks", "--config", str(config), "status"], capfd, "mine.toml is not valid TOML",
+                          [tmp_path])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shlex
 import os
 import shutil
 import threading
@@ -292,3 +293,44 @@ def test_an_episodes_whiskers_on_demand(server):
         size = page.evaluate("(async () => { const img = document.querySelector('#whiskers img'); await img.decode();"
                              " return [img.naturalWidth, img.naturalHeight]; })()")
     assert size == [448, 448]
+
+
+def test_the_pages_retrain_command_trains_on_its_labels_and_the_new_classifier_scores(run_dir, tmp_path,
+                                                                                     monkeypatch):
+    """The loop a person closes: labels from the page, the retrain command the page shows (plus small-model
+    options for CPU), and ``--classifier`` with the result: it scores every episode in the background, in memory
+    (the run is untouched)."""
+    from classifier.artifact import load_classifier
+
+    monkeypatch.chdir(tmp_path)
+    labels = tmp_path / "labels.jsonl"
+    catalog = Catalog.load([run_dir])
+    client = create_app(catalog, LabelBook(labels), by="tester").test_client()
+    failed = next(r.episode_id for r in catalog.rows if r.outcome != "SUCCESS")
+    assert client.post("/api/labels", json={"run": 0, "episode": failed, "success": True}).status_code == 200
+    command = shlex.split(client.get("/api/state").get_json()["retrain"])
+    assert command[:3] == ["dataengine", "classifier", "train"] and command[command.index("--labels") + 1] == str(labels)
+    assert main([*command[1:], "--image-size", "64", "--end-frames", "4", "--epochs", "1", "--device", "cpu"]) == 0
+    artifact = Path(command[command.index("--out") + 1])
+    assert load_classifier(artifact).training["labels_file"]["used"] == 1  # the page's label was trained on
+
+    before = _digest(run_dir)
+    catalog.score_with(artifact).join(timeout=120)
+    classifier = load_classifier(artifact)
+    store = EpisodeStore.open(run_dir)
+    expected = classifier.score_episodes([store.read(i, frames=slice(-classifier.end_frames, None)) for i in range(6)])
+    assert catalog.scoring == {"done": 6, "todo": 6, "error": None}
+    assert [r.score for r in catalog.rows] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert {(r.classifier, r.threshold) for r in catalog.rows} == {(classifier.version, classifier.threshold)}
+    assert _digest(run_dir) == before
+
+
+def test_curations_verdicts(run_dir, tmp_path):
+    """``--curated``: which episodes a dataset curated from the run took."""
+    dataset = tmp_path / "curated"
+    assert main(["curate", "--runs", str(run_dir), "--use-sim-outcome", "--vcodec", "h264", "--workers", "1",
+                 "--out", str(dataset), "--repo-id", "local/review_test"]) == 0
+    catalog = Catalog.load([run_dir], [dataset])
+    accepted = {r.episode_id for r in catalog.rows if r.curated == "accepted into curated"}
+    assert accepted and all(catalog.row(0, i).outcome == "SUCCESS" for i in accepted)
+    assert {r.curated for r in catalog.rows if r.episode_id not in accepted} == {"not accepted by curated"}

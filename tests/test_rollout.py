@@ -20,6 +20,7 @@ from dataengine.config import RolloutConfig
 from dataengine.errors import DataEngineError
 from dataengine.executors import ExecutorConfig
 from dataengine.rollout import rollout
+from file_identities import file_identities
 from rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from rollouts.episode import record_episode
 from rollouts.store import EpisodeStore, episode_dirname
@@ -59,10 +60,10 @@ def test_batched_engine_reproduces_single_env_episodes(tmp_path):
         tail = store.read(episode_id, frames=slice(-3, None))  # decodes only the frames asked for
         np.testing.assert_array_equal(tail.images["observation.images.wrist"], wrist[-3:])
         np.testing.assert_array_equal(tail.states, stored.states[-3:])
-    files = _file_identities(store)
+    files = file_identities(store.episodes_dir)
     retried = run_chunk(task)
     assert (retried.episodes, retried.env_steps) == (0, 0), "a retried chunk must not re-simulate stored episodes"
-    assert _file_identities(store) == files, "a retried chunk must leave stored episodes untouched"
+    assert file_identities(store.episodes_dir) == files, "a retried chunk must leave stored episodes untouched"
 
 
 def test_a_second_attempt_at_a_stored_episode_is_dropped_not_stored_over_it(tmp_path):
@@ -81,12 +82,6 @@ def test_a_second_attempt_at_a_stored_episode_is_dropped_not_stored_over_it(tmp_
     assert store.completed_ids() == [0] and len(list(store.episodes_dir.iterdir())) == 1
 
 
-def _file_identities(store: EpisodeStore) -> dict[str, tuple[int, int]]:
-    """(inode, mtime) of every stored file: equal before and after means nothing was rewritten or replaced."""
-    return {str(p.relative_to(store.root)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in sorted(store.episodes_dir.rglob("*")) if p.is_file()}
-
-
 def test_resume_fills_the_holes_of_a_run_and_simulates_only_them(tmp_path, workspace):
     """Chunks finish out of order (and workers die), so an interrupted run has holes, not a prefix: --resume makes
     exactly the missing ids, with their own seeds, and re-simulates none of the stored ones."""
@@ -97,12 +92,12 @@ def test_resume_fills_the_holes_of_a_run_and_simulates_only_them(tmp_path, works
     holes = (0, 3, 4)
     for episode_id in holes:
         shutil.rmtree(store.episodes_dir / episode_dirname(episode_id))
-    kept = _file_identities(store)
+    kept = file_identities(store.episodes_dir)
     summary = rollout(_config(out, n=6, num_envs=1, scene=quick, resume=True), workspace)
     assert store.completed_ids() == list(range(6))
     assert [store.read_meta(i)["seed"] for i in range(6)] == [1_000_000 + i for i in range(6)]
     assert summary.env_steps == sum(store.read_meta(i)["length"] for i in holes), "only the holes are simulated"
-    now = _file_identities(store)
+    now = file_identities(store.episodes_dir)
     assert {name: now[name] for name in kept} == kept, "stored episodes were rewritten"
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -133,7 +132,7 @@ def _template(name: str, base: Path) -> dict:
     if not path.is_file():
         shipped = sorted(p.stem for p in TEMPLATES.glob("*.toml"))
         raise DataEngineError(f"hook template {name!r} not found: use one of {', '.join(shipped)} or a .toml path")
-    return tomllib.loads(path.read_text())
+    return read_toml(path, "")  # found above; a malformed one is one error line naming it
 
 
 def _hook(table, base: Path) -> HookConfig:

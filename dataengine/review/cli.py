@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 DEFAULT_PORT = 8765
@@ -38,9 +39,10 @@ def _run_review(args: argparse.Namespace) -> None:
     from dataengine.review.catalog import Catalog
     from dataengine.review.labelbook import LabelBook
     from dataengine.review.server import create_app, serve
-    from dataengine.review.whiskers import check_options
+    from dataengine.errors import DataEngineError
 
-    check_options(args.whiskers_every, None, 448)
+    if args.whiskers_every < 1:
+        raise DataEngineError(f"--whiskers-every {args.whiskers_every}: predict every step (1) or less often (5, 10 ...)")
     catalog = Catalog.load(args.runs, args.curated)
     labels = args.labels or _workspace(args).root / "labels.jsonl"
     book = LabelBook(labels)
@@ -98,6 +100,6 @@ def _run_whiskers(args: argparse.Namespace) -> None:
     spec, _, policy_size = resolve_policy(config, workspace)
     scene = PickPlaceConfig(image_size=_image_size(args.image_size, policy_size))
     if args.max_steps is not None:
-        scene.max_episode_steps = args.max_steps
+        scene = dataclasses.replace(scene, max_episode_steps=args.max_steps)
     trace = make_whiskers(WhiskersRequest(spec, args.seed, scene, args.every, args.horizon, args.size), out)
     print(f"{out}: {len(trace.whiskers)} predictions over {len(trace.path) - 1} steps ({trace.outcome})")
