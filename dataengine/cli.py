@@ -61,11 +61,11 @@ def _run_demos(args: argparse.Namespace) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a policy (ACT) with lerobot-train, offline",
+    p = sub.add_parser("train", help="train a policy (ACT, Diffusion, SmolVLA) with lerobot-train, offline",
                        description="Extra lerobot-train options go after '--', e.g. -- --policy.chunk_size=50")
     p.add_argument("--policy", default="act",
-                   help="policy type: act or diffusion (offline defaults per type; smolvla/pi0/pi05 need hub files: "
-                        "use a retrain hook)")
+                   help="policy type: act, diffusion or smolvla (offline defaults per type; smolvla needs "
+                        "-- --policy.vlm_model_name=DIR, a local VLM; pi0/pi05 need hub files: use a retrain hook)")
     p.add_argument("--dataset", required=True, help="LeRobot v3 dataset directory (or a cached repo id)")
     recipes = "; ".join(f"{name}: {r.steps} steps, batch {r.batch_size}, lr {r.learning_rate:g}"
                         for name, r in POLICY_RECIPES.items())

@@ -6,7 +6,9 @@ What this adds over calling ``lerobot-train`` by hand, each a trap the users fel
 * each policy type gets its offline-safe defaults from one table (``POLICY_RECIPES``): ACT's ResNet backbone takes
   ImageNet weights only if torchvision already has them on disk, Diffusion's is trained from scratch (lerobot's
   preset: group norm, which lerobot refuses with pretrained weights) with a crop that fits the dataset's images;
-  nothing is downloaded. The VLAs (SmolVLA, Pi0, Pi0.5) cannot be built without hub files (``HUB_ONLY_POLICIES``);
+  nothing is downloaded. SmolVLA builds its VLM from ``--policy.vlm_model_name``, which must be a local directory
+  (a downloaded SmolVLM, or a tiny random one from ``dataengine.tiny_vlm``); Pi0 and Pi0.5 cannot be built without
+  hub files (``HUB_ONLY_POLICIES``);
 * runs are step-targeted (lerobot-train cycles its dataloader, so ``--steps`` is never cut at an epoch end; a test
   trains past several epochs);
 * the run is recorded in the workspace, so ``--policy act`` (or ``diffusion``) later finds the newest checkpoint.
@@ -47,14 +49,18 @@ class PolicyRecipe:
     learning_rate: float
     lr_fields: tuple[str, ...]
     """The config fields that get ``--lr`` (only fields the type's lerobot config has)."""
-    imagenet_backbone: bool
+    imagenet_backbone: bool | None
     """Use torchvision's ResNet18 ImageNet weights when they are on disk (else ``pretrained_backbone_weights=null``);
-    False: always train the backbone from scratch."""
+    False: always train the backbone from scratch; None: the type has no ResNet backbone (SmolVLA sees through its
+    VLM's vision encoder)."""
     crop_fraction: float | None = None
     """``crop_shape`` as a fraction of the dataset's image size (random crop in training, centre crop at inference);
     None: no ``crop_shape`` argument."""
     measured_demos: int | None = None
     """The number of demos the recipe's success was measured on (a note warns below it); None: not measured."""
+    local_vlm: bool = False
+    """The type builds its VLM from ``--policy.vlm_model_name`` (config, processor, tokenizer), which must then be
+    given as a local directory (``vlm_directory``); the images are resized to its vision encoder's input size."""
 
 
 POLICY_RECIPES: dict[str, PolicyRecipe] = {
@@ -73,13 +79,20 @@ POLICY_RECIPES: dict[str, PolicyRecipe] = {
     # the same data; 20,000 steps at batch 64 is a starting point, not a measured recipe.
     "diffusion": PolicyRecipe(steps=20_000, batch_size=64, learning_rate=1e-4, lr_fields=("optimizer_lr",),
                               imagenet_backbone=False, crop_fraction=0.9),
+    # lerobot's SmolVLA preset: AdamW lr 1e-4, cosine decay after 1,000 warm-up steps; batch 64 and 20,000 steps as
+    # lerobot's SmolVLA fine-tuning example. A starting point, not a measured recipe. Its VLM is a local directory.
+    "smolvla": PolicyRecipe(steps=20_000, batch_size=64, learning_rate=1e-4, lr_fields=("optimizer_lr",),
+                            imagenet_backbone=None, local_vlm=True),
 }
 SUPPORTED_POLICIES = tuple(POLICY_RECIPES)
 """The policy types ``dataengine train`` trains offline (and ``rollout --policy TYPE`` resolves to the newest)."""
-HUB_ONLY_POLICIES = ("smolvla", "pi0", "pi05")
-"""lerobot builds these only from files on the hub, even from scratch: SmolVLA reads its VLM's config and processor
-(``vlm_model_name``, HuggingFaceTB/SmolVLM2-500M-Video-Instruct) in its constructor and its tokenizer in the
-preprocessor; Pi0 and Pi0.5's preprocessor loads PaliGemma's tokenizer (google/paligemma-3b-pt-224, hard-coded)."""
+HUB_ONLY_POLICIES = ("pi0", "pi05")
+"""lerobot builds these only from files on the hub, even from scratch: their preprocessor loads PaliGemma's
+tokenizer by a hard-coded hub name (google/paligemma-3b-pt-224, no config field to point elsewhere). Besides,
+lerobot 0.4.4 refuses PyPI's transformers for them (it wants its patched one, with ``models.siglip.check``), and
+their smallest configuration (gemma_300m for both the PaliGemma and the action expert, SigLIP So400m fixed) has 1.56
+billion parameters (docs/design.md, "SmolVLA offline" and after)."""
+VLM_FIELD = "--policy.vlm_model_name="
 
 
 @dataclass
@@ -149,9 +162,10 @@ def recipe_of(policy: str) -> PolicyRecipe:
     """The type's recipe, or one error line: hub-only VLAs say why and where to go instead."""
     if policy in HUB_ONLY_POLICIES:
         raise DataEngineError(
-            f"{policy} cannot be trained offline here: lerobot builds it from hub files (SmolVLA: its VLM's config, "
-            "processor and tokenizer; Pi0/Pi0.5: PaliGemma's tokenizer) even without pretrained weights; with the "
-            "weights on disk, train it through a retrain hook (dataengine/hooks/templates)"
+            f"{policy} cannot be trained offline here: lerobot's preprocessor loads PaliGemma's tokenizer from hub "
+            "files (google/paligemma-3b-pt-224, hard-coded) even without pretrained weights, and lerobot 0.4.4 "
+            "builds it only with its patched transformers (docs/design.md); with both on disk, "
+            "train it through a retrain hook (dataengine/hooks/templates)"
         )
     if policy not in POLICY_RECIPES:
         raise DataEngineError(f"unknown policy {policy!r}: use one of {', '.join(SUPPORTED_POLICIES)}")
@@ -159,14 +173,21 @@ def recipe_of(policy: str) -> PolicyRecipe:
 
 
 def resolved(config: TrainConfig) -> TrainConfig:
-    """The config with the type's recipe filled in where the user gave nothing."""
+    """The config with the type's recipe filled in where the user gave nothing, and a local VLM directory made
+    absolute: the checkpoint records it, and rollouts load the VLM's config and tokenizer from it again."""
     recipe = recipe_of(config.policy)
-    return replace(config, steps=recipe.steps if config.steps is None else config.steps,
+    extra_args = config.extra_args
+    if recipe.local_vlm and not config.resume:
+        directory = vlm_directory(extra_args)
+        extra_args = [arg for arg in extra_args if not arg.startswith(VLM_FIELD)] + [f"{VLM_FIELD}{directory}"]
+    return replace(config, extra_args=extra_args, steps=recipe.steps if config.steps is None else config.steps,
                    batch_size=recipe.batch_size if config.batch_size is None else config.batch_size,
                    learning_rate=recipe.learning_rate if config.learning_rate is None else config.learning_rate)
 
 
 def _backbone_args(recipe: PolicyRecipe) -> list[str]:
+    if recipe.imagenet_backbone is None:
+        return []
     import torch
 
     hub = Path(torch.hub.get_dir()) / "checkpoints"  # where torchvision looks (TORCH_HOME, XDG_CACHE_HOME)
@@ -185,13 +206,43 @@ def dataset_image_size(root: Path) -> int:
     return min(sides)
 
 
+def vlm_directory(extra_args: list[str]) -> Path:
+    """The local VLM directory given as ``--policy.vlm_model_name=DIR``; one error line when none is given (the
+    default is a hub repo) or it holds no model config."""
+    given = [arg.removeprefix(VLM_FIELD) for arg in extra_args if arg.startswith(VLM_FIELD)]
+    if not given:
+        raise DataEngineError(
+            "smolvla builds its VLM from hub files by default (HuggingFaceTB/SmolVLM2-500M-Video-Instruct): pass a "
+            f"local one after '--' as {VLM_FIELD}DIR (a downloaded SmolVLM, or 'python -m dataengine.tiny_vlm DIR' "
+            "for a tiny random one)"
+        )
+    directory = Path(given[-1]).expanduser()
+    if not (directory / "config.json").is_file():
+        raise DataEngineError(f"{VLM_FIELD}{given[-1]} is not a local VLM directory (no config.json): smolvla is "
+                              "trained offline only from one (a downloaded SmolVLM, or "
+                              "'python -m dataengine.tiny_vlm DIR')")
+    return directory.resolve()
+
+
+def vlm_image_size(directory: Path) -> int:
+    """The input side of the VLM's vision encoder, from its config.json (SmolVLM2: 512, SmolVLA's default)."""
+    try:
+        return int(json.loads((directory / "config.json").read_text())["vision_config"]["image_size"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataEngineError(
+            f"{directory / 'config.json'} is not a VLM config with vision_config.image_size ({e})") from e
+
+
 def recipe_args(config: TrainConfig, dataset: ResolvedDataset) -> list[str]:
-    """The type's lerobot-train options: its lr fields, backbone weights and crop (``config`` resolved)."""
+    """The type's lerobot-train options: its lr fields, backbone weights, crop, and VLM (``config`` resolved)."""
     recipe = recipe_of(config.policy)
     args = [f"--policy.{name}={config.learning_rate}" for name in recipe.lr_fields] + _backbone_args(recipe)
     if recipe.crop_fraction is not None:
         side = max(1, int(recipe.crop_fraction * dataset_image_size(dataset.root)))
         args.append(f"--policy.crop_shape=[{side},{side}]")
+    if recipe.local_vlm:
+        side = vlm_image_size(vlm_directory(config.extra_args))
+        args.append(f"--policy.resize_imgs_with_padding=[{side},{side}]")
     return args
 
 

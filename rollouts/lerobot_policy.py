@@ -49,14 +49,17 @@ class Drive:
     """The config field that bounds ``n_action_steps``."""
     autocast_bf16: bool = False
     """Run the forward pass under bf16 autocast on CUDA (measured for ACT; the VLAs manage their own dtype)."""
+    flow_noise: bool = False
+    """The chunk is integrated from Gaussian noise (flow matching), which ``predict_action_chunk(noise=...)``
+    accepts, shaped (B, chunk_size, max_action_dim): the engine draws it per slot, seeded with the episode."""
 
 
 DRIVES: dict[str, Drive] = {
     "act": Drive(history=False, autocast_bf16=True),
     "diffusion": Drive(history=True, horizon_field="horizon"),
-    "smolvla": Drive(history=False, language=True),
-    "pi0": Drive(history=False, language=True),
-    "pi05": Drive(history=False, language=True),
+    "smolvla": Drive(history=False, language=True, flow_noise=True),
+    "pi0": Drive(history=False, language=True, flow_noise=True),
+    "pi05": Drive(history=False, language=True, flow_noise=True),
 }
 """The lerobot policy types the engine drives; any other type is refused with this list."""
 
@@ -145,11 +148,26 @@ def _unparseable(checkpoint: Path, raw: dict[str, Any], unknown: list[str], erro
     )
 
 
+def check_vlm(checkpoint: Path, config: dict[str, Any]) -> None:
+    """SmolVLA builds its VLM from ``vlm_model_name`` (config, processor, tokenizer) every time it is loaded, its
+    weights in the checkpoint or not: a local VLM directory that is gone is one error line, not a traceback."""
+    name = config.get("vlm_model_name")
+    if isinstance(name, str) and Path(name).is_absolute() and not (Path(name) / "config.json").is_file():
+        raise DataEngineError(
+            f"{checkpoint} was trained on the VLM directory {name} (vlm_model_name), which is gone: SmolVLA loads "
+            "its VLM's config and tokenizer from it; restore it, or point vlm_model_name in config.json and "
+            "policy_preprocessor.json (tokenizer_name) at a copy"
+        )
+
+
 def inspect_checkpoint(checkpoint: Path) -> int:
     """Everything about ``checkpoint`` that can fail, checked before any work: a checkpoint, of a type the engine
-    drives, whose config this lerobot parses and whose inputs the scene provides. Returns its image size."""
+    drives, whose config this lerobot parses, whose VLM directory (SmolVLA) is there and whose inputs the scene
+    provides. Returns its image size."""
     load_config(checkpoint)  # not a checkpoint, a type not driven, an unparseable config: each its own line
-    return image_size_of(read_policy_config(checkpoint))
+    raw = read_policy_config(checkpoint)
+    check_vlm(checkpoint, raw)
+    return image_size_of(raw)
 
 
 def policy_type(checkpoint: Path) -> str:

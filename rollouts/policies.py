@@ -109,7 +109,7 @@ class _SlotState:
     ensembler: Any = None
     """ACT with temporal ensembling: this slot's ``ACTTemporalEnsembler``."""
     generator: torch.Generator | None = None
-    """Diffusion: the sampling noise of this episode, seeded with its scene seed."""
+    """Diffusion and the flow-matching VLAs: the sampling noise of this episode, seeded with its scene seed."""
 
 
 def _limit_action_steps(config: Any, drive: Drive, temporal_ensemble_coeff: float | None,
@@ -138,8 +138,10 @@ class LeRobotPolicy:
       ``n_action_steps`` queued; ACT with ``temporal_ensemble_coeff``: a chunk every step, ensembled per slot;
     * Diffusion: each step's preprocessed observation joins the slot's history (the first one copied to fill it),
       and a slot with an empty queue gets the model's generation from its ``n_obs_steps`` history, the
-      ``n_action_steps`` actions from the current step on. Noise is drawn per slot from a generator seeded with the
-      episode's seed, so an episode's actions depend on its scene, not on which other environments share the batch.
+      ``n_action_steps`` actions from the current step on.
+    Noise (Diffusion's, and the flow matching of SmolVLA, Pi0 and Pi0.5) is drawn per slot from a generator seeded
+    with the episode's seed, so an episode's actions depend on its scene, not on which other environments share the
+    batch.
     """
 
     def __init__(self, checkpoint: Path, device: str | None = None, temporal_ensemble_coeff: float | None = None,
@@ -169,6 +171,7 @@ class LeRobotPolicy:
             state.ensembler = ACTTemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.chunk_size)
         if self.drive.history:
             state.history = self._empty_history()
+        if self.drive.history or self.drive.flow_noise:
             state.generator = torch.Generator().manual_seed(seed)
         self._slots[slot] = state
 
@@ -192,12 +195,17 @@ class LeRobotPolicy:
             batch[IMAGES_KEY] = torch.stack([batch[key] for key in self.image_keys], dim=-4)
         return batch
 
-    def _chunks(self, observations: Sequence[Observation]) -> torch.Tensor:
-        """(B, chunk_size, 6) normalised actions of a chunk policy for the given observations."""
+    def _chunks(self, observations: Sequence[Observation], generators: list[torch.Generator]) -> torch.Tensor:
+        """(B, chunk_size, 6) normalised actions of a chunk policy for the given observations; a flow-matching
+        type integrates each sample from noise drawn from its own generator."""
         batch = self._preprocessed(observations)
+        kwargs: dict[str, torch.Tensor] = {}
+        if self.drive.flow_noise:
+            shape = (1, self.config.chunk_size, self.config.max_action_dim)
+            kwargs["noise"] = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(self.device)
         autocast = self.drive.autocast_bf16 and self.device.startswith("cuda")
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            return self.policy.predict_action_chunk(batch).float()
+            return self.policy.predict_action_chunk(batch, **kwargs).float()
 
     def _generate(self, history: dict[str, torch.Tensor], generators: list[torch.Generator]) -> torch.Tensor:
         """Diffusion's generation for stacked histories, (B, horizon, 6) normalised: lerobot's
@@ -217,14 +225,16 @@ class LeRobotPolicy:
     def predict_chunks(self, observations: Sequence[Observation], slots: Sequence[int] | None = None,
                        seed: int = 0) -> torch.Tensor:
         """(B, n, 6) predicted actions in LeRobot units from each observation on, without changing any slot's state
-        (for forward-simulating what the policy intends). Chunk policies: the whole chunk (n = chunk_size).
+        (for forward-simulating what the policy intends). Chunk policies: the whole chunk (n = chunk_size; the
+        flow-matching VLAs' noise seeded with ``seed + row``).
         Diffusion: the actions from the current step to the horizon (n = horizon - n_obs_steps + 1), from the
         history of ``slots`` followed by the observation (without ``slots``: as at an episode's first step), noise
         seeded with ``seed``."""
         from dataengine.lerobot_compat import populate_queues
 
+        generators = [torch.Generator().manual_seed(seed + row) for row in range(len(observations))]
         if not self.drive.history:
-            return self.postprocess(self._chunks(observations))
+            return self.postprocess(self._chunks(observations, generators))
         batch = self._preprocessed(observations)
         histories = []
         for row in range(len(observations)):
@@ -233,7 +243,6 @@ class LeRobotPolicy:
                 for key, queue in self._slots[slots[row]].history.items():
                     history[key].extend(queue)
             histories.append(populate_queues(history, {k: batch[k][row] for k in self._history_keys}))
-        generators = [torch.Generator().manual_seed(seed + row) for row in range(len(observations))]
         generated = self._generate(self._stacked(histories), generators)
         return self.postprocess(generated[:, self.config.n_obs_steps - 1:])
 
@@ -252,7 +261,7 @@ class LeRobotPolicy:
         need = [i for i, state in enumerate(states) if self.ensembling or not state.actions]
         actions = np.empty((len(slots), len(JOINT_NAMES)), dtype=np.float32)
         if need:
-            chunks = self._chunks([observations[i] for i in need])
+            chunks = self._chunks([observations[i] for i in need], [states[i].generator for i in need])
             if self.ensembling:  # every slot needs a chunk every step; lerobot ensembles normalised actions
                 stepped = torch.cat([states[i].ensembler.update(chunks[row : row + 1]) for row, i in enumerate(need)])
                 actions[need] = self.postprocess(stepped).numpy()

@@ -80,6 +80,33 @@ def diffusion_checkpoint(demo_dataset, workspace):
     return train(config, workspace)
 
 
+TINY_SMOLVLA = ["--policy.chunk_size=10", "--policy.n_action_steps=5", "--policy.num_steps=2"]
+"""SmolVLA on the tiny VLM of ``tiny_vlm``, with chunks of 10 (5 executed) and 2 flow-matching steps, so CPU
+training and inference stay fast in tests."""
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory):
+    """A SmolVLM directory written here (``dataengine.tiny_vlm``: random weights, a tokenizer trained here), so
+    SmolVLA is built offline; skipped where transformers (the ``vla`` extra) is not installed."""
+    pytest.importorskip("transformers", reason="SmolVLA needs transformers (the project's 'vla' extra)")
+    from dataengine.tiny_vlm import write_tiny_vlm
+
+    return write_tiny_vlm(tmp_path_factory.mktemp("vlm") / "tiny-smolvlm")
+
+
+@pytest.fixture(scope="session")
+def smolvla_checkpoint(tiny_vlm, demo_dataset, workspace):
+    """A real SmolVLA checkpoint trained by ``dataengine train --policy smolvla`` (lerobot-train) on the demo
+    dataset with the tiny VLM; a few steps: the tests drive the code path, not its success."""
+    from dataengine.train import TrainConfig, train
+
+    config = TrainConfig(dataset=str(demo_dataset.out), policy="smolvla", steps=3, batch_size=4, num_workers=0,
+                         save_freq=1000, device="cpu",
+                         extra_args=[f"--policy.vlm_model_name={tiny_vlm}", *TINY_SMOLVLA])
+    return train(config, workspace)
+
+
 @pytest.fixture
 def lerobot_home(tmp_path, monkeypatch):
     """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import): publishing refreshes

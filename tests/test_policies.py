@@ -5,7 +5,8 @@ checkpoint, ``policy.reset()``, ``select_action`` per step, the postprocessor on
 noise: the engine draws each episode's noise (prior and every DDPM step) from a generator seeded with the
 episode's seed, so the reference seeds torch's global generator with the same seed after ``reset()`` and passes the
 prior it draws from it as ``select_action(noise=...)``: both paths then consume one stream of random numbers in the
-same order, and their actions agree exactly, not merely in distribution.
+same order, and their actions agree exactly, not merely in distribution. SmolVLA's flow matching likewise: the
+engine draws each chunk's noise from the episode's generator, the reference passes the same draws.
 """
 
 import json
@@ -17,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dataengine.errors import DataEngineError
-from rollouts.policies import LeRobotPolicy, inspect_checkpoint
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from rollouts.policies import DRIVES, LeRobotPolicy, inspect_checkpoint
+from scenes.pick_place import TASK, PickPlaceConfig, PickPlaceEnv
 
 EXACT = dict(rtol=1e-5, atol=1e-5)
 """Equal to float32 rounding (actions are degrees, up to ~100): batches of 2 and of 1, or a chunk unnormalised at
@@ -43,9 +44,13 @@ def _reference_actions(checkpoint, observations, seed=0, edit=None):
         batch = {"observation.state": torch.from_numpy(obs.state)[None]}
         for key, image in obs.images.items():
             batch[key] = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        if DRIVES[config.type].language:  # as lerobot's env processing adds the env's task string
+            batch["task"] = TASK
         kwargs = {}
         if config.type == "diffusion" and t % config.n_action_steps == 0:  # select_action generates now
             kwargs["noise"] = torch.randn((1, config.horizon, config.action_feature.shape[0]))
+        elif config.type == "smolvla" and t % config.n_action_steps == 0:
+            kwargs["noise"] = torch.randn((1, config.chunk_size, config.max_action_dim))
         with torch.inference_mode():
             actions.append(post(policy.select_action(pre(batch), **kwargs))[0].numpy())
     return np.stack(actions)
@@ -75,7 +80,7 @@ def _staggered(policy, size, steps=12, delay=3):
     return (obs_a, np.stack(got_a)), (obs_b, np.stack(got_b))
 
 
-@pytest.fixture(params=["act", "diffusion"])
+@pytest.fixture(params=["act", "diffusion", "smolvla"])
 def checkpoint(request):
     return request.getfixturevalue(f"{request.param}_checkpoint")
 
@@ -99,7 +104,7 @@ def _ensemble(config) -> None:
 ENSEMBLE_COEFF = 0.01
 
 
-@pytest.mark.parametrize("kind", ["act", "diffusion", "act-ensembled"])
+@pytest.mark.parametrize("kind", ["act", "diffusion", "smolvla", "act-ensembled"])
 def test_restarting_a_slot_mid_chunk_starts_the_new_episode_fresh(kind, request):
     """The users' worst bug (no policy.reset() between episodes: 73 % -> 23 %): an episode started in a slot
     whose queue still holds actions of the last one, whose observation history is full, or whose ensembler holds
