@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["LEROBOT_VERSION", "LEROBOT_06", "ReadSide", "codec_options", "create_dataset", "dataset_reader_class",
-           "decode_video_frames_pyav", "empty_dataset_info", "install_video_fallback", "lerobot_home_bindings", "policy_config_writer", "read_side", "write_info"]
+           "decode_video_frames_pyav", "empty_dataset_info", "hub_unreachable_errors", "install_video_fallback",
+           "lerobot_home_bindings", "policy_config_writer", "read_side", "write_info"]
 
 LEROBOT_VERSION: str = version("lerobot")
 """The installed lerobot, from its distribution metadata (no lerobot import)."""
@@ -79,6 +80,18 @@ def lerobot_home_bindings(home: Path) -> list[tuple[str, Path]]:
     return [(f"{module}.{name}", value) for module in ("lerobot.utils.constants", "lerobot.datasets.dataset_metadata")
             for name, value in (("HF_LEROBOT_HOME", home), ("HF_LEROBOT_HUB_CACHE", home / "hub"))] + [
         ("lerobot.datasets.lerobot_dataset.HF_LEROBOT_HUB_CACHE", home / "hub")]
+
+
+def hub_unreachable_errors() -> tuple[type[Exception], ...]:
+    """What the Hub client raises when no answer comes at all (refused, timed out, no route, DNS): requests' errors
+    under huggingface-hub 0.x (lerobot 0.4.4's), httpx's transport errors under 1.x (lerobot 0.6's)."""
+    if LEROBOT_06:
+        import httpx
+
+        return (httpx.TransportError,)
+    from requests.exceptions import RequestException
+
+    return (RequestException,)
 
 
 def policy_config_writer(raw: dict) -> tuple[str, bool]:

@@ -32,8 +32,8 @@ def _manifest_at(api, repo_id: str, tag: str) -> VersionManifest:
 def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]):
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
-    from requests.exceptions import RequestException
 
+    from dataengine.lerobot_compat import hub_unreachable_errors
     from dataengine.publish.publish import PublishResult, new_manifest
 
     api = HfApi()
@@ -76,7 +76,7 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
     except OfflineModeIsEnabled:
         raise DataEngineError(f"cannot publish {repo_id} to the Hub: HF_HUB_OFFLINE is set; unset it (or publish "
                               "to the local registry: --to local)") from None
-    except RequestException as error:  # no answer at all: refused, timed out, no route, DNS
+    except hub_unreachable_errors() as error:  # no answer at all: refused, timed out, no route, DNS
         reason = type(error).__name__ + (": connection refused" if "refused" in str(error) else "")
         raise DataEngineError(f"cannot reach the Hub at {constants.ENDPOINT} ({reason}): check the network and "
                               "HF_ENDPOINT, then publish again (it continues from what the Hub has; a version is "
