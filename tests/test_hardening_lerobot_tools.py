@@ -55,15 +55,16 @@ def test_after_lerobots_delete_episodes_codec_and_provenance_are_caught(curated,
     edited = tmp_path / "edited"
     delete_episodes(_lerobot(curated, REPO), [1], output_dir=edited, repo_id=REPO)
     assert not (edited / "meta" / "dataengine.json").exists()  # lerobot keeps no provenance
-    line = assert_one_error_line(_publish(edited, tmp_path), capfd, "is av1 video but meta/info.json says", [edited])
-    assert "set features['observation.images" in line and "'av1'" in line
-
-    info_path = edited / "meta" / "info.json"  # the fix the line names, done: the codec is now right
-    info = json.loads(info_path.read_text())
-    for feature in info["features"].values():
-        if feature["dtype"] == "video":
-            feature["info"]["video.codec"] = "av1"
-    info_path.write_text(json.dumps(info, indent=4))
+    if not LEROBOT_06:  # 0.4.4 leaves info.json naming another codec than its rewritten videos; 0.6 does not
+        line = assert_one_error_line(_publish(edited, tmp_path), capfd, "is av1 video but meta/info.json says",
+                                     [edited])
+        assert "set features['observation.images" in line and "'av1'" in line
+        info_path = edited / "meta" / "info.json"  # the fix the line names, done: the codec is now right
+        info = json.loads(info_path.read_text())
+        for feature in info["features"].values():
+            if feature["dtype"] == "video":
+                feature["info"]["video.codec"] = "av1"
+        info_path.write_text(json.dumps(info, indent=4))
     shutil.copy(curated / "meta" / "dataengine.json", edited / "meta" / "dataengine.json")  # carried over by hand
     line = assert_one_error_line(_publish(edited, tmp_path), capfd, "meta/dataengine.json describes 3 episodes, the "
                                  "dataset has 2", [edited])
