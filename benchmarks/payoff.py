@@ -214,7 +214,7 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                 budget = ["--steps", scale.steps]
             else:  # ACT (i)'s passes over the base, computed once the base exists
                 passes = scale.steps * scale.batch_size / _frames(work / "data" / "i")
-                budget = ["--epochs", f"{passes:.6g}", "--steps", scale.max_steps]
+                budget = ["--epochs", repr(passes), "--steps", scale.max_steps]
             return _cli(work, "train", "--policy", student.policy, "--dataset", work / "data" / student.arm, *budget,
                         "--batch-size", batch, "--save-freq", scale.max_steps, "--num-workers", loaders,
                         *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra)

@@ -297,7 +297,7 @@ def fewer_demos_than_the_recipe(root: Path, policy: str = "act") -> str | None:
 
 def steps_for_epochs(epochs: float, frames: int, batch_size: int, cap: int | None) -> int:
     """Optimizer steps that show every frame ``epochs`` times at ``batch_size`` (at least one), at most ``cap``."""
-    steps = max(1, math.ceil(epochs * frames / batch_size))
+    steps = max(1, math.ceil(round(epochs * frames / batch_size, 6)))  # 4.0000001 steps (float noise) is 4
     return steps if cap is None else min(steps, cap)
 
 

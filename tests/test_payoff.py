@@ -5,6 +5,7 @@ runs for real with tiny counts, 64 px frames and a few training steps."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pyarrow.parquet as pq
@@ -59,7 +60,7 @@ def test_payoff_experiment_in_miniature(tmp_path):
             assert row["steps"] == scale.steps, "a 'steps' student trains exactly as long as the teacher"
         else:  # as many passes over its data as the teacher made over the base, at most max_steps
             passes = scale.steps * scale.batch_size / frames["i"]
-            assert row["steps"] == min(scale.max_steps, -(-passes * frames[student.arm] // batch))
+            assert row["steps"] == min(scale.max_steps, math.ceil(round(passes * frames[student.arm] / batch, 6)))
     for arm in sizes:
         assert all(seed < EVAL_SEED for seed in _training_seeds(work / "data" / arm)), "no evaluation scene is trained on"
     for name in ("payoff.json", "payoff.md", "payoff.png"):

@@ -160,3 +160,14 @@ def test_epochs_become_steps_for_the_datasets_size_capped_by_steps(demo_dataset,
     assert with_epochs(recipe, demo_dataset.out).steps == -(-frames // 128)
     with pytest.raises(DataEngineError, match="--epochs must be above 0"):
         train(TrainConfig(dataset=str(demo_dataset.out), epochs=0), workspace)
+
+
+def test_epochs_that_give_a_whole_number_of_steps_give_exactly_that_number():
+    """The payoff's students get ``--epochs`` = teacher's steps x batch / base frames: on the base itself that
+    must give the teacher's steps again, not one more from float noise (16 / 423 x 423 / 4 = 4.0000000001)."""
+    from dataengine.train import steps_for_epochs
+
+    for frames in range(100, 3000, 7):
+        for steps, batch in ((4, 4), (2000, 128), (3, 64)):
+            assert steps_for_epochs(steps * batch / frames, frames, batch, None) == steps
+    assert steps_for_epochs(0.01, 423, 4, None) == 2  # 1.0575 steps: a partial step still counts
