@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from classifier.config import FrameSampling
 from classifier.labels import Label
 from dataengine.errors import DataEngineError
+from dataengine.files import read_json_object
 from rollouts.store import EpisodeStore
 from scenes.outcome import Outcome
 
@@ -74,8 +75,9 @@ def demo_episodes(dataset_dir: Path) -> list[EpisodeRef]:
         raise DataEngineError(f"{dataset_dir} is not a LeRobot v3 dataset (no meta/info.json): pass a 'dataengine "
                               f"demos' output")
     lengths = _demo_lengths(dataset_dir)
-    outcomes = ([e["metrics"]["outcome"] for e in json.loads(engine.read_text())["episodes"]] if engine.is_file()
-                else [Outcome.SUCCESS.value] * len(lengths))
+    fix = "record the demos again with 'dataengine demos', or pass another --demos"
+    outcomes = ([e["metrics"]["outcome"] for e in read_json_object(engine, fix, ("episodes",))["episodes"]]
+                if engine.is_file() else [Outcome.SUCCESS.value] * len(lengths))
     return [EpisodeRef("demo", str(dataset_dir), str(dataset_dir), i, lengths[i], outcome == Outcome.SUCCESS.value,
                        DEMO, outcome) for i, outcome in enumerate(outcomes)]
 
@@ -204,7 +206,7 @@ def _pick_views(images: dict[str, np.ndarray], views: tuple[str, ...], indices: 
 
 
 def _demo_lengths(root: Path) -> list[int]:
-    info = json.loads((root / "meta" / "info.json").read_text())
+    info = read_json_object(root / "meta" / "info.json", "pass a LeRobot v3 dataset made by 'dataengine demos'")
     reader = _DemoReader(root) if info.get("total_episodes") else None
     return [int(b - a) for a, b in reader.bounds] if reader else []
 

@@ -153,7 +153,7 @@ DATASET_DAMAGE = {
     (VIDEO, cut): ("publish", "stats"),
     ("meta/tasks.parquet", cut): ("base",),
     ("meta/stats.json", cut): ("publish",),
-    ("meta/dataengine.json", cut): ("publish", "base"),
+    ("meta/dataengine.json", cut): ("publish", "base", "classifier"),
 }
 DATASET_CASES = [(relative, how, command) for (relative, how), commands in DATASET_DAMAGE.items()
                  for command in commands]
@@ -165,6 +165,10 @@ def _dataset_argv(command: str, dataset: Path, run: Path, tmp_path: Path) -> tup
                 "--no-hooks"], None
     if command == "stats":
         return ["stats", "fix", str(dataset)], None
+    if command == "classifier":  # the demos as the classifier's positives
+        out = tmp_path / "classifier"
+        return ["classifier", "train", "--runs", str(run), "--demos", str(dataset), "--out", str(out), "--epochs", "1",
+                "--image-size", "32"], out
     out = tmp_path / "curated"
     return ["curate", "--runs", str(run), "--base", str(dataset), "--use-sim-outcome", "--vcodec", "h264",
             "--workers", "1", "--out", str(out)], out
