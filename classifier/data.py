@@ -11,7 +11,6 @@ failures (the task is not done yet). Frames are resized to the network's input s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
