@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from curation.dataset_stats import read_info
 from dataengine.seeds import ROLLOUT_SEED
 
 TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
@@ -192,7 +193,7 @@ def data_arms(scale: Scale) -> dict[str, DataArm]:
 
 
 def _frames(dataset: Path) -> int:
-    return json.loads((dataset / "meta" / "info.json").read_text())["total_frames"]
+    return read_info(dataset)["total_frames"]
 
 
 def plan(work: Path, scale: Scale) -> list[Job]:
@@ -321,8 +322,8 @@ def collect(work: Path, scale: Scale) -> dict:
         return PolicyResult(**{**raw, "ci95": tuple(raw["ci95"])})
 
     def episodes(arm: str) -> int | None:
-        info = work / "data" / arm / "meta" / "info.json"
-        return json.loads(info.read_text())["total_episodes"] if info.is_file() else None
+        dataset = work / "data" / arm
+        return read_info(dataset)["total_episodes"] if (dataset / "meta" / "info.json").is_file() else None
 
     arms = ["i", *data_arms(scale)]
     result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "students": {}}
