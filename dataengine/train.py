@@ -305,8 +305,8 @@ def with_epochs(config: TrainConfig, root: Path) -> TrainConfig:
     """``config`` with ``--epochs`` turned into steps for the dataset at ``root`` (unchanged without epochs)."""
     if config.epochs is None:
         return config
-    if not config.epochs > 0:
-        raise DataEngineError(f"--epochs must be above 0, got {config.epochs}")
+    if not (config.epochs > 0 and math.isfinite(config.epochs)):
+        raise DataEngineError(f"--epochs must be above 0 and finite, got {config.epochs}")
     batch_size = config.batch_size or recipe_of(config.policy).batch_size
     frames = read_info(root)["total_frames"]
     return replace(config, steps=steps_for_epochs(config.epochs, frames, batch_size, config.steps))

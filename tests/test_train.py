@@ -160,6 +160,8 @@ def test_epochs_become_steps_for_the_datasets_size_capped_by_steps(demo_dataset,
     assert with_epochs(recipe, demo_dataset.out).steps == -(-frames // 128)
     with pytest.raises(DataEngineError, match="--epochs must be above 0"):
         train(TrainConfig(dataset=str(demo_dataset.out), epochs=0), workspace)
+    with pytest.raises(DataEngineError, match="--epochs must be above 0 and finite, got inf"):
+        train(TrainConfig(dataset=str(demo_dataset.out), epochs=float("inf"), steps=10), workspace)
 
 
 def test_epochs_that_give_a_whole_number_of_steps_give_exactly_that_number():
