@@ -22,16 +22,16 @@ mkdir -p "$W/runs"
 steps_per_s() { tr '\r' '\n' < "$1" | grep -oE "[0-9]+step/s|[0-9.]+it/s|updt_s:[0-9.]+|data_s:[0-9.]+" | tail -4 | tr '\n' ' '; echo; }
 case "${1:-}" in
   demos)
-    /usr/bin/time -f "demos: %e s" python3 -m dataengine.cli demos --n "$DEMOS" --workers 14 --vcodec h264 \
+    /usr/bin/time -f "demos: %e s" python3 -m so101_dataengine.cli demos --n "$DEMOS" --workers 14 --vcodec h264 \
       --out "$W/demos" 2>&1 | grep -v '^Svt' | tail -8 ;;
   probe)
     for batch in ${BATCHES:-128 256}; do
-      python3 -m dataengine.cli --workspace "$W/probe" train --dataset "$W/demos" --steps 400 --save-freq 400 \
+      python3 -m so101_dataengine.cli --workspace "$W/probe" train --dataset "$W/demos" --steps 400 --save-freq 400 \
         --batch-size "$batch" --out "$W/probe-$batch" -- --log_freq=100 > "$W/probe-$batch.log" 2>&1
       echo "batch $batch: $(steps_per_s "$W/probe-$batch.log")"
     done ;;
   train)
-    setsid nohup python3 -m dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
+    setsid nohup python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --steps "$STEPS" \
       --out "$R" "${@:2}" -- --log_freq=500 > "$R.log" 2>&1 &
     echo $! > "$R.pid"; sleep 45; tail -c 1000 "$R.log" ;;
   wait)
@@ -44,7 +44,7 @@ case "${1:-}" in
     kill -- -"$(cat "$R.pid")" 2>/dev/null || true; sleep 3; "$0" status ;;
   eval)
     tag=$2; ckpt=$3; shift 3
-    python3 -m dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
+    python3 -m so101_dataengine.cli rollout --policy "$ckpt" --n 200 --out "$W/eval-$tag" "$@" 2>&1 | grep -v '^Svt' | tail -18
     cp "$W/eval-$tag/summary.json" "${OUT:-/tmp}/eval-$tag.json" ;;
   *)
     echo "usage: $0 demos | probe | train [flags] | wait [S] | status | stop | eval TAG CKPT [flags]" >&2; exit 2 ;;

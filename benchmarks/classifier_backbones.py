@@ -3,7 +3,7 @@
     python benchmarks/classifier_backbones.py --train-runs RUN_A --eval-runs RUN_B \\
         --candidates resnet10t:64 mobilenetv3_small_050:64 lcnet_050:64 --device cpu
 
-Every candidate is trained by ``classifier.train.fit`` (what ``dataengine classifier train`` runs) on the same
+Every candidate is trained by ``so101_dataengine.classifier.train.fit`` (what ``dataengine classifier train`` runs) on the same
 labelled frames and episode split, with the same early stopping (``--epochs``, ``--patience``,
 ``--min-improvement``; defaults: ``ClassifierTrainConfig``), calibrated on the same validation episodes, and scored
 on the same held-out episodes with the episode rule. Reported per candidate: epochs run and best epoch, seconds per
@@ -24,11 +24,11 @@ from rich.console import Console
 
 from benchmarks.classifier_vs_lerobot import frames_per_second, held_out
 from benchmarks.report import emit
-from classifier.config import ClassifierTrainConfig, ModelConfig
-from classifier.data import load_frames, rollout_episodes, split_by_episode
-from classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
-from classifier.model import SuccessNet, pick_device
-from classifier.train import episode_scores, fit, predict
+from so101_dataengine.classifier.config import ClassifierTrainConfig, ModelConfig
+from so101_dataengine.classifier.data import load_frames, rollout_episodes, split_by_episode
+from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
+from so101_dataengine.classifier.model import SuccessNet, pick_device
+from so101_dataengine.classifier.train import episode_scores, fit, predict
 
 
 def parse_candidate(text: str) -> tuple[str, int]:

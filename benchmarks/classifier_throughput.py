@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from benchmarks.report import emit
-from classifier.artifact import ArtifactConfig, SuccessClassifier
-from classifier.config import FrameSampling, ModelConfig
-from classifier.model import SuccessNet
+from so101_dataengine.classifier.artifact import ArtifactConfig, SuccessClassifier
+from so101_dataengine.classifier.config import FrameSampling, ModelConfig
+from so101_dataengine.classifier.model import SuccessNet
 
 
 def _rate(run, frames: int, seconds: float, device: str) -> float:

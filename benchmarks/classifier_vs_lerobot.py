@@ -3,7 +3,7 @@
     python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cpu
     python benchmarks/classifier_vs_lerobot.py --train-runs RUN_A --eval-runs RUN_B --device cuda
 
-Both are trained on the same labelled frames (``classifier.data``: same stored frames, same frame indices and
+Both are trained on the same labelled frames (``so101_dataengine.classifier.data``: same stored frames, same frame indices and
 labels, same episode split, each resized once to its network's input) with the same batch size and class-balanced
 sampling, and scored on the same held-out episodes with the same episode rule (mean of the last K frames).
 Ours trains as ``dataengine classifier train`` does by default (early stopping on the validation loss, best
@@ -38,12 +38,12 @@ import torch
 from rich.console import Console
 
 from benchmarks.report import emit
-from classifier.config import ClassifierTrainConfig, FrameSampling, ModelConfig
-from classifier.data import EpisodeRef, FrameSet, load_frames, resize_frames, rollout_episodes, split_by_episode
-from classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
-from classifier.model import SuccessNet, pick_device
-from classifier.train import episode_scores, fit, predict
-from rollouts.store import EpisodeStore
+from so101_dataengine.classifier.config import ClassifierTrainConfig, FrameSampling, ModelConfig
+from so101_dataengine.classifier.data import EpisodeRef, FrameSet, load_frames, resize_frames, rollout_episodes, split_by_episode
+from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
+from so101_dataengine.classifier.model import SuccessNet, pick_device
+from so101_dataengine.classifier.train import episode_scores, fit, predict
+from so101_dataengine.formats.store import EpisodeStore
 
 LEROBOT_SIZE = 128
 

@@ -26,14 +26,14 @@ os.environ.setdefault("SVT_LOG", "1")
 
 from benchmarks.report import emit  # noqa: E402
 
-from curation.features import ROBOT_TYPE, so101_features  # noqa: E402
-from curation.v3_writer import DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset  # noqa: E402
-from dataengine.executors import ExecutorConfig, dask_client, wait_all  # noqa: E402
-from rollouts.store import EpisodeStore  # noqa: E402
+from so101_dataengine.formats.features import ROBOT_TYPE, so101_features  # noqa: E402
+from so101_dataengine.formats.v3_writer import DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset  # noqa: E402
+from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all  # noqa: E402
+from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
 
 
 def make_run(root: Path, episodes: int, image_size: int) -> Path:
-    from dataengine.cli import main
+    from so101_dataengine.cli import main
 
     run = root / "run"
     assert main(["rollout", "--policy", "scripted", "--n", str(episodes), "--num-envs", str(min(episodes, 8)),
@@ -48,7 +48,7 @@ def ours(run: Path, out: Path, vcodec: str, workers: int) -> tuple[float, float,
     size = int(store.manifest["scene"]["image_size"])
     t0 = time.perf_counter()
     with dask_client(ExecutorConfig(workers=workers)) as client:
-        client.run(lambda: __import__("curation.v3_writer"))  # imports done: measure the work, not start-up
+        client.run(lambda: __import__("so101_dataengine.formats.v3_writer"))  # imports done: measure the work, not start-up
         startup = time.perf_counter() - t0
         start = time.perf_counter()
         tasks = [EncodeTask(str(run), i, str(out / "tmp" / f"{i:06d}"), fps, vcodec, None)
@@ -61,7 +61,7 @@ def ours(run: Path, out: Path, vcodec: str, workers: int) -> tuple[float, float,
 
 
 def lerobots(run: Path, out: Path, vcodec: str, streaming: bool) -> tuple[float, int]:
-    from dataengine.lerobot_compat import create_dataset
+    from so101_dataengine.lerobot_compat import create_dataset
 
     store = EpisodeStore.open(run)
     fps = int(store.manifest["scene"]["fps"])

@@ -18,10 +18,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit  # noqa: E402
 
-from rollouts.engine import ChunkTask, PolicySpec, run_chunk  # noqa: E402
-from rollouts.policies import inspect_checkpoint  # noqa: E402
-from rollouts.store import EpisodeStore  # noqa: E402
-from scenes.pick_place import PickPlaceConfig  # noqa: E402
+from so101_dataengine.rollouts.engine import ChunkTask, PolicySpec, run_chunk  # noqa: E402
+from so101_dataengine.rollouts.policies import inspect_checkpoint  # noqa: E402
+from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
+from so101_dataengine.scenes.pick_place import PickPlaceConfig  # noqa: E402
 
 
 def measure(spec: PolicySpec, scene: PickPlaceConfig, episodes: int, num_envs: int) -> float:

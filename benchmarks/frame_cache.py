@@ -5,7 +5,7 @@
 Each configuration runs a torch DataLoader over lerobot's ``LeRobotDataset`` with ACT's sampling (the current
 frame of both cameras and a 100-action chunk, shuffled, batch ``--batch-size``), as lerobot-train does, and reports
 samples/s after a warm-up batch. The baseline decodes frames from the videos (the video backend that works here);
-"cached" reads them from ``dataengine.frame_cache`` (built first, its build time reported separately).
+"cached" reads them from ``so101_dataengine.lerobot_compat.frame_cache`` (built first, its build time reported separately).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 from rich.console import Console
 
 from benchmarks.report import emit
-from curation.dataset_stats import read_info
-from dataengine import frame_cache
-from dataengine.lerobot_compat import LeRobotDataset
-from dataengine.video import video_backend
+from so101_dataengine.formats.dataset_stats import read_info
+from so101_dataengine.lerobot_compat import frame_cache
+from so101_dataengine.lerobot_compat import LeRobotDataset
+from so101_dataengine.lerobot_compat.video import video_backend
 
 ACT_CHUNK = 100
 

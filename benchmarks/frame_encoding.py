@@ -23,7 +23,7 @@ from benchmarks.report import emit  # noqa: E402
 
 def scene_frames(count: int, image_size: int) -> np.ndarray:
     """``count`` frames of both cameras from seeded scenes, as the engine records them."""
-    from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
     env = PickPlaceEnv(PickPlaceConfig(image_size=image_size))
     frames = []

@@ -29,9 +29,9 @@ AXES = ("along", "across", "height", "place")
 
 def success_rate(bias_mm: float, error_mm: float, seeds: list[int], axis: str = "along") -> dict:
     """Run the expert (no rendering) on ``seeds`` with its aim off by ``error_mm`` on ``axis``."""
-    from rollouts.episode import record_episode
-    from scenes.expert import ExpertConfig, ScriptedExpert
-    from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+    from so101_dataengine.formats.episode import record_episode
+    from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
     env = PickPlaceEnv(PickPlaceConfig(render=False))
     expert = ScriptedExpert(env, ExpertConfig(xy_noise=0.0, grasp_bias=bias_mm / 1000))

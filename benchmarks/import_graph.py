@@ -14,11 +14,17 @@ import argparse
 import ast
 import json
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("dataengine", "scenes", "rollouts", "classifier", "curation")
+NAMESPACE = "so101_dataengine"
+LAYERS = (
+    ("base",), ("lerobot_compat", "scenes"), ("formats",), ("classifier",), ("rollouts", "curation", "demos"),
+    ("training", "evaluation", "publish", "hooks", "review"), ("cycle", "cli"),
+)
+"""Bottom to top (docs/design.md): a module may import its own layer's and lower layers' modules, never a higher's."""
 
 
 @dataclass
@@ -31,9 +37,32 @@ class Module:
     """Project modules imported inside a function."""
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def package_dirs() -> dict[str, Path]:
+    """Import package -> folder, from pyproject.toml's ``[tool.setuptools.package-dir]`` (the folders keep their
+    names in the repository and install under one namespace)."""
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return {package: ROOT / folder for package, folder in table.items()}
+
+
+def module_files() -> dict[str, Path]:
+    """Every project module's import name and file. A folder mapped to its own package (``scenes/``) is that
+    package's, not its parent's."""
+    dirs = package_dirs()
+    found = {}
+    for package, folder in sorted(dirs.items(), key=lambda item: len(item[0])):
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def layer_of(module: str) -> int:
+    """The module's layer (index into LAYERS); the namespace's ``__init__`` is the bottom."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return 0
+    return next(rank for rank, names in enumerate(LAYERS) if parts[1] in names)
 
 
 def _targets(node: ast.AST, here: str, is_package: bool, known: set[str]) -> list[str]:
@@ -59,11 +88,10 @@ def _targets(node: ast.AST, here: str, is_package: bool, known: set[str]) -> lis
 
 
 def read_graph() -> dict[str, Module]:
-    files = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
-    known = {module_name(p) for p in files}
+    files = module_files()
+    known = set(files)
     graph = {}
-    for path in files:
-        name = module_name(path)
+    for name, path in files.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         module = Module(name, len(path.read_text().splitlines()))
         is_package = path.name == "__init__.py"
@@ -114,33 +142,29 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def package_of(module: str) -> str:
-    """The second-level package (``dataengine.publish``), or the top-level one for its direct modules."""
-    parts = module.split(".")
-    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+    """The package under the namespace (``so101_dataengine.publish``), or the module itself for the namespace's
+    direct modules (``so101_dataengine.cli``)."""
+    return ".".join(module.split(".")[:2])
 
 
 def measure() -> dict:
     graph = read_graph()
     eager = {name: m.eager for name, m in graph.items()}
     every = {name: m.eager | m.lazy for name, m in graph.items()}
-    top = {}
+    packages = {}
     for name, m in graph.items():
-        top.setdefault(name.split(".")[0], set()).update(t.split(".")[0] for t in m.eager | m.lazy)
-    top = {k: v - {k} for k, v in top.items()}
-    sub = {}
-    for name, m in graph.items():
-        sub.setdefault(package_of(name), set()).update(package_of(t) for t in m.eager)
-    sub = {k: v - {k} for k, v in sub.items()}
+        packages.setdefault(package_of(name), set()).update(package_of(t) for t in m.eager | m.lazy)
+    packages = {k: sorted(v - {k}) for k, v in packages.items()}
+    upward = sorted(f"{m.name} -> {t}" for m in graph.values() for t in m.eager | m.lazy
+                    if layer_of(t) > layer_of(m.name))
     return {
         "modules": len(graph),
         "lines": sum(m.lines for m in graph.values()),
-        "import_lines_into": {p: sum(1 for m in graph.values() for t in m.eager | m.lazy
-                                     if t.split(".")[0] == p and m.name.split(".")[0] != p) for p in PACKAGES},
+        "imports_pointing_up": upward,
         "module_circles_eager": circles(eager),
         "module_circles_with_lazy": circles(every),
-        "package_circles_eager": circles(sub),
-        "top_level_circles": circles(top),
-        "top_level_imports": {k: sorted(v) for k, v in sorted(top.items())},
+        "package_circles": circles({k: set(v) for k, v in packages.items()}),
+        "package_imports": dict(sorted(packages.items(), key=lambda item: (layer_of(item[0]), item[0]))),
         "biggest_modules": sorted(((m.lines, m.name) for m in graph.values()), reverse=True)[:10],
     }
 
@@ -154,14 +178,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     print(f"{figures['modules']} modules, {figures['lines']} lines")
-    print("imports into each top-level package from the others:", figures["import_lines_into"])
-    for key in ("module_circles_eager", "module_circles_with_lazy", "package_circles_eager", "top_level_circles"):
+    print(f"imports_pointing_up: {len(figures['imports_pointing_up'])}")
+    for line in figures["imports_pointing_up"]:
+        print("   ", line)
+    for key in ("module_circles_eager", "module_circles_with_lazy", "package_circles"):
         print(f"{key}: {len(figures[key])}")
         for circle in figures[key]:
             print("   ", " <-> ".join(circle))
-    print("top-level packages import:")
-    for package, targets in figures["top_level_imports"].items():
-        print(f"    {package} -> {', '.join(targets) or '-'}")
+    print("packages (bottom to top) import:")
+    for package, targets in figures["package_imports"].items():
+        print(f"    [{layer_of(package)}] {package} -> {', '.join(t.removeprefix(NAMESPACE + '.') for t in targets) or '-'}")
     print("biggest modules:", ", ".join(f"{name} ({lines})" for lines, name in figures["biggest_modules"]))
     return 0
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from curation.dataset_stats import read_info
-from dataengine.seeds import ROLLOUT_SEED
+from so101_dataengine.formats.dataset_stats import read_info
+from so101_dataengine.base.seeds import ROLLOUT_SEED
 
 TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
             "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1", "--policy.chunk_size=10",
@@ -147,7 +147,7 @@ class Job:
 
 
 def _cli(work: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "dataengine.cli", "--workspace", str(work / "ws"), *map(str, args)]
+    return [sys.executable, "-m", "so101_dataengine.cli", "--workspace", str(work / "ws"), *map(str, args)]
 
 
 def _checkpoint(work: Path, arm: str) -> Path:
@@ -312,7 +312,7 @@ def _say(start: float, message: str) -> None:
 def collect(work: Path, scale: Scale) -> dict:
     """Every evaluated student's result with its recipe as run (steps, passes over its data), paired against the
     (i) of its policy type, and the dataset sizes."""
-    from dataengine.evaluation.evaluate import PolicyResult, compare
+    from so101_dataengine.evaluation.evaluate import PolicyResult, compare
 
     def loaded(name: str) -> PolicyResult | None:
         path = work / "eval" / name / "eval.json"

@@ -24,8 +24,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
 
 from benchmarks.report import emit  # noqa: E402
-from dataengine.publish.manifest import hash_files  # noqa: E402
-from dataengine.publish.verify import (check_loads_with_lerobot, check_shards, check_videos,  # noqa: E402
+from so101_dataengine.publish.manifest import hash_files  # noqa: E402
+from so101_dataengine.publish.verify import (check_loads_with_lerobot, check_shards, check_videos,  # noqa: E402
                                        default_video_threads, read_info)
 
 
@@ -59,9 +59,9 @@ def measure(root: Path, repeats: int) -> dict:
 
 
 def record(out: Path, size: int, codec: str, episodes: int) -> Path:
-    from dataengine.config import DemosConfig
-    from dataengine.demos import record_demos
-    from scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.demos import DemosConfig
+    from so101_dataengine.demos import record_demos
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     record_demos(DemosConfig(out=out, n=episodes, repo_id="local/bench", seed=100, vcodec=codec,
                              scene=PickPlaceConfig(image_size=size)))

@@ -16,10 +16,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit  # noqa: E402
 
-from rollouts.episode import record_episode  # noqa: E402
-from scenes.expert import ScriptedExpert  # noqa: E402
-from scenes.outcome import Outcome  # noqa: E402
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv  # noqa: E402
+from so101_dataengine.formats.episode import record_episode  # noqa: E402
+from so101_dataengine.scenes.expert import ScriptedExpert  # noqa: E402
+from so101_dataengine.scenes.outcome import Outcome  # noqa: E402
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv  # noqa: E402
 
 
 def steps_per_second(config: PickPlaceConfig, episodes: int, use_expert: bool = True) -> float:

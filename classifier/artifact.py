@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.config import FrameSampling, ModelConfig
-from classifier.model import SuccessNet, pick_device
-from dataengine.errors import DataEngineError
+from so101_dataengine.classifier.config import FrameSampling, ModelConfig
+from so101_dataengine.classifier.model import SuccessNet, pick_device
+from so101_dataengine.base.errors import DataEngineError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "classifier.json"
@@ -119,7 +119,7 @@ class SuccessClassifier:
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
     def score_episodes(self, episodes: Sequence) -> np.ndarray:
-        """Episode-level success probability (see ``episode_rule``) of ``rollouts.store.StoredEpisode``s."""
+        """Episode-level success probability (see ``episode_rule``) of ``so101_dataengine.formats.store.StoredEpisode``s."""
         if not episodes:
             return np.zeros(0, dtype=np.float32)
         frames = np.concatenate([self.end_frames_of(e.images, f"episode {e.meta.get('episode_id', '?')}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
-from dataengine.config import default_of
+from so101_dataengine.classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
+from so101_dataengine.base.configs import default_of
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from classifier.train import train_classifier
+    from so101_dataengine.classifier.train import train_classifier
 
     config = ClassifierTrainConfig(
         out=args.out, runs=args.runs, demos=args.demos, labels=args.labels,
@@ -78,7 +78,7 @@ def _add_eval(verbs: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from classifier.evaluate import evaluate
+    from so101_dataengine.classifier.evaluate import evaluate
 
     evaluate(ClassifierEvalConfig(artifact=args.artifact, runs=args.runs, out=args.out, labels=args.labels,
                                   recall_floor=args.recall_floor, device=args.device, workers=args.workers))
@@ -97,9 +97,9 @@ def _add_label(verbs: argparse._SubParsersAction) -> None:
 
 
 def _run_label(args: argparse.Namespace) -> None:
-    from classifier.labels import add_labels, parse_episode_ids, read_labels
-    from dataengine.errors import DataEngineError
-    from rollouts.store import EpisodeStore
+    from so101_dataengine.classifier.labels import add_labels, parse_episode_ids, read_labels
+    from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.formats.store import EpisodeStore
 
     if args.episodes is None:  # show the run's current labels
         run_id = EpisodeStore.open(args.run_dir).manifest["run_id"]

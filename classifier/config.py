@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenes.render import CAMERA_NAMES, image_feature_key
+from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
 
 DEFAULT_VIEWS: tuple[str, ...] = tuple(image_feature_key(camera) for camera in CAMERA_NAMES)
 

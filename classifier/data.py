@@ -2,7 +2,7 @@
 
 Every episode becomes an ``EpisodeRef`` that records where its label came from:
 - ``simulator``: a rollout episode labelled by the stored outcome (privileged truth, available in simulation);
-- ``human``: a rollout episode labelled in a labels file (``classifier.labels``), which wins over the simulator;
+- ``human``: a rollout episode labelled in a labels file (``so101_dataengine.classifier.labels``), which wins over the simulator;
 - ``demo``: an expert demonstration from a LeRobot v3 dataset (its recorded outcome, SUCCESS unless the dataset
   was made with ``--include-failures``).
 Frames are chosen by ``FrameSampling``: the last K frames carry the episode's label, a few early frames are
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from classifier.config import FrameSampling
-from classifier.labels import Label
-from dataengine.errors import DataEngineError
-from dataengine.files import read_json_object
-from rollouts.store import EpisodeStore
-from scenes.outcome import Outcome
+from so101_dataengine.classifier.config import FrameSampling
+from so101_dataengine.classifier.labels import Label
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json_object
+from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.scenes.outcome import Outcome
 
 SIMULATOR, HUMAN, DEMO = "simulator", "human", "demo"
 
@@ -214,9 +214,9 @@ class _DemoReader:
     """Frames of a LeRobot v3 dataset, read through lerobot's own ``LeRobotDataset`` (offline)."""
 
     def __init__(self, root: Path):
-        from dataengine.lerobot_compat import LeRobotDataset
+        from so101_dataengine.lerobot_compat import LeRobotDataset
 
-        from dataengine.video import video_backend
+        from so101_dataengine.lerobot_compat.video import video_backend
 
         self.dataset = LeRobotDataset(f"local/{root.name}", root=root, video_backend=video_backend())
         episodes = self.dataset.meta.episodes

@@ -15,9 +15,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
-from rollouts.store import EpisodeStore
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.formats.store import EpisodeStore
 
 HUMAN = "human"
 

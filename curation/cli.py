@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from curation.config import CurateConfig
-    from dataengine.config import default_of
+    from so101_dataengine.curation.config import CurateConfig
+    from so101_dataengine.base.configs import default_of
 
     p = sub.add_parser("curate", help="filter rollouts into a curated LeRobot v3 dataset (+ an optional base)")
     p.add_argument("--runs", type=Path, nargs="+", default=None, help="finished rollout run directories")
@@ -37,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_curate(args: argparse.Namespace) -> None:
-    from curation.config import FILTER_SECTIONS, load_curate_config
-    from curation.curate import curate
-    from dataengine.errors import DataEngineError
+    from so101_dataengine.curation.config import FILTER_SECTIONS, load_curate_config
+    from so101_dataengine.curation.curate import curate
+    from so101_dataengine.base.errors import DataEngineError
 
     config = load_curate_config(args.config)
     for name, value in (("runs", args.runs), ("out", args.out), ("base", args.base), ("classifier", args.classifier),
@@ -62,7 +62,7 @@ def _run_stats_fix(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from curation.stats_fix import fix_stats
+    from so101_dataengine.formats.stats_fix import fix_stats
 
     changes = fix_stats(args.path, dry_run=args.dry_run)
     table = Table(title=f"stats {'that would change' if args.dry_run else 'rewritten'}: {args.path}")

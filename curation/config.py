@@ -21,9 +21,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import read_toml
-from dataengine.preflight import check_table
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_toml
+from so101_dataengine.base.preflight import check_table
 
 
 @dataclass

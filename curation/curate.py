@@ -2,8 +2,8 @@
 
 1. check the inputs (finished, intact runs; a base of the same fps and features; a new output);
 2. scan every episode once on dask (quality signals, classifier scores);
-3. filter (``curation.filters``), counting what each step rejects and why;
-4. write the accepted episodes with the fast writer (``curation.v3_writer``; encoding parallel over episodes),
+3. filter (``so101_dataengine.curation.filters``), counting what each step rejects and why;
+4. write the accepted episodes with the fast writer (``so101_dataengine.formats.v3_writer``; encoding parallel over episodes),
    the base's episodes first, exact stats, per-episode provenance;
 5. validate (every file present, lerobot loads it offline), write the report, and rename into place.
 
@@ -26,21 +26,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from curation.config import CurateConfig
-from curation.dataset_stats import ENGINE_META, read_info, read_provenance
-from curation.features import ROBOT_TYPE
-from curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
-from curation.inputs import (base_image_size, check_base_compatible, open_finished_run, rollout_features, run_fps)
-from curation.scan import ScanTask, scan_chunk
-from curation.v3_writer import BaseDataset, DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset
-from curation.validate import validate_dataset
-from dataengine.config import to_jsonable
-from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig, dask_client, wait_all
-from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
-from dataengine.progress import progress_bar
-from dataengine.publish.lock import exclusive_lock
-from rollouts.store import EpisodeStore
+from so101_dataengine.curation.config import CurateConfig
+from so101_dataengine.formats.dataset_stats import ENGINE_META, read_info, read_provenance
+from so101_dataengine.formats.features import ROBOT_TYPE
+from so101_dataengine.curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
+from so101_dataengine.curation.inputs import (base_image_size, check_base_compatible, open_finished_run, rollout_features, run_fps)
+from so101_dataengine.curation.scan import ScanTask, scan_chunk
+from so101_dataengine.formats.v3_writer import BaseDataset, DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset
+from so101_dataengine.formats.validate import validate_dataset
+from so101_dataengine.base.configs import to_jsonable
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
+from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
+from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.base.locks import exclusive_lock
+from so101_dataengine.formats.store import EpisodeStore
 
 REPORT_DIR = "curation"
 """Under ``meta/``: report.html, its PNG figures and summary.json."""
@@ -70,7 +70,7 @@ class _Verdict:
 
 
 def _validate(config: CurateConfig) -> None:
-    from dataengine.lerobot_compat import VALID_VIDEO_CODECS
+    from so101_dataengine.lerobot_compat import VALID_VIDEO_CODECS
 
     if not config.runs:
         raise DataEngineError("curate needs at least one --runs RUN")
@@ -103,7 +103,7 @@ def _load_verdict(config: CurateConfig) -> _Verdict:
         return _Verdict(None, None, None)
     if config.classifier is None:
         return _Verdict(0.5, {"kind": "simulator outcome (privileged; simulation-only)"}, "sim-outcome")
-    from classifier.artifact import load_classifier
+    from so101_dataengine.classifier.artifact import load_classifier
 
     classifier = load_classifier(config.classifier)
     threshold = config.verdict.threshold if config.verdict.threshold is not None else float(classifier.threshold)
@@ -171,7 +171,7 @@ def _curate(config: CurateConfig, out: Path, console: Console, start: float) -> 
                                 [_step_dict(r) for r in reports], purity_and_yield(candidates, accepted),
                                 sum(len(e) for e in encoded), seconds, verdict.describe)
         summary.seconds["total"] = time.perf_counter() - start
-        from curation.report import write_report
+        from so101_dataengine.curation.report import write_report
 
         write_report(dataset / "meta" / REPORT_DIR, summary, candidates, accepted, reports, stores,
                      verdict.threshold, config.gallery)

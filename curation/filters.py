@@ -1,7 +1,7 @@
 """The curation filters: small named steps, applied in order, each rejecting some of the episodes still in the
 running and saying why. A step that is switched off (``enabled = false``) passes everything.
 
-Steps see only measured signals (``curation.signals``) and the verdict scores, never the simulator's outcome
+Steps see only measured signals (``so101_dataengine.curation.signals``) and the verdict scores, never the simulator's outcome
 unless the verdict was explicitly set to use it (``--use-sim-outcome``).
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.config import (BalanceFilter, CurateConfig, DuplicateFilter, GripFilter, LengthFilter, MotionFilter,
+from so101_dataengine.curation.config import (BalanceFilter, CurateConfig, DuplicateFilter, GripFilter, LengthFilter, MotionFilter,
                              VerdictFilter)
-from curation.signals import EpisodeSignals
-from scenes.outcome import Outcome
+from so101_dataengine.curation.signals import EpisodeSignals
+from so101_dataengine.scenes.outcome import Outcome
 
 
 @dataclass

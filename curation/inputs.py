@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curation.features import so101_features
-from dataengine.errors import DataEngineError
-from rollouts.store import MANIFEST, EpisodeStore
+from so101_dataengine.formats.features import so101_features
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.store import MANIFEST, EpisodeStore
 
 RUN_SUMMARY = "summary.json"
 """Written by ``dataengine rollout`` when a run ends; its absence means the run is in progress or was killed."""

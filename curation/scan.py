@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from curation.config import DuplicateFilter, GripFilter, MotionFilter
-from curation.signals import EpisodeSignals, measure
+from so101_dataengine.curation.config import DuplicateFilter, GripFilter, MotionFilter
+from so101_dataengine.curation.signals import EpisodeSignals, measure
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,14 @@ class ScanTask:
 @functools.cache
 def _classifier(path: str):
     """One classifier per worker process (loading it is the expensive part)."""
-    from classifier.artifact import load_classifier
+    from so101_dataengine.classifier.artifact import load_classifier
 
     return load_classifier(path)
 
 
 def scan_chunk(task: ScanTask) -> list[tuple[EpisodeSignals, float | None]]:
     """Signals (and classifier scores) of a chunk of episodes of one run."""
-    from rollouts.store import EpisodeStore
+    from so101_dataengine.formats.store import EpisodeStore
 
     store = EpisodeStore.open(task.run_dir)
     episodes = [store.read(i) for i in task.episode_ids]

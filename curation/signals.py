@@ -1,6 +1,6 @@
 """Per-episode quality signals, measured once from what the rollout recorded (state, commands, camera frames).
 
-The filters (``curation.filters``) only compare these numbers with thresholds, so a whole run is decoded once and
+The filters (``so101_dataengine.curation.filters``) only compare these numbers with thresholds, so a whole run is decoded once and
 re-filtering with other thresholds is instant. Units are LeRobot's SO-101 units: arm joints in degrees, gripper
 0 (closed) .. 100 (open).
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.config import GripFilter, MotionFilter
-from rollouts.store import StoredEpisode
-from scenes.so101 import JOINT_NAMES
+from so101_dataengine.curation.config import GripFilter, MotionFilter
+from so101_dataengine.formats.store import StoredEpisode
+from so101_dataengine.scenes.so101 import JOINT_NAMES
 
 GRIPPER = 5
 ARM = slice(0, 5)

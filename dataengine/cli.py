@@ -9,15 +9,17 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
-from classifier import cli as classifier_cli  # noqa: E402
-from curation import cli as curation_cli  # noqa: E402
-from dataengine.config import DemosConfig, RolloutConfig, default_of  # noqa: E402
-from dataengine.errors import DataEngineError  # noqa: E402
-from dataengine.evaluation import cli as eval_cli  # noqa: E402
-from dataengine.hooks import cli as hooks_cli  # noqa: E402
-from dataengine.publish import cli as publish_cli  # noqa: E402
-from dataengine.review import cli as review_cli  # noqa: E402
-from dataengine.train import POLICY_RECIPES, TrainConfig  # noqa: E402
+from so101_dataengine.classifier import cli as classifier_cli  # noqa: E402
+from so101_dataengine.curation import cli as curation_cli  # noqa: E402
+from so101_dataengine.demos import DemosConfig  # noqa: E402
+from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
+from so101_dataengine.base.configs import default_of  # noqa: E402
+from so101_dataengine.base.errors import DataEngineError  # noqa: E402
+from so101_dataengine.evaluation import cli as eval_cli  # noqa: E402
+from so101_dataengine.hooks import cli as hooks_cli  # noqa: E402
+from so101_dataengine.publish import cli as publish_cli  # noqa: E402
+from so101_dataengine.review import cli as review_cli  # noqa: E402
+from so101_dataengine.training.train import POLICY_RECIPES, TrainConfig  # noqa: E402
 
 INTERRUPTED = {
     "demos": "nothing was written at --out",
@@ -45,12 +47,12 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demos(args: argparse.Namespace) -> None:
-    from dataengine.demos import record_demos
-    from dataengine.preflight import check_seed
+    from so101_dataengine.demos import record_demos
+    from so101_dataengine.base.preflight import check_seed
 
     check_seed("--seed", args.seed)
-    from scenes.pick_place import PickPlaceConfig
-    from scenes.randomization import SceneRandomization
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.scenes.randomization import SceneRandomization
 
     scene = PickPlaceConfig(image_size=args.image_size, render_preset=args.render_preset,
                             randomization=SceneRandomization(visual=args.visual_randomization))
@@ -91,7 +93,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from dataengine.train import train
+    from so101_dataengine.training.train import train
 
     config = TrainConfig(dataset=args.dataset, policy=args.policy, steps=args.steps, epochs=args.epochs,
                          batch_size=args.batch_size,
@@ -137,10 +139,10 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_rollout(args: argparse.Namespace) -> None:
-    from dataengine.executors import ExecutorConfig
-    from dataengine.rollout import rollout
-    from scenes.pick_place import PickPlaceConfig
-    from scenes.randomization import SceneRandomization
+    from so101_dataengine.base.executors import ExecutorConfig
+    from so101_dataengine.rollouts.run import rollout
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.scenes.randomization import SceneRandomization
 
     scene = PickPlaceConfig(image_size=args.image_size, render_preset=args.render_preset,
                             randomization=SceneRandomization(visual=args.visual_randomization))
@@ -153,7 +155,7 @@ def _run_rollout(args: argparse.Namespace) -> None:
 
 
 def _workspace(args: argparse.Namespace):
-    from dataengine.workspace import Workspace
+    from so101_dataengine.base.workspace import Workspace
 
     return Workspace(args.workspace) if args.workspace else Workspace.default()
 
@@ -187,7 +189,7 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
 
 
 def _cycle(args: argparse.Namespace) -> None:
-    from dataengine.cycle import run_cycle
+    from so101_dataengine.cycle import run_cycle
 
     run_cycle(args.config, args.name, _workspace(args), args.workers)
 

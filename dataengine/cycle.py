@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import read_toml, write_atomic
-from dataengine.preflight import NAME_CHARS, check_name, check_repo_id, check_table
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_toml, write_atomic
+from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_repo_id, check_table
 
 TARGETS = ("local", "hub")
 
@@ -80,9 +80,9 @@ def check_cycle(document: dict, path: Path, name: str, workspace_root: Path) -> 
     """Every check ``dataengine cycle`` makes before it writes anything: the round's name, ``[cycle]``,
     ``[curate]``, every ``[[hooks]]`` table and every hook's templates (rendered against a stand-in version), and
     the rounds already in the workspace. Raises the first problem; writes nothing."""
-    from curation.config import CurateConfig, load_curate_config
-    from dataengine.hooks.config import load_hooks
-    from dataengine.hooks.runner import check_hook
+    from so101_dataengine.curation.config import CurateConfig, load_curate_config
+    from so101_dataengine.hooks.config import load_hooks
+    from so101_dataengine.hooks.runner import check_hook
 
     check_name(name, "cycle name", f"name rounds with {NAME_CHARS} only, e.g. round2 (it becomes "
                "<workspace>/cycles/NAME)")
@@ -102,8 +102,8 @@ def check_cycle(document: dict, path: Path, name: str, workspace_root: Path) -> 
 def check_policy(config: CycleConfig, workspace) -> None:
     """The rollout's policy resolves (``act``: a trained one in the workspace; a path: a checkpoint), before the
     round writes anything."""
-    from dataengine.config import RolloutConfig
-    from dataengine.rollout import resolve_policy
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.rollouts.run import resolve_policy
 
     resolve_policy(RolloutConfig(policy=config.policy, n=config.n), workspace)
 
@@ -140,8 +140,8 @@ def _seed(cycles: Path, name: str, config: CycleConfig) -> int:
 def _base(config: CycleConfig) -> Path | None:
     """The newest published version, so every version holds all earlier ones' episodes plus this round's; the
     configured base (e.g. the expert demos) for the first round, or when publishing to the Hub."""
-    from dataengine.publish.publish import default_registry
-    from dataengine.publish.registry import LocalRegistry
+    from so101_dataengine.publish.publish import default_registry
+    from so101_dataengine.publish.registry import LocalRegistry
 
     registry = LocalRegistry(default_registry().resolve())
     versions = registry.versions(config.repo_id) if config.target == "local" else []
@@ -153,14 +153,14 @@ def _base(config: CycleConfig) -> Path | None:
 
 def run_cycle(config_path: Path, name: str, workspace, workers: int | None = None) -> None:
     """Run (or finish) cycle ``name``; prints what each stage did."""
-    from curation.config import load_curate_config
-    from curation.curate import curate
-    from dataengine.config import RolloutConfig
-    from dataengine.executors import ExecutorConfig
-    from dataengine.hooks.cli import fire_and_report
-    from dataengine.publish.publish import PublishConfig, publish
-    from dataengine.rollout import rollout
-    from scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.curation.config import load_curate_config
+    from so101_dataengine.curation.curate import curate
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.base.executors import ExecutorConfig
+    from so101_dataengine.hooks.cli import fire_and_report
+    from so101_dataengine.publish.publish import PublishConfig, publish
+    from so101_dataengine.rollouts.run import rollout
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     document = read_toml(config_path, "write a [cycle] table with at least repo_id (see README)")
     config = check_cycle(document, config_path, name, workspace.root)  # everything, before anything is written
@@ -204,7 +204,7 @@ def _record_version(state: Path, repo_id: str, tag: str, episodes: int) -> None:
 def trend(cycles: Path, repo_id: str, ledger_file: Path) -> list[str]:
     """One line per round that published a version of ``repo_id``, in seed order (the order the rounds ran):
     its name, tag, episodes, and the evaluated success of every hook evaluated on any round ("-" where not yet)."""
-    from dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.ledger import Ledger
 
     rounds = sorted(_rounds(cycles), key=lambda r: r[0]["seed"])
     rounds = [(state, name) for state, name in rounds if state.get("repo_id") == repo_id and "tag" in state]
@@ -221,7 +221,7 @@ def trend(cycles: Path, repo_id: str, ledger_file: Path) -> list[str]:
 
 
 def print_trend(cycles: Path, config: CycleConfig, config_path: Path, workspace_root: Path) -> None:
-    from dataengine.hooks.config import ledger_path
+    from so101_dataengine.hooks.config import ledger_path
 
     lines = trend(cycles, config.repo_id, ledger_path(config_path, workspace_root))
     print(f"cycle trend over {len(lines)} round(s) of {config.repo_id} (evaluated success, 95 % CI):")

@@ -1,7 +1,7 @@
 """``dataengine demos``: scripted-expert episodes recorded as a LeRobot v3 dataset.
 
 Each kept episode is encoded as soon as it is recorded, by the process that recorded it, with the same writer as
-``dataengine curate`` (``curation.v3_writer``: lerobot's codec settings, exact stats of the decoded pixels, no PNG
+``dataengine curate`` (``so101_dataengine.formats.v3_writer``: lerobot's codec settings, exact stats of the decoded pixels, no PNG
 round trip and no per-frame Python path); the driver then lays all episodes out as one dataset. The dataset is
 built in a hidden sibling directory and renamed into place only when complete, so an interrupted or failed run
 never leaves a partial dataset at ``--out``.
@@ -21,20 +21,48 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from curation.features import ROBOT_TYPE, so101_features
-from curation.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
-from curation.validate import validate_dataset
-from dataengine.config import DemosConfig, to_jsonable
-from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig, dask_client, wait_all
-from dataengine.files import write_atomic
-from dataengine.progress import progress_bar
-from dataengine.preflight import check_new_output_dir, check_positive, check_repo_id
-from rollouts.episode import record_episode
-from scenes.expert import ScriptedExpert
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceEnv
-from scenes.render import get_preset
+from so101_dataengine.formats.features import ROBOT_TYPE, so101_features
+from so101_dataengine.formats.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
+from so101_dataengine.formats.validate import validate_dataset
+from so101_dataengine.base.configs import to_jsonable
+from so101_dataengine.base.seeds import DEMO_SEED
+from so101_dataengine.scenes.expert import ExpertConfig
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
+from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.scenes.expert import ScriptedExpert
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceEnv
+from so101_dataengine.scenes.render import get_preset
+
+
+@dataclass
+class DemosConfig:
+    """``dataengine demos``: record scripted-expert episodes as a LeRobot v3 dataset."""
+
+    out: Path
+    n: int = 400
+    """The ACT recipe's count (docs/act_recipe.md): ACT trained on 400 demos reached >= 80 %, on 200 at most 66 %."""
+    repo_id: str = "local/so101_pick_place_demos"
+    seed: int = DEMO_SEED
+    """Attempt k uses scene seed ``seed + k`` (discarded failures count). With ``workers`` > 1, shard j's attempts
+    start at ``seed + j * n * max_attempts_per_episode`` (disjoint), so the scenes depend on ``workers``."""
+    include_failures: bool = False
+    max_attempts_per_episode: int = 3
+    """Give up once ``n * this`` attempts have not produced ``n`` kept episodes (per shard with ``workers`` > 1)."""
+    vcodec: str = "libsvtav1"
+    """lerobot's default codec (AV1); ``h264`` encodes faster."""
+    workers: int = 1
+    """Record shards in parallel on this many dask workers, then merge them (1: in this process)."""
+    scheduler: str | None = None
+    """Run the shards on an existing dask cluster instead of an embedded one."""
+    scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+
 
 ENGINE_META = "dataengine.json"
 """Per-dataset provenance written into ``meta/``: the run's config and, per episode, seed, scene and outcome."""
@@ -54,7 +82,7 @@ class DemosSummary:
 
 
 def validate(config: DemosConfig) -> None:
-    from dataengine.lerobot_compat import VALID_VIDEO_CODECS
+    from so101_dataengine.lerobot_compat import VALID_VIDEO_CODECS
 
     check_positive("--n", config.n)
     check_positive("--workers", config.workers)

@@ -52,9 +52,9 @@ def measure_policy_memory(spec, image_size: int, rungs: tuple[int, ...] = ENV_LA
     Returns ``{"peak": {batch: bytes}, "total": bytes, "overhead": bytes}`` (empty without CUDA)."""
     import torch
 
-    from rollouts.engine import policy_for_worker
-    from scenes.pick_place import Observation
-    from scenes.render import CAMERA_NAMES, image_feature_key
+    from so101_dataengine.rollouts.engine import policy_for_worker
+    from so101_dataengine.scenes.pick_place import Observation
+    from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
 
     if spec.checkpoint is None or not torch.cuda.is_available():  # the scripted experts run on the CPU
         return {}

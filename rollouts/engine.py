@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dataengine.config import to_jsonable
-from rollouts.frames import JPEG_QUALITY
-from rollouts.policies import FAULTY_KIND, FaultyScriptedPolicy, LeRobotPolicy, ScriptedPolicy
-from rollouts.store import EpisodeStore, EpisodeWriter
-from scenes.faulty_expert import FaultMix
-from scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
-from scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
+from so101_dataengine.base.configs import to_jsonable
+from so101_dataengine.formats.frames import JPEG_QUALITY
+from so101_dataengine.rollouts.policies import FAULTY_KIND, FaultyScriptedPolicy, LeRobotPolicy, ScriptedPolicy
+from so101_dataengine.formats.store import EpisodeStore, EpisodeWriter
+from so101_dataengine.scenes.faulty_expert import FaultMix
+from so101_dataengine.scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
+from so101_dataengine.scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,7 @@ SCORE_BATCH_EPISODES = 64
 def score_stored(store: EpisodeStore, episode_ids: list[int], artifact: str) -> None:
     """Score stored episodes with the success classifier (batched, on this worker's GPU when it has one), decoding
     only the frames its episode rule reads, and record each verdict beside the episode (``classifier.json``)."""
-    from classifier.artifact import load_classifier
+    from so101_dataengine.classifier.artifact import load_classifier
 
     if artifact not in _CLASSIFIERS:
         _CLASSIFIERS[artifact] = load_classifier(Path(artifact))

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dataengine.errors import DataEngineError
-from dataengine.lerobot_compat import LEROBOT_VERSION, policy_config_writer
-from scenes.render import CAMERA_NAMES, image_feature_key
-from scenes.so101 import JOINT_NAMES
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.lerobot_compat import LEROBOT_VERSION, policy_config_writer
+from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
+from so101_dataengine.scenes.so101 import JOINT_NAMES
 
 if TYPE_CHECKING:
     from lerobot.configs.policies import PreTrainedConfig
@@ -115,7 +115,7 @@ def load_config(checkpoint: Path) -> PreTrainedConfig:
     """The checkpoint's lerobot config, parsed by the installed lerobot (draccus) after dropping the fields its
     config class does not know; one error line saying which lerobot wrote it, which is installed, and what to do
     when it still cannot be parsed."""
-    from dataengine.lerobot_compat import PreTrainedConfig
+    from so101_dataengine.lerobot_compat import PreTrainedConfig
 
     checkpoint = Path(checkpoint)
     raw = read_policy_config(checkpoint)
@@ -191,7 +191,7 @@ class LoadedPolicy:
 def load_policy(checkpoint: Path, device: str, edit: Any = None) -> LoadedPolicy:
     """Load ``checkpoint`` with lerobot's own classes on ``device``. ``edit(config)`` may change the config before
     the policy is built (``n_action_steps``, temporal ensembling), as lerobot's own config overrides would."""
-    from dataengine.lerobot_compat import get_policy_class, make_pre_post_processors
+    from so101_dataengine.lerobot_compat import get_policy_class, make_pre_post_processors
 
     checkpoint = Path(checkpoint)
     config = load_config(checkpoint)

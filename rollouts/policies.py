@@ -7,7 +7,7 @@ episode. Per-slot state is the point: lerobot's ``select_action`` keeps ONE acti
 history) for the whole batch, which is wrong as soon as environments finish at different times, and forgetting
 ``reset()`` between episodes cost the users a 73 % -> 23 % drop. Here each slot has its own action queue, its own
 observation history (Diffusion) and its own temporal-ensembling buffer (ACT), while the slots that need a new
-chunk share one forward pass. Loading is lerobot's own (``rollouts.lerobot_policy``).
+chunk share one forward pass. Loading is lerobot's own (``so101_dataengine.rollouts.lerobot_policy``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataengine.errors import DataEngineError
-from rollouts.lerobot_policy import (ACTION_KEY, DRIVES, IMAGES_KEY, STATE_KEY, Drive, image_size_of,  # noqa: F401
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.rollouts.lerobot_policy import (ACTION_KEY, DRIVES, IMAGES_KEY, STATE_KEY, Drive, image_size_of,  # noqa: F401
                                      inspect_checkpoint, load_policy, policy_type, read_policy_config)
-from scenes.expert import ExpertConfig, ScriptedExpert
-from scenes.faulty_expert import FaultMix, FaultyExpert
-from scenes.pick_place import TASK, Observation, PickPlaceEnv
-from scenes.so101 import JOINT_NAMES
+from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
+from so101_dataengine.scenes.faulty_expert import FaultMix, FaultyExpert
+from so101_dataengine.scenes.pick_place import TASK, Observation, PickPlaceEnv
+from so101_dataengine.scenes.so101 import JOINT_NAMES
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,11 @@ class ScriptedPolicy:
 
 
 FAULTY_KIND = "scripted-faulty"
-"""``--policy scripted-faulty`` or ``scripted-faulty:none=2,hold=1,...`` (a ``scenes.faulty_expert.FaultMix``)."""
+"""``--policy scripted-faulty`` or ``scripted-faulty:none=2,hold=1,...`` (a ``so101_dataengine.scenes.faulty_expert.FaultMix``)."""
 
 
 class FaultyScriptedPolicy(ScriptedPolicy):
-    """The scripted expert failing on purpose in a seeded mix of ways (``scenes.faulty_expert``): realistic
+    """The scripted expert failing on purpose in a seeded mix of ways (``so101_dataengine.scenes.faulty_expert``): realistic
     failures with known outcomes, to train and measure the success classifier."""
 
     def __init__(self, mix: FaultMix) -> None:
@@ -132,7 +132,7 @@ def _limit_action_steps(config: Any, drive: Drive, temporal_ensemble_coeff: floa
 
 
 class LeRobotPolicy:
-    """A LeRobot checkpoint of any type the engine drives (``rollouts.lerobot_policy.DRIVES``), batched over
+    """A LeRobot checkpoint of any type the engine drives (``so101_dataengine.rollouts.lerobot_policy.DRIVES``), batched over
     environments, executing per slot exactly what lerobot's single-environment ``select_action`` would execute:
     * chunk policies (ACT, SmolVLA, Pi0, Pi0.5): ``predict_action_chunk`` of the current observation, its first
       ``n_action_steps`` queued; ACT with ``temporal_ensemble_coeff``: a chunk every step, ensembled per slot;
@@ -166,7 +166,7 @@ class LeRobotPolicy:
         """A new episode in ``slot``: empty queue, empty history, fresh ensembler, noise seeded with ``seed``."""
         state = _SlotState()
         if self.ensembling:
-            from dataengine.lerobot_compat import ACTTemporalEnsembler
+            from so101_dataengine.lerobot_compat import ACTTemporalEnsembler
 
             state.ensembler = ACTTemporalEnsembler(self.config.temporal_ensemble_coeff, self.config.chunk_size)
         if self.drive.history:
@@ -230,7 +230,7 @@ class LeRobotPolicy:
         Diffusion: the actions from the current step to the horizon (n = horizon - n_obs_steps + 1), from the
         history of ``slots`` followed by the observation (without ``slots``: as at an episode's first step), noise
         seeded with ``seed``."""
-        from dataengine.lerobot_compat import populate_queues
+        from so101_dataengine.lerobot_compat import populate_queues
 
         generators = [torch.Generator().manual_seed(seed + row) for row in range(len(observations))]
         if not self.drive.history:
@@ -274,7 +274,7 @@ class LeRobotPolicy:
         return actions
 
     def _act_from_history(self, slots: list[int], observations: list[Observation]) -> np.ndarray:
-        from dataengine.lerobot_compat import populate_queues
+        from so101_dataengine.lerobot_compat import populate_queues
 
         states = [self._slots[slot] for slot in slots]
         batch = self._preprocessed(observations)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from scenes.pick_place import PickPlaceEnv
-from scenes.so101 import GRIPPER_RANGE_RAD, sim_to_lerobot
+from so101_dataengine.scenes.pick_place import PickPlaceEnv
+from so101_dataengine.scenes.so101 import GRIPPER_RANGE_RAD, sim_to_lerobot
 
 _ARM_DOF = 5
 _DOWN = np.array([0.0, 0.0, -1.0])

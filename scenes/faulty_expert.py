@@ -23,11 +23,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from dataengine.errors import DataEngineError
-from scenes.expert import ExpertConfig, ScriptedExpert, _Phase
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceEnv
-from scenes.so101 import sim_to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert, _Phase
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceEnv
+from so101_dataengine.scenes.so101 import sim_to_lerobot
 
 
 class Fault(str, enum.Enum):

@@ -2,7 +2,7 @@
 
 One ``PickPlaceEnv`` is one simulated scene. ``reset(seed)`` draws the cube pose, the bowl position and (optionally)
 the look of the scene from a seeded generator, so the same seed always gives the same episode. ``step(action)``
-takes an action in LeRobot units (see ``scenes.so101``), holds it for one 30 Hz control period of physics and
+takes an action in LeRobot units (see ``so101_dataengine.scenes.so101``), holds it for one 30 Hz control period of physics and
 returns the next observation. The simulator's ground truth feeds an ``OutcomeTracker``.
 """
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from dataengine.errors import DataEngineError
-from scenes.outcome import EpisodeMetrics, GroundTruth, OutcomeRules, OutcomeTracker
-from scenes.randomization import SceneRandomization, SceneSample, sample_scene
-from scenes.render import CameraRenderer, apply_preset, get_preset, tile_grid
-from scenes.so101 import JOINT_NAMES, lerobot_to_sim, sim_to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.scenes.outcome import EpisodeMetrics, GroundTruth, OutcomeRules, OutcomeTracker
+from so101_dataengine.scenes.randomization import SceneRandomization, SceneSample, sample_scene
+from so101_dataengine.scenes.render import CameraRenderer, apply_preset, get_preset, tile_grid
+from so101_dataengine.scenes.so101 import JOINT_NAMES, lerobot_to_sim, sim_to_lerobot
 
 ASSETS = Path(__file__).parent / "assets"
 TASK = "pick up the cube and place it in the bowl"

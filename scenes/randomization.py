@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataengine.errors import DataEngineError
-from scenes.render import CAMERA_NAMES
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.scenes.render import CAMERA_NAMES
 
 
 @dataclass

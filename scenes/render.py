@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 CAMERA_NAMES: tuple[str, ...] = ("overhead", "wrist")
 """Scene cameras; each becomes the LeRobot feature ``observation.images.<name>``."""

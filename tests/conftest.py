@@ -10,9 +10,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded: tests use only 
 
 import pytest
 
-from dataengine.config import DemosConfig
-from dataengine.demos import record_demos
-from scenes.pick_place import PickPlaceConfig
+from so101_dataengine.demos import DemosConfig
+from so101_dataengine.demos import record_demos
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SMALL_IMAGE = 64
 """Small frames keep CPU rendering and encoding fast in tests; the code paths are the same as at 224 px."""
@@ -45,7 +45,7 @@ TINY_ACT = ["--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedfor
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    from dataengine.workspace import Workspace
+    from so101_dataengine.base.workspace import Workspace
 
     return Workspace(tmp_path_factory.mktemp("workspace"))
 
@@ -54,7 +54,7 @@ def workspace(tmp_path_factory):
 def act_checkpoint(demo_dataset, workspace):
     """A real ACT checkpoint trained by ``dataengine train`` (lerobot-train) on the demo dataset: 60 steps at
     batch 8 is more than one epoch of the ~400-frame dataset, which exercises step-targeted training."""
-    from dataengine.train import TrainConfig, train
+    from so101_dataengine.training.train import TrainConfig, train
 
     config = TrainConfig(dataset=str(demo_dataset.out), steps=60, batch_size=8, num_workers=0, save_freq=1000,
                          device="cpu", extra_args=TINY_ACT)
@@ -73,7 +73,7 @@ TINY_DIFFUSION = ["--policy.down_dims=[32,64]", "--policy.kernel_size=3", "--pol
 def diffusion_checkpoint(demo_dataset, workspace):
     """A real Diffusion Policy checkpoint trained by ``dataengine train --policy diffusion`` (lerobot-train) on the
     demo dataset; a few steps: the tests compare the engine with lerobot on the same weights, not its success."""
-    from dataengine.train import TrainConfig, train
+    from so101_dataengine.training.train import TrainConfig, train
 
     config = TrainConfig(dataset=str(demo_dataset.out), policy="diffusion", steps=10, batch_size=4, num_workers=0,
                          save_freq=1000, device="cpu", extra_args=TINY_DIFFUSION)
@@ -87,10 +87,10 @@ training and inference stay fast in tests."""
 
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory):
-    """A SmolVLM directory written here (``dataengine.tiny_vlm``: random weights, a tokenizer trained here), so
+    """A SmolVLM directory written here (``so101_dataengine.training.tiny_vlm``: random weights, a tokenizer trained here), so
     SmolVLA is built offline; skipped where transformers (the ``vla`` extra) is not installed."""
     pytest.importorskip("transformers", reason="SmolVLA needs transformers (the project's 'vla' extra)")
-    from dataengine.tiny_vlm import write_tiny_vlm
+    from so101_dataengine.training.tiny_vlm import write_tiny_vlm
 
     return write_tiny_vlm(tmp_path_factory.mktemp("vlm") / "tiny-smolvlm")
 
@@ -99,7 +99,7 @@ def tiny_vlm(tmp_path_factory):
 def smolvla_checkpoint(tiny_vlm, demo_dataset, workspace):
     """A real SmolVLA checkpoint trained by ``dataengine train --policy smolvla`` (lerobot-train) on the demo
     dataset with the tiny VLM; a few steps: the tests drive the code path, not its success."""
-    from dataengine.train import TrainConfig, train
+    from so101_dataengine.training.train import TrainConfig, train
 
     config = TrainConfig(dataset=str(demo_dataset.out), policy="smolvla", steps=3, batch_size=4, num_workers=0,
                          save_freq=1000, device="cpu",
@@ -111,7 +111,7 @@ def smolvla_checkpoint(tiny_vlm, demo_dataset, workspace):
 def lerobot_home(tmp_path, monkeypatch):
     """lerobot's cache root for this test (lerobot reads HF_LEROBOT_HOME once, at import): publishing refreshes
     the cache of the repo id it publishes, which must not touch the user's real cache."""
-    from dataengine.lerobot_compat import lerobot_home_bindings
+    from so101_dataengine.lerobot_compat import lerobot_home_bindings
 
     home = tmp_path / "lerobot_home"
     for target, value in lerobot_home_bindings(home):

@@ -4,7 +4,7 @@ It implements only the endpoints huggingface_hub 0.35's ``create_repo``, ``uploa
 (regular, non-LFS uploads), ``create_tag``, ``delete_tag``, ``list_repo_refs``, ``list_repo_tree``, ``repo_info``,
 ``hf_hub_download`` and ``snapshot_download`` call, with git-like semantics: commits are immutable trees, branches
 move, tags are created and deleted (409 on an existing tag), a commit naming a stale ``parentCommit`` is refused.
-The read side is the engine's own ``dataengine.publish.hub_server.HubApiHandler``; this file adds the writes.
+The read side is the engine's own ``so101_dataengine.publish.hub_server.HubApiHandler``; this file adds the writes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from dataengine.publish.hub_server import HubApiHandler, make_server, resolve_revision
+from so101_dataengine.publish.hub_server import HubApiHandler, make_server, resolve_revision
 
 
 class InMemoryHub:

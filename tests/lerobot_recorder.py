@@ -1,6 +1,6 @@
 """Test helper: write episodes with lerobot's own recording API (``LeRobotDataset.create / add_frame /
 save_episode``), to get datasets exactly as lerobot writes them, its broken image stats included, for the tests of
-``dataengine stats fix``. (The engine itself writes through ``curation.v3_writer``; ``benchmarks/curation_write.py``
+``dataengine stats fix``. (The engine itself writes through ``so101_dataengine.formats.v3_writer``; ``benchmarks/curation_write.py``
 compares the two.) lerobot's classic path is used (frames as images, encoded at ``save_episode``): its streaming
 encoder lost the last frame of one camera under CPU load here.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from curation.features import ROBOT_TYPE
-from dataengine.lerobot_compat import create_dataset
-from rollouts.episode import EpisodeFrames
+from so101_dataengine.formats.features import ROBOT_TYPE
+from so101_dataengine.lerobot_compat import create_dataset
+from so101_dataengine.formats.episode import EpisodeFrames
 
 
 def write_with_lerobot(root: Path, repo_id: str, fps: int, features: dict[str, dict], episodes: list[EpisodeFrames],

@@ -1,4 +1,4 @@
-"""The reference for a dataset's stats, independent of the project's stats code (``curation/stats.py``): mean and
+"""The reference for a dataset's stats, independent of the project's stats code (``dataengine/formats/stats.py``): mean and
 std per image channel computed in float64 over every pixel that lerobot's own loader returns, and of every vector
 feature over every row lerobot reads, which a dataset's ``meta/stats.json`` must equal. A test comparing written
 stats with the project's own computation would pass whatever bug that computation has."""

@@ -89,7 +89,7 @@ def stop(daemons: list[subprocess.Popen]) -> None:
 def finished_run(ledger: Path, timeout_s: float = 60.0):
     """The ledger's one hook run once its Slurm job has ended (its status leaves ``submitted``), or as it is after
     ``timeout_s``; the caller asserts on its status."""
-    from dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.ledger import Ledger
 
     deadline = time.time() + timeout_s
     while time.time() < deadline and Ledger(ledger).runs()[0].status == "submitted":

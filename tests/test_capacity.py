@@ -1,6 +1,6 @@
 """The automatic batch-size ladder: environments per worker from measured GPU memory, host memory and episodes."""
 
-from rollouts.capacity import ENV_LADDER, HOST_BYTES_PER_ENV, framebuffer_bytes, plan
+from so101_dataengine.rollouts.capacity import ENV_LADDER, HOST_BYTES_PER_ENV, framebuffer_bytes, plan
 
 GIB = 2**30
 

@@ -10,20 +10,20 @@ import shutil
 import numpy as np
 import pytest
 
-from classifier.artifact import CONFIG, load_classifier
-from classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
-from classifier.data import EpisodeRef, load_frames, split_by_episode
-from classifier.evaluate import evaluate
-from classifier.labels import read_labels
-from classifier.metrics import calibrate_threshold, confusion, roc_auc
-from classifier.train import collect_episodes, train_classifier
-from dataengine.cli import main
-from dataengine.config import RolloutConfig
-from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig
-from dataengine.rollout import rollout
-from rollouts.store import EpisodeStore
-from scenes.pick_place import PickPlaceConfig
+from so101_dataengine.classifier.artifact import CONFIG, load_classifier
+from so101_dataengine.classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
+from so101_dataengine.classifier.data import EpisodeRef, load_frames, split_by_episode
+from so101_dataengine.classifier.evaluate import evaluate
+from so101_dataengine.classifier.labels import read_labels
+from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, roc_auc
+from so101_dataengine.classifier.train import collect_episodes, train_classifier
+from so101_dataengine.cli import main
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig
+from so101_dataengine.rollouts.run import rollout
+from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SIZE = 64
 SCENE = PickPlaceConfig(image_size=SIZE, max_episode_steps=270)
@@ -101,7 +101,7 @@ def test_backbones_with_a_widening_pre_logits_head_train_and_score(backbone):
     """MobileNetV3/LCNet widen their pooled features (num_features 288/256 -> 1024/1280): the head must fit."""
     import torch
 
-    from classifier.model import SuccessNet
+    from so101_dataengine.classifier.model import SuccessNet
 
     net = SuccessNet(backbone, views=2, image_size=32)
     logits = net(torch.randint(0, 256, (3, 2, 40, 40, 3), dtype=torch.uint8))
@@ -271,8 +271,8 @@ def test_rollout_scores_episodes_as_they_are_stored(trained, tmp_path, workspace
     # curation judges with the same classifier: it reuses the recorded scores and keeps only accepted episodes
     import pyarrow.parquet as pq
 
-    from curation.config import CurateConfig
-    from curation.curate import curate
+    from so101_dataengine.curation.config import CurateConfig
+    from so101_dataengine.curation.curate import curate
 
     curated = curate(CurateConfig(runs=[tmp_path / "scored"], out=tmp_path / "curated", classifier=trained.artifact,
                                   vcodec="h264", workers=1))

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from dataengine.errors import DataEngineError
-from rollouts.episode import record_episode
-from scenes.faulty_expert import Fault, FaultMix, FaultyExpert
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.scenes.faulty_expert import Fault, FaultMix, FaultyExpert
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 ONLY = {fault: FaultMix(**{f.value: float(f is fault) for f in Fault}) for fault in Fault}
 

@@ -1,12 +1,12 @@
 import subprocess
 import sys
 
-from dataengine import video
-from dataengine.cli import main
+from so101_dataengine.lerobot_compat import video
+from so101_dataengine.cli import main
 
 
 def test_console_script_lists_every_verb():
-    result = subprocess.run([sys.executable, "-m", "dataengine.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "so101_dataengine.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     for verb in ["demos", "train", "rollout", "classifier", "curate", "stats", "publish", "versions", "hooks", "cycle"]:
         assert verb in result.stdout
@@ -33,7 +33,7 @@ def test_pyav_fallback_decodes_what_lerobot_decodes(demo_dataset, monkeypatch):
     import torchvision
     from lerobot.datasets import video_utils
 
-    from dataengine.lerobot_compat import LEROBOT_06, decode_video_frames_pyav, install_video_fallback
+    from so101_dataengine.lerobot_compat import LEROBOT_06, decode_video_frames_pyav, install_video_fallback
 
     video = next((demo_dataset.out / "videos" / "observation.images.wrist").rglob("*.mp4"))
     # the open file is reused between calls: seeking backwards and forwards must still give lerobot's frames

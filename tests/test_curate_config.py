@@ -1,6 +1,6 @@
 """``dataengine curate --config``: a mistyped [curate] value is one error line before any work, not a traceback."""
 
-from dataengine.cli import main
+from so101_dataengine.cli import main
 
 
 def test_mistyped_curate_value_is_one_error_line(tmp_path, capsys):

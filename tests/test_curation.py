@@ -16,14 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from curation.config import CurateConfig, load_curate_config
-from curation.filters import Candidate, apply_filters
-from curation.signals import GRIPPER, arm_limits_deg, measure, transport_segment
-from dataengine.cli import main
-from dataengine.errors import DataEngineError
-from dataengine.video import video_backend
+from so101_dataengine.curation.config import CurateConfig, load_curate_config
+from so101_dataengine.curation.filters import Candidate, apply_filters
+from so101_dataengine.curation.signals import GRIPPER, arm_limits_deg, measure, transport_segment
+from so101_dataengine.cli import main
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.lerobot_compat.video import video_backend
 from pixel_stats import assert_stats_exact
-from rollouts.store import EpisodeStore
+from so101_dataengine.formats.store import EpisodeStore
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
 REPO = "local/so101_curated"
@@ -312,8 +312,8 @@ def test_an_existing_output_is_refused(run, curated, capsys):
 
 
 def test_writer_encodes_with_lerobots_own_codec_settings():
-    from curation.v3_writer import LEROBOT_CODEC_OPTIONS
-    from dataengine.lerobot_compat import codec_options
+    from so101_dataengine.formats.v3_writer import LEROBOT_CODEC_OPTIONS
+    from so101_dataengine.lerobot_compat import codec_options
 
     for codec, options in LEROBOT_CODEC_OPTIONS.items():
         assert options == codec_options(codec)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from dataengine.cli import main
+from so101_dataengine.cli import main
 from pixel_stats import assert_stats_exact
-from dataengine.video import video_backend
+from so101_dataengine.lerobot_compat.video import video_backend
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
 
@@ -102,9 +102,9 @@ def test_unwritable_output_is_refused(tmp_path, capsys):
 
 
 def test_interrupted_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
-    from dataengine import demos
-    from dataengine.config import DemosConfig
-    from scenes.pick_place import PickPlaceConfig
+    from so101_dataengine import demos
+    from so101_dataengine.demos import DemosConfig
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     def explode(*_args, **_kwargs):
         raise KeyboardInterrupt

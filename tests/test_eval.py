@@ -8,10 +8,10 @@ import shutil
 import pytest
 
 from conftest import TINY_ACT
-from dataengine.cli import main
-from dataengine.evaluation.stats import mcnemar_exact_p
-from dataengine.seeds import EVAL_SEED
-from rollouts.store import EpisodeStore
+from so101_dataengine.cli import main
+from so101_dataengine.evaluation.stats import mcnemar_exact_p
+from so101_dataengine.base.seeds import EVAL_SEED
+from so101_dataengine.formats.store import EpisodeStore
 
 FAILING = "scripted-faulty:none=0,miss_grasp=1,drop=1"
 """The expert failing on purpose, two ways: every episode is a failure the taxonomy must name."""

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dataengine.evaluation.stats import (Z95, PairedCounts, mcnemar_exact_p, paired_difference_interval,
+from so101_dataengine.evaluation.stats import (Z95, PairedCounts, mcnemar_exact_p, paired_difference_interval,
                                          wilson_interval)
 
 

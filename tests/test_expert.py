@@ -1,9 +1,9 @@
 import numpy as np
 
-from rollouts.episode import record_episode
-from scenes.expert import ExpertConfig, ScriptedExpert
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 
 def test_expert_solves_the_task_with_varied_trajectories():

@@ -16,10 +16,10 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from rich.console import Console
 
-from dataengine import frame_cache
-from dataengine.errors import DataEngineError
-from dataengine.lerobot_compat import dataset_reader_class
-from dataengine.video import video_backend
+from so101_dataengine.lerobot_compat import frame_cache
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.lerobot_compat import dataset_reader_class
+from so101_dataengine.lerobot_compat.video import video_backend
 
 ACT_DELTAS = {"action": [k / 30 for k in range(10)]}
 """Samples as ACT's training asks for them: the current frame's images and a chunk of actions."""

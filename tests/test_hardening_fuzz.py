@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.cli import main
-from dataengine.errors import DataEngineError
-from rollouts.store import EpisodeStore
+from so101_dataengine.cli import main
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.store import EpisodeStore
 
 CASES = 30
 
@@ -79,9 +79,9 @@ def test_random_damage_to_an_episode_store_file(run, tmp_path, seed):
 
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_damage_to_a_dataset_file(demo_dataset, tmp_path, seed):
-    from curation.dataset_stats import compute_episode_stats, read_episodes, read_info, read_provenance
-    from dataengine.publish.manifest import episode_identities
-    from dataengine.publish.verify import check_shards, check_stats
+    from so101_dataengine.formats.dataset_stats import compute_episode_stats, read_episodes, read_info, read_provenance
+    from so101_dataengine.publish.manifest import episode_identities
+    from so101_dataengine.publish.verify import check_shards, check_stats
 
     rng = random.Random(seed)
     copy = tmp_path / "dataset"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.cli import main
+from so101_dataengine.cli import main
 
 RUN_N = 2
 
@@ -130,7 +130,7 @@ def test_a_corrupt_frame_found_on_a_dask_worker_is_one_line_of_the_real_command(
     damaged, target = _damaged_copy(run, tmp_path, "episodes/e000001/observation.images.wrist.mjpeg", zero_header)
     before = _digest(damaged)
     out = tmp_path / "curated"
-    result = subprocess.run([sys.executable, "-m", "dataengine.cli", "curate", "--runs", str(damaged),
+    result = subprocess.run([sys.executable, "-m", "so101_dataengine.cli", "curate", "--runs", str(damaged),
                              "--use-sim-outcome", "--vcodec", "h264", "--workers", "1", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -219,7 +219,7 @@ def test_a_torn_ledger_line_in_hooks_status_and_versions(tmp_path, capfd):
 
 
 def test_a_new_ledger_event_never_joins_a_torn_line(tmp_path):
-    from dataengine.hooks.ledger import HookRun, Ledger
+    from so101_dataengine.hooks.ledger import HookRun, Ledger
 
     ledger = Ledger(tmp_path / "ledger.jsonl")
     ledger.path.write_text('{"run_id": "torn", "re')
@@ -284,7 +284,7 @@ def test_a_damaged_episode_in_eval_resume(tmp_path, capfd):
 def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
     """``files.write_atomic`` (manifests, scores, stats, refs, round states): a reader sees the old file or the new
     one; a write that fails half-way (here: the disk fills while writing) leaves the old one and nothing beside it."""
-    from dataengine import files
+    from so101_dataengine.base import files
 
     target = tmp_path / "state.json"
     files.write_atomic(target, '{"old": true}')

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from curation.features import so101_features
-from dataengine.cli import main
-from dataengine.lerobot_compat import LEROBOT_06, install_video_fallback
+from so101_dataengine.formats.features import so101_features
+from so101_dataengine.cli import main
+from so101_dataengine.lerobot_compat import LEROBOT_06, install_video_fallback
 from lerobot_recorder import write_with_lerobot
-from rollouts.episode import EpisodeFrames
-from rollouts.store import EpisodeStore
+from so101_dataengine.formats.episode import EpisodeFrames
+from so101_dataengine.formats.store import EpisodeStore
 from test_hardening_inputs import assert_one_error_line
 
 REPO = "local/hardening_tools"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.cli import main
-from dataengine.publish.hub_server import RegistryStore, make_server
-from dataengine.publish.registry import LocalRegistry
+from so101_dataengine.cli import main
+from so101_dataengine.publish.hub_server import RegistryStore, make_server
+from so101_dataengine.publish.registry import LocalRegistry
 from test_hardening_inputs import assert_one_error_line
 
 REPO = "local/hardening_serve"

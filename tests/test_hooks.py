@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 import slurm_cluster
-from dataengine.cli import main
-from dataengine.errors import DataEngineError
-from dataengine.hooks.config import load_hooks
-from dataengine.hooks.ledger import Ledger
-from dataengine.hooks.render import VersionEvent
-from dataengine.hooks.runner import fire_hooks, launch_hook, plan
+from so101_dataengine.cli import main
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.hooks.config import load_hooks
+from so101_dataengine.hooks.ledger import Ledger
+from so101_dataengine.hooks.render import VersionEvent
+from so101_dataengine.hooks.runner import fire_hooks, launch_hook, plan
 
 REPO = "lab/so101_hooks"
 
@@ -129,8 +129,8 @@ def test_config_errors_name_the_problem(tmp_path):
 
 
 def test_eval_config_is_typed_with_defaults_and_errors_name_the_problem(tmp_path):
-    from dataengine.hooks.config import HookEval
-    from dataengine.seeds import EVAL_SEED
+    from so101_dataengine.hooks.config import HookEval
+    from so101_dataengine.base.seeds import EVAL_SEED
 
     hook = '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nargv = ["true"]\n'
     (plain,) = load_hooks(write_config(tmp_path, hook)).hooks
@@ -161,7 +161,7 @@ def test_eval_stage_follows_the_programs_and_does_not_change_once_per_version(tm
     (hook,) = load_hooks(write_config(tmp_path, echo + evaluated)).hooks
     run_id = f"{REPO}@ds-0002-aaaaaaaaaaaa:echo:1"
     launch = plan(hook, event(), run_id)
-    assert launch.stages[-1] == [sys.executable, "-m", "dataengine.cli", "eval", "--policy",
+    assert launch.stages[-1] == [sys.executable, "-m", "so101_dataengine.cli", "eval", "--policy",
                                  f"{tmp_path}/echo/model-ds-0002-aaaaaaaaaaaa", "--n", "3", "--seed", "7",
                                  "--out", str(launch.run_dir / "eval"), "--num-envs", "2"]
     assert launch.stages[:-1] == plan(load_hooks(write_config(tmp_path, echo)).hooks[0], event(), run_id).stages
@@ -204,7 +204,7 @@ stages = [["{{python}}", "-c", "import sys; open('{tmp}/trained-' + sys.argv[1],
 
 
 def test_slurm_dry_run_prints_a_valid_script_with_the_exact_revision(tmp_path, capsys, demo_dataset):
-    from dataengine.publish.publish import PublishConfig, publish
+    from so101_dataengine.publish.publish import PublishConfig, publish
 
     registry = tmp_path / "registry"
     result = publish(PublishConfig(dataset=demo_dataset.out, repo_id=REPO, registry=registry))
@@ -231,7 +231,7 @@ def test_slurm_script_runs_the_eval_stage_quoted_and_the_ledger_reads_its_result
     """The evaluation is one more line of the sbatch script, quoted like the others (a path with a space and a
     ``$``); the job, run here by bash as Slurm would run it, really evaluates (the scripted expert stands in for a
     checkpoint), and the ledger reads its exit status and eval.json from the run directory."""
-    from dataengine.hooks import slurm as slurm_kind
+    from so101_dataengine.hooks import slurm as slurm_kind
 
     def run_job_here(hook, script, run_dir):
         subprocess.run(["bash", str(script)], check=False, capture_output=True)
@@ -253,7 +253,7 @@ eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--worke
     assert (run.status, run.job_ids) == ("submitted", ["4242"]), run.reason
     script = (Path(run.run_dir) / "job.sbatch").read_text()
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
-    stage = [sys.executable, "-m", "dataengine.cli", "eval", "--policy", "scripted", "--n", "2",
+    stage = [sys.executable, "-m", "so101_dataengine.cli", "eval", "--policy", "scripted", "--n", "2",
              "--seed", "1000000000", "--out", f"{run.run_dir}/eval", "--image-size", "32", "--workers", "1",
              "--device", "cpu"]
     lines = script.splitlines()

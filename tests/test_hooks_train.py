@@ -8,10 +8,10 @@ import json
 import threading
 from pathlib import Path
 
-from dataengine.cli import main
-from dataengine.hooks.ledger import Ledger
-from dataengine.publish.hub_server import RegistryStore, make_server
-from dataengine.publish.registry import LocalRegistry
+from so101_dataengine.cli import main
+from so101_dataengine.hooks.ledger import Ledger
+from so101_dataengine.publish.hub_server import RegistryStore, make_server
+from so101_dataengine.publish.registry import LocalRegistry
 
 REPO = "lab/so101_train_hook"
 SMALL_ACT = ["--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
@@ -84,7 +84,7 @@ eval = {{ n = 2, args = ["--workers", "1", "--device", "cpu"] }}
     assert (run.status, run.exit_status) == ("succeeded", 0), log[-3000:]
     (version,) = LocalRegistry(registry).versions(EVAL_REPO)
     checkpoint = tmp_path / "hooks" / "act" / version.tag / "train" / "checkpoints" / "last" / "pretrained_model"
-    assert f"-m dataengine.cli eval --policy {checkpoint} --n 2 --seed 1000000000 --out {run.run_dir}/eval" in log
+    assert f"-m so101_dataengine.cli eval --policy {checkpoint} --n 2 --seed 1000000000 --out {run.run_dir}/eval" in log
     result = json.loads((Path(run.run_dir) / "eval" / "eval.json").read_text())
     (policy,) = result["policies"]
     assert result["schema"] == "dataengine.eval/1" and policy["episodes"] == 2 and result["seed"] == 1_000_000_000

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from classifier.labels import read_labels
-from dataengine.errors import DataEngineError
+from so101_dataengine.classifier.labels import read_labels
+from so101_dataengine.base.errors import DataEngineError
 
 
 def _write(tmp_path, *rows) -> object:

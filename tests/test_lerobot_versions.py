@@ -1,5 +1,5 @@
 """The engine on both lerobot lines (0.4.4 on Python 3.11, 0.6.1 on Python >= 3.12) through one adapter,
-``dataengine.lerobot_compat``: every lerobot name it lists resolves on the installed lerobot, a broken config is
+``so101_dataengine.lerobot_compat``: every lerobot name it lists resolves on the installed lerobot, a broken config is
 one line naming the line that wrote it, and, where the other stack is installed (``.ci/run`` installs both and
 names it in ``$DATAENGINE_OTHER_PYTHON``), a checkpoint and a dataset made there are used here."""
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from conftest import TINY_ACT
 
-from dataengine import lerobot_compat
-from dataengine.errors import DataEngineError
-from rollouts.lerobot_policy import inspect_checkpoint
-from rollouts.policies import LeRobotPolicy
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine import lerobot_compat
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint
+from so101_dataengine.rollouts.policies import LeRobotPolicy
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 OTHER_PYTHON = "DATAENGINE_OTHER_PYTHON"
 """The other stack's interpreter (a venv's bin/python with the project installed), set by ``.ci/run``."""
@@ -69,7 +69,7 @@ def other_python() -> Path:
 def _run_other(python: Path, *args: str) -> None:
     """``dataengine ARGS`` on the other stack, offline, its output shown only when it fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([str(python), "-m", "dataengine.cli", *args], env=env, capture_output=True, text=True,
+    result = subprocess.run([str(python), "-m", "so101_dataengine.cli", *args], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -92,7 +92,7 @@ def test_a_checkpoint_trained_on_the_other_lerobot_line_rolls_out_here(other_pyt
 
 
 def test_a_dataset_written_on_the_other_lerobot_line_loads_here(other_python, tmp_path):
-    from dataengine.video import video_backend
+    from so101_dataengine.lerobot_compat.video import video_backend
 
     out = tmp_path / "other-demos"
     _run_other(other_python, "demos", "--n", "1", "--image-size", "32", "--vcodec", "h264", "--out", str(out),

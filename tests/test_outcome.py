@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scenes.outcome import GroundTruth, Outcome, OutcomeRules, OutcomeTracker
+from so101_dataengine.scenes.outcome import GroundTruth, Outcome, OutcomeRules, OutcomeTracker
 
 BOWL = np.array([0.2, -0.1, 0.0])
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import payoff
-from dataengine.seeds import EVAL_SEED, ROLLOUT_SEED
+from so101_dataengine.base.seeds import EVAL_SEED, ROLLOUT_SEED
 
 
 def _training_seeds(dataset) -> set[int]:
@@ -41,7 +41,7 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert scale.base <= sizes["iv"] <= scale.base + teacher_successes, "(iv) keeps only the simulator's successes"
     assert sizes["i"] <= sizes["c1"] <= sizes["ii"] <= sizes["iii"], "the curve's arms grow with the runs they see"
     assert sizes["ii"] <= sizes["ii2"] <= sizes["ii"] + sum(scale.round2_runs), "round 2 adds to round 1's data"
-    from rollouts.policies import checkpoint_sha256
+    from so101_dataengine.rollouts.policies import checkpoint_sha256
     round2 = json.loads((work / "rollouts" / "q0" / "manifest.json").read_text())
     assert round2["policy"]["sha256"] == checkpoint_sha256(work / "train" / scale.round2_teacher / "checkpoints" / "last"
                                                            / "pretrained_model"), "round 2 is rolled out by (ii)'s student"

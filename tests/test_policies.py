@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dataengine.errors import DataEngineError
-from rollouts.policies import DRIVES, LeRobotPolicy, inspect_checkpoint
-from scenes.pick_place import TASK, PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.rollouts.policies import DRIVES, LeRobotPolicy, inspect_checkpoint
+from so101_dataengine.scenes.pick_place import TASK, PickPlaceConfig, PickPlaceEnv
 
 EXACT = dict(rtol=1e-5, atol=1e-5)
 """Equal to float32 rounding (actions are degrees, up to ~100): batches of 2 and of 1, or a chunk unnormalised at
@@ -212,7 +212,7 @@ def test_a_config_from_a_newer_lerobot_loads_without_its_unknown_fields(act_chec
 
 
 def test_an_unparseable_config_is_one_line_naming_both_lerobots(act_checkpoint, tmp_path):
-    from dataengine.lerobot_compat import LEROBOT_06, LEROBOT_VERSION
+    from so101_dataengine.lerobot_compat import LEROBOT_06, LEROBOT_VERSION
 
     def broken_from_the_other_line(config):  # only lerobot 0.6 writes pretrained_revision
         config.update(chunk_size="ten")
@@ -242,10 +242,10 @@ def test_nan_producing_checkpoint_fails_clearly(act_checkpoint, tmp_path):
 
 def test_diffusion_rollout_through_the_engine(diffusion_checkpoint, workspace, tmp_path):
     """``dataengine rollout --policy diffusion``: the newest trained diffusion, recorded as such, episodes stored."""
-    from dataengine.config import RolloutConfig
-    from dataengine.executors import ExecutorConfig
-    from dataengine.rollout import rollout
-    from rollouts.store import EpisodeStore
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.base.executors import ExecutorConfig
+    from so101_dataengine.rollouts.run import rollout
+    from so101_dataengine.formats.store import EpisodeStore
 
     config = RolloutConfig(policy="diffusion", n=2, out=tmp_path / "run", num_envs=2, chunk_size=2,
                            scene=PickPlaceConfig(image_size=None, max_episode_steps=12),

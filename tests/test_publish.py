@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from dataengine.cli import main
-from dataengine.errors import DataEngineError
-from dataengine.publish.manifest import VersionManifest, sha256_file
-from dataengine.publish.publish import PublishConfig, publish
-from dataengine.publish.registry import LocalRegistry
-from dataengine.publish.tags import CODEBASE_TAG, dataset_tag
+from so101_dataengine.cli import main
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.publish.manifest import VersionManifest, sha256_file
+from so101_dataengine.publish.publish import PublishConfig, publish
+from so101_dataengine.publish.registry import LocalRegistry
+from so101_dataengine.publish.tags import CODEBASE_TAG, dataset_tag
 
 REPO = "lab/so101_pick_place"
 
@@ -133,7 +133,7 @@ def test_a_crash_mid_publish_leaves_earlier_versions_and_no_partial_one(demo_dat
 def test_two_publishes_at_once_do_not_interleave(demo_dataset, grown_dataset, tmp_path):
     registry = tmp_path / "registry"
     env = dict(os.environ, HF_LEROBOT_HOME=str(tmp_path / "lerobot_home"))
-    procs = [subprocess.Popen([sys.executable, "-m", "dataengine.cli", "publish", str(d), "--repo-id", REPO,
+    procs = [subprocess.Popen([sys.executable, "-m", "so101_dataengine.cli", "publish", str(d), "--repo-id", REPO,
                                "--registry", str(registry), "--no-hooks"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for d in (demo_dataset.out, grown_dataset.out)]

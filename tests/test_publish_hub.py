@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataengine.publish.publish import PublishConfig, publish
-from dataengine.publish.tags import CODEBASE_TAG
+from so101_dataengine.publish.publish import PublishConfig, publish
+from so101_dataengine.publish.tags import CODEBASE_TAG
 from hub_double import start_hub_double
 
 REPO = "lab/so101_hub"
@@ -18,7 +18,7 @@ def hub(tmp_path, monkeypatch):
     """The double on a local port as HF_ENDPOINT, online, with a token; lerobot's cache root per test."""
     import huggingface_hub.constants as hf_constants
 
-    from dataengine.lerobot_compat import lerobot_home_bindings
+    from so101_dataengine.lerobot_compat import lerobot_home_bindings
 
     server, hub = start_hub_double(tmp_path / "hub_blobs")
     endpoint = f"http://127.0.0.1:{server.server_port}"
@@ -71,7 +71,7 @@ def test_a_concurrent_hub_commit_makes_the_publish_fail_not_interleave(hub, demo
                                                                        monkeypatch):
     from huggingface_hub import HfApi
 
-    from dataengine.errors import DataEngineError
+    from so101_dataengine.base.errors import DataEngineError
 
     publish(PublishConfig(dataset=demo_dataset.out, repo_id=REPO, target="hub", registry=tmp_path / "registry"))
     real_upload = HfApi.upload_folder

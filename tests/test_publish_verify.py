@@ -13,10 +13,10 @@ import urllib.request
 import av
 import pytest
 
-from dataengine.cli import main
-from dataengine.publish.hub_server import RegistryStore, make_server
-from dataengine.publish.manifest import sha256_file
-from dataengine.publish.registry import LocalRegistry
+from so101_dataengine.cli import main
+from so101_dataengine.publish.hub_server import RegistryStore, make_server
+from so101_dataengine.publish.manifest import sha256_file
+from so101_dataengine.publish.registry import LocalRegistry
 
 REPO = "lab/so101_verify"
 WRIST = "videos/observation.images.wrist/chunk-000/file-001.mp4"
@@ -27,13 +27,13 @@ WRIST = "videos/observation.images.wrist/chunk-000/file-001.mp4"
 def split_dataset(tmp_path_factory, demo_dataset):
     """A real 3-episode ``dataengine demos`` dataset whose every episode has a video file of its own per camera (as
     a large dataset has many): lerobot's first/last-frame check cannot see a file in the middle being broken."""
-    from dataengine.config import DemosConfig
-    from dataengine.demos import record_demos
+    from so101_dataengine.demos import DemosConfig
+    from so101_dataengine.demos import record_demos
 
     config = DemosConfig(out=tmp_path_factory.mktemp("datasets") / "split", n=3, repo_id=demo_dataset.repo_id,
                          seed=demo_dataset.seed, scene=demo_dataset.scene)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("curation.v3_writer.VIDEO_MB", 0)  # a new file for every episode
+        patch.setattr("so101_dataengine.formats.v3_writer.VIDEO_MB", 0)  # a new file for every episode
         record_demos(config)
     assert len(list((config.out / "videos" / "observation.images.wrist").rglob("*.mp4"))) == 3
     return config.out

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from classifier.data import rollout_episodes
-from classifier.labels import read_labels
-from dataengine.cli import main
-from dataengine.config import RolloutConfig
-from dataengine.executors import ExecutorConfig
-from dataengine.review.catalog import Catalog
-from dataengine.review.labelbook import LabelBook
-from dataengine.review.server import bind, create_app, url_of
-from dataengine.rollout import rollout
-from rollouts.store import EpisodeStore, episode_dirname
-from scenes.pick_place import PickPlaceConfig
+from so101_dataengine.classifier.data import rollout_episodes
+from so101_dataengine.classifier.labels import read_labels
+from so101_dataengine.cli import main
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.base.executors import ExecutorConfig
+from so101_dataengine.review.catalog import Catalog
+from so101_dataengine.review.labelbook import LabelBook
+from so101_dataengine.review.server import bind, create_app, url_of
+from so101_dataengine.rollouts.run import rollout
+from so101_dataengine.formats.store import EpisodeStore, episode_dirname
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCORES = [0.95, 0.10, 0.80, 0.45, 0.05, 0.60]
@@ -207,7 +207,7 @@ def test_concurrent_labels_of_many_requests_are_all_kept(server, run_dir):
 
 def test_disagreement_sort_and_filters(run_dir):
     catalog = Catalog.load([run_dir])
-    from dataengine.review.catalog import Query
+    from so101_dataengine.review.catalog import Query
 
     outcomes = {r.episode_id: r.outcome for r in catalog.rows}
     disagreeing = {i for i, s in enumerate(SCORES) if (s >= 0.5) != (outcomes[i] == "SUCCESS")}
@@ -300,7 +300,7 @@ def test_the_pages_retrain_command_trains_on_its_labels_and_the_new_classifier_s
     """The loop a person closes: labels from the page, the retrain command the page shows (plus small-model
     options for CPU), and ``--classifier`` with the result: it scores every episode in the background, in memory
     (the run is untouched)."""
-    from classifier.artifact import load_classifier
+    from so101_dataengine.classifier.artifact import load_classifier
 
     monkeypatch.chdir(tmp_path)
     labels = tmp_path / "labels.jsonl"

@@ -15,19 +15,19 @@ import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
-from dataengine.cli import main
-from dataengine.config import RolloutConfig
-from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig
-from dataengine.rollout import rollout
+from so101_dataengine.cli import main
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig
+from so101_dataengine.rollouts.run import rollout
 from file_identities import file_identities
-from rollouts.engine import ChunkTask, PolicySpec, run_chunk
-from rollouts.episode import record_episode
-from rollouts.store import EpisodeStore, episode_dirname
-from rollouts import engine, policies
-from rollouts.policies import expert_sha256
-from scenes.expert import ExpertConfig, ScriptedExpert
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.rollouts.engine import ChunkTask, PolicySpec, run_chunk
+from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.formats.store import EpisodeStore, episode_dirname
+from so101_dataengine.rollouts import engine, policies
+from so101_dataengine.rollouts.policies import expert_sha256
+from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 SMALL = PickPlaceConfig(image_size=32)
 
@@ -169,7 +169,7 @@ def test_killed_run_resumes_to_exactly_n_episodes(tmp_path):
     out = tmp_path / "run"
     args = ["rollout", "--policy", "scripted", "--n", "6", "--num-envs", "1", "--chunk-size", "1",
             "--workers", "1", "--image-size", "32", "--out", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "dataengine.cli", *args], start_new_session=True,
+    process = subprocess.Popen([sys.executable, "-m", "so101_dataengine.cli", *args], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and len(EpisodeStore(out).completed_ids() if out.exists() else []) < 2:

@@ -2,12 +2,12 @@ import mujoco
 import numpy as np
 import pytest
 
-from dataengine.errors import DataEngineError
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
-from scenes.randomization import SceneRandomization
-from scenes.render import get_preset
-from scenes.so101 import sim_to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.scenes.randomization import SceneRandomization
+from so101_dataengine.scenes.render import get_preset
+from so101_dataengine.scenes.so101 import sim_to_lerobot
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_tiled_renderer_matches_the_reference_renderer():
     the other (each step leaves the model holding another environment's look)."""
     import dataclasses
 
-    from scenes.pick_place import build_model
-    from scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
+    from so101_dataengine.scenes.pick_place import build_model
+    from so101_dataengine.scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key
 
     config = PickPlaceConfig(image_size=48, randomization=SceneRandomization(visual=True))
     references = [PickPlaceEnv(config) for _ in range(3)]  # each with its own model and renderer

@@ -1,6 +1,6 @@
 import numpy as np
 
-from curation.stats import ImageStats, VectorStats, merge_all
+from so101_dataengine.formats.stats import ImageStats, VectorStats, merge_all
 
 
 def test_image_stats_are_exact_and_merge_exactly():

@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from curation.features import so101_features
+from so101_dataengine.formats.features import so101_features
 from lerobot_recorder import write_with_lerobot
 from pixel_stats import assert_stats_exact
-from dataengine.cli import main
-from dataengine.lerobot_compat import LEROBOT_06
-from rollouts.episode import record_episode
-from scenes.expert import ScriptedExpert
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.cli import main
+from so101_dataengine.lerobot_compat import LEROBOT_06
+from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.scenes.expert import ScriptedExpert
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 
 def _digest(paths) -> str:
@@ -64,7 +64,7 @@ def test_stats_fix_replaces_lerobots_overflowed_image_std_and_reports_it(lerobot
 
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from dataengine.video import video_backend
+    from so101_dataengine.lerobot_compat.video import video_backend
 
     loaded = LeRobotDataset("local/broken", root=root, video_backend=video_backend())
     assert_stats_exact(loaded, fixed, ["observation.images.overhead", "observation.images.wrist"])

@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from dataengine.errors import DataEngineError
-from dataengine.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
-from dataengine.workspace import Workspace
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.training.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
+from so101_dataengine.base.workspace import Workspace
 
 
 def test_train_produces_a_lerobot_checkpoint_at_exactly_the_requested_step(act_checkpoint, demo_dataset):
@@ -48,7 +48,7 @@ def test_training_lowers_the_action_loss_on_its_dataset(act_checkpoint, demo_dat
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
     from torch.utils.data import default_collate
 
-    from dataengine.video import video_backend
+    from so101_dataengine.lerobot_compat.video import video_backend
 
     config = PreTrainedConfig.from_pretrained(act_checkpoint)
     config.device = "cpu"
@@ -120,7 +120,7 @@ def test_diffusion_trains_offline_with_its_own_recipe(diffusion_checkpoint, demo
 
 
 def test_each_type_gets_its_recipe_where_the_user_gives_nothing(demo_dataset, tmp_path):
-    from dataengine.train import POLICY_RECIPES, lerobot_train_command
+    from so101_dataengine.training.train import POLICY_RECIPES, lerobot_train_command
 
     dataset = resolve_dataset(str(demo_dataset.out))
     for policy in ("act", "diffusion"):
@@ -149,7 +149,7 @@ def test_untrainable_types_are_refused_with_the_reason(demo_dataset, workspace):
 
 def test_epochs_become_steps_for_the_datasets_size_capped_by_steps(demo_dataset, workspace):
     """A grown version trained with ``--epochs`` sees each frame as often as a small one; ``--steps`` caps it."""
-    from dataengine.train import with_epochs
+    from so101_dataengine.training.train import with_epochs
 
     frames = json.loads((demo_dataset.out / "meta" / "info.json").read_text())["total_frames"]
     config = TrainConfig(dataset=str(demo_dataset.out), epochs=2.5, batch_size=8)
@@ -167,7 +167,7 @@ def test_epochs_become_steps_for_the_datasets_size_capped_by_steps(demo_dataset,
 def test_epochs_that_give_a_whole_number_of_steps_give_exactly_that_number():
     """The payoff's students get ``--epochs`` = teacher's steps x batch / base frames: on the base itself that
     must give the teacher's steps again, not one more from float noise (16 / 423 x 423 / 4 = 4.0000000001)."""
-    from dataengine.train import steps_for_epochs
+    from so101_dataengine.training.train import steps_for_epochs
 
     for frames in range(100, 3000, 7):
         for steps, batch in ((4, 4), (2000, 128), (3, 64)):

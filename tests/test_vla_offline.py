@@ -1,5 +1,5 @@
 """SmolVLA, a VLA, through the engine offline: ``dataengine train --policy smolvla`` on a tiny SmolVLM written here
-(``dataengine.tiny_vlm``: random weights, a tokenizer trained here), then a rollout of its checkpoint. Real lerobot
+(``so101_dataengine.training.tiny_vlm``: random weights, a tokenizer trained here), then a rollout of its checkpoint. Real lerobot
 code all the way: SmolVLA's constructor reads the VLM's config and processor, its preprocessor tokenizes the task
 string with the VLM's tokenizer, lerobot-train trains it, the engine loads it from the checkpoint. (Pi0 and Pi0.5
 cannot be built offline: docs/design.md, "Rollouts", says why.)"""
@@ -11,15 +11,15 @@ import shutil
 
 import pytest
 
-from dataengine.cli import main
-from dataengine.config import RolloutConfig
-from dataengine.errors import DataEngineError
-from dataengine.executors import ExecutorConfig
-from dataengine.rollout import rollout
-from dataengine.train import TrainConfig, train
-from rollouts.policies import inspect_checkpoint
-from rollouts.store import EpisodeStore
-from scenes.pick_place import PickPlaceConfig
+from so101_dataengine.cli import main
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig
+from so101_dataengine.rollouts.run import rollout
+from so101_dataengine.training.train import TrainConfig, train
+from so101_dataengine.rollouts.policies import inspect_checkpoint
+from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 
 def test_smolvla_trains_on_a_local_vlm_and_rolls_out(smolvla_checkpoint, tiny_vlm, workspace, tmp_path):

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataengine.cli import main
-from dataengine.review.whiskers import (OverheadCanvas, PolicyForecaster, WhiskersRequest,
+from so101_dataengine.cli import main
+from so101_dataengine.review.whiskers import (OverheadCanvas, PolicyForecaster, WhiskersRequest,
                                         forecaster_for, make_whiskers, trace_episode)
-from rollouts.engine import PolicySpec
-from rollouts.policies import LeRobotPolicy
-from scenes.faulty_expert import FaultMix
-from scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.rollouts.engine import PolicySpec
+from so101_dataengine.rollouts.policies import LeRobotPolicy
+from so101_dataengine.scenes.faulty_expert import FaultMix
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 SMALL = PickPlaceConfig(image_size=64)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataengine.config import default_of
-from dataengine.evaluation.evaluate import EvalConfig
+from so101_dataengine.base.configs import default_of
+from so101_dataengine.evaluation.evaluate import EvalConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,10 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from dataengine.evaluation.evaluate import evaluate
-    from dataengine.executors import ExecutorConfig
-    from dataengine.workspace import Workspace
-    from scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.evaluation.evaluate import evaluate
+    from so101_dataengine.base.executors import ExecutorConfig
+    from so101_dataengine.base.workspace import Workspace
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     config = EvalConfig(policies=args.policy, run=args.train_run, n=args.n, seed=args.seed, out=args.out,
                         device=args.device, num_envs=args.num_envs, gallery=args.gallery,

@@ -2,7 +2,7 @@
 
 Each policy is one ordinary rollout run (``RUN/runs/<name>``, the episode store), so an evaluation resumes the way
 a rollout does: run the same command again and only missing episodes are simulated, and a finished policy is not
-rolled out twice. Episode k of every policy uses scene seed ``seed + k`` (default ``dataengine.seeds.EVAL_SEED``,
+rolled out twice. Episode k of every policy uses scene seed ``seed + k`` (default ``so101_dataengine.base.seeds.EVAL_SEED``,
 disjoint from the demos' and the rollouts' seeds), so results are paired scene by scene. ``eval.json`` is the one
 result file (schema in docs/evaluation.md); ``report.html`` shows it to a person.
 """
@@ -20,16 +20,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dataengine.config import RolloutConfig, to_jsonable
-from dataengine.errors import DataEngineError
-from dataengine.evaluation.stats import PairedCounts, mcnemar_exact_p, paired_difference_interval, wilson_interval
-from dataengine.executors import ExecutorConfig
-from dataengine.files import write_atomic
-from dataengine.preflight import check_positive
-from dataengine.seeds import EVAL_SEED, overlapping_ranges
-from dataengine.workspace import Workspace
-from scenes.outcome import Outcome
-from scenes.pick_place import PickPlaceConfig
+from so101_dataengine.rollouts.config import RolloutConfig
+
+from so101_dataengine.base.configs import to_jsonable
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.evaluation.stats import PairedCounts, mcnemar_exact_p, paired_difference_interval, wilson_interval
+from so101_dataengine.base.executors import ExecutorConfig
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.preflight import check_positive
+from so101_dataengine.base.seeds import EVAL_SEED, overlapping_ranges
+from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SCHEMA = "dataengine.eval/1"
 RESULT_FILE = "eval.json"
@@ -187,9 +189,9 @@ def compare(baseline: PolicyResult, other: PolicyResult) -> Comparison:
 
 def evaluate(config: EvalConfig, workspace: Workspace, console: Console | None = None) -> EvalResult:
     """Roll out every policy on the same ``n`` scenes (resuming what is done), then compare and report."""
-    from dataengine.evaluation.report import write_report
-    from dataengine.rollout import resolve_policy, rollout
-    from rollouts.store import EpisodeStore
+    from so101_dataengine.evaluation.report import write_report
+    from so101_dataengine.rollouts.run import resolve_policy, rollout
+    from so101_dataengine.formats.store import EpisodeStore
 
     console = console or Console(stderr=True)
     check_positive("--n", config.n)

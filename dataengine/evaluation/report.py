@@ -15,10 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from curation.report import frame_strip  # noqa: E402
-from dataengine.files import write_atomic  # noqa: E402
-from rollouts.store import EpisodeStore  # noqa: E402
-from scenes.outcome import Outcome  # noqa: E402
+from so101_dataengine.curation.report import frame_strip  # noqa: E402
+from so101_dataengine.base.files import write_atomic  # noqa: E402
+from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
+from so101_dataengine.scenes.outcome import Outcome  # noqa: E402
 
 PLOT = "success.png"
 SWEEP = "sweep.json"

@@ -7,7 +7,7 @@ import shlex
 import time
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,16 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from dataengine.hooks.config import load_hooks
+    from so101_dataengine.hooks.config import load_hooks
 
     return load_hooks(args.config, args.workspace)
 
 
 def fire_and_report(config_path: Path, result, workspace: Path | None = None) -> None:
     """After ``dataengine publish``: fire the version's hooks and print one line per run."""
-    from dataengine.hooks.config import load_hooks
-    from dataengine.hooks.render import event_from_publish
-    from dataengine.hooks.runner import fire_hooks
+    from so101_dataengine.hooks.config import load_hooks
+    from so101_dataengine.hooks.render import event_from_publish
+    from so101_dataengine.hooks.runner import fire_hooks
 
     for run in fire_hooks(load_hooks(config_path, workspace), event_from_publish(result)):
         print(_describe(run))
@@ -49,11 +49,11 @@ def _describe(run) -> str:
 
 
 def _run_hooks(args: argparse.Namespace) -> None:
-    from dataengine.hooks.ledger import Ledger
-    from dataengine.hooks.render import event_from_registry
-    from dataengine.preflight import check_repo_id
-    from dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
-    from dataengine.publish.cli import _registry
+    from so101_dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.render import event_from_registry
+    from so101_dataengine.base.preflight import check_repo_id
+    from so101_dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
+    from so101_dataengine.publish.cli import _registry
 
     hooks = _load(args)
     if "@" not in args.version:
@@ -77,7 +77,7 @@ def _run_status(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.ledger import Ledger
 
     runs = Ledger(_load(args).ledger).runs()
     if not runs:

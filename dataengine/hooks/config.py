@@ -21,10 +21,10 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import read_toml
-from dataengine.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
-from dataengine.seeds import EVAL_SEED
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_toml
+from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
+from so101_dataengine.base.seeds import EVAL_SEED
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -49,13 +49,13 @@ def sbatch_value_problem(value: str) -> str | None:
 @dataclass(frozen=True)
 class HookEval:
     """``eval = { n = 200 }``: when the hook's programs succeed, one more stage evaluates the trained policy,
-    ``{python} -m dataengine.cli eval --policy CHECKPOINT --n N --seed SEED --out RUN_DIR/eval [ARGS]``, where the
+    ``{python} -m so101_dataengine.cli eval --policy CHECKPOINT --n N --seed SEED --out RUN_DIR/eval [ARGS]``, where the
     training ran (its machine, its GPU); the ledger reads ``RUN_DIR/eval/eval.json`` into the run."""
 
     n: int
     """Episodes (scenes ``seed .. seed + n - 1``, the same for every version, so rounds are comparable)."""
     seed: int = EVAL_SEED
-    """First scene seed; default the held-out evaluation range (``dataengine.seeds``)."""
+    """First scene seed; default the held-out evaluation range (``so101_dataengine.base.seeds``)."""
     checkpoint: str = "{out_dir}/train/checkpoints/last/pretrained_model"
     """The trained policy, templated like ``argv`` (where the shipped templates' lerobot-train saves its last)."""
     args: list[str] = field(default_factory=list)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from dataengine.errors import DataEngineError
-from dataengine.files import reading
-from dataengine.publish.lock import exclusive_lock
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import reading
+from so101_dataengine.base.locks import exclusive_lock
 
 EVAL_DIR = "eval"
 """The evaluation stage's ``--out``, inside the run's directory."""

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dataengine.hooks.config import HookConfig
+from so101_dataengine.hooks.config import HookConfig
 
 
 def _existing_parent(path: Path) -> Path:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dataengine.hooks import slurm
-from dataengine.hooks.config import HookConfig, HooksFile
-from dataengine.hooks.ledger import EVAL_DIR, HookRun, Ledger, now, read_evaluation
-from dataengine.hooks.preflight import preflight
-from dataengine.hooks.render import VersionEvent, substitute, version_vars
+from so101_dataengine.hooks import slurm
+from so101_dataengine.hooks.config import HookConfig, HooksFile
+from so101_dataengine.hooks.ledger import EVAL_DIR, HookRun, Ledger, now, read_evaluation
+from so101_dataengine.hooks.preflight import preflight
+from so101_dataengine.hooks.render import VersionEvent, substitute, version_vars
 
 DOWNLOAD_ROOT = Path("~/.cache/dataengine/datasets")
 """Where ``resolve_by_tag`` hooks let lerobot download a version: one directory per (repo id, tag), never shared
@@ -54,7 +54,7 @@ def eval_stage(hook: HookConfig, variables: dict[str, str], run_dir: Path) -> li
     where the training ran (same machine, same GPU; a line of the sbatch script for Slurm)."""
     where = f"hook {hook.name!r} eval"
     checkpoint = substitute(hook.eval.checkpoint, variables, f"{where} checkpoint")
-    return [variables["python"], "-m", "dataengine.cli", "eval", "--policy", checkpoint, "--n", str(hook.eval.n),
+    return [variables["python"], "-m", "so101_dataengine.cli", "eval", "--policy", checkpoint, "--n", str(hook.eval.n),
             "--seed", str(hook.eval.seed), "--out", str(run_dir / EVAL_DIR),
             *(substitute(arg, variables, f"{where} args") for arg in hook.eval.args)]
 

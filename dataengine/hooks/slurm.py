@@ -22,9 +22,9 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.hooks.config import TEMPLATES, HookConfig, sbatch_value_problem
-from dataengine.hooks.render import _PLACEHOLDER
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.hooks.config import TEMPLATES, HookConfig, sbatch_value_problem
+from so101_dataengine.hooks.render import _PLACEHOLDER
 
 LOG = "job-%j.log"
 """The job's log, relative to its run directory: sbatch is run there, so the ``#SBATCH`` line holds no path."""

@@ -4,7 +4,7 @@ Why one place: lerobot 0.6 reorganised its dataset package (``datasets/utils.py`
 ``feature_utils`` and ``dataset_metadata``; per-sample reads moved from ``LeRobotDataset`` into a
 ``DatasetReader``; ``meta/info.json`` became a ``DatasetInfo`` dataclass), decodes with PyAV itself instead of
 torchvision's removed ``VideoReader``, and writes ``pretrained_revision`` into policy configs. Everything else in
-the engine imports lerobot's names from here (``from dataengine.lerobot_compat import LeRobotDataset``) and
+the engine imports lerobot's names from here (``from so101_dataengine.lerobot_compat import LeRobotDataset``) and
 calls the few adapted functions below, so a lerobot release changes this package and nothing else.
 
 Names are resolved on first use, not at import: importing lerobot loads torch (seconds), and the CLI must answer
@@ -59,7 +59,7 @@ _NAMES: dict[str, tuple[str, str]] = {
 
 def __getattr__(name: str) -> Any:
     if name == "decode_video_frames_pyav":  # PyAV and torch load with it: only when asked for
-        from dataengine.lerobot_compat.pyav import decode_video_frames_pyav
+        from so101_dataengine.lerobot_compat.pyav import decode_video_frames_pyav
 
         return decode_video_frames_pyav
     if name not in _NAMES:

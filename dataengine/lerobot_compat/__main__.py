@@ -1,12 +1,12 @@
-"""``python -m dataengine.lerobot_compat ARGS...``: ``lerobot-train ARGS...`` of the installed lerobot, with the
+"""``python -m so101_dataengine.lerobot_compat ARGS...``: ``lerobot-train ARGS...`` of the installed lerobot, with the
 PyAV decoding fallback installed (0.4.4 without torchvision's VideoReader), reading frames from the decoded-frame
-cache named by ``$DATAENGINE_FRAME_CACHE`` (``dataengine.frame_cache``). The shipped hook templates call it."""
+cache named by ``$DATAENGINE_FRAME_CACHE`` (``so101_dataengine.lerobot_compat.frame_cache``). The shipped hook templates call it."""
 
 import os
 from pathlib import Path
 
-from dataengine import frame_cache
-from dataengine.lerobot_compat import install_video_fallback
+from so101_dataengine.lerobot_compat import frame_cache
+from so101_dataengine.lerobot_compat import install_video_fallback
 
 install_video_fallback()
 if os.environ.get(frame_cache.CACHE_ENV):

@@ -13,10 +13,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from curation.dataset_stats import ENGINE_META, PROVENANCE_FIX, read_info
-from dataengine.files import read_json_object
-from dataengine.publish.manifest import VersionManifest
-from dataengine.publish.verify import STATS_FIX
+from so101_dataengine.formats.dataset_stats import ENGINE_META, PROVENANCE_FIX, read_info
+from so101_dataengine.base.files import read_json_object
+from so101_dataengine.publish.manifest import VersionManifest
+from so101_dataengine.publish.verify import STATS_FIX
 
 PROVENANCE_KEYS = {
     "source_runs": "source runs",

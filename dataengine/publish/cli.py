@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dataengine.config import default_of
+from so101_dataengine.base.configs import default_of
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from dataengine.publish.publish import PublishConfig  # light: no torch, no lerobot at import
+    from so101_dataengine.publish.publish import PublishConfig  # light: no torch, no lerobot at import
 
     p = sub.add_parser("publish", help="verify a dataset and publish it as a new immutable version")
     p.add_argument("dataset", type=Path, help="LeRobot v3 dataset directory")
@@ -57,14 +57,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _registry(args: argparse.Namespace):
-    from dataengine.publish.publish import default_registry
-    from dataengine.publish.registry import LocalRegistry
+    from so101_dataengine.publish.publish import default_registry
+    from so101_dataengine.publish.registry import LocalRegistry
 
     return LocalRegistry(Path(args.registry or default_registry()).resolve())
 
 
 def _run_publish(args: argparse.Namespace) -> None:
-    from dataengine.publish.publish import PublishConfig, publish
+    from so101_dataengine.publish.publish import PublishConfig, publish
 
     config = PublishConfig(dataset=args.dataset, repo_id=args.repo_id, target=args.target, message=args.message,
                            registry=args.registry, private=args.private)
@@ -77,7 +77,7 @@ def _run_publish(args: argparse.Namespace) -> None:
     for note in result.notes:
         print(f"cache: {note}")
     if not args.no_hooks and args.hooks.is_file():
-        from dataengine.hooks.cli import fire_and_report
+        from so101_dataengine.hooks.cli import fire_and_report
 
         fire_and_report(args.hooks, result, args.workspace)
 
@@ -86,13 +86,13 @@ def _run_versions(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dataengine.hooks.config import ledger_path
-    from dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.config import ledger_path
+    from so101_dataengine.hooks.ledger import Ledger
 
     registry = _registry(args)
     runs = [r for r in Ledger(ledger_path(args.config, args.workspace)).runs() if r.repo_id == args.repo_id]
     if args.card is not None:
-        from dataengine.publish.card import render_card
+        from so101_dataengine.publish.card import render_card
 
         version = registry.resolve(args.repo_id, args.card)
         trained = [r for r in runs if r.tag == version.tag]
@@ -117,7 +117,7 @@ def _run_versions(args: argparse.Namespace) -> None:
 
 
 def _run_diff(args: argparse.Namespace) -> None:
-    from dataengine.publish.diff import diff_versions, resolve_spec
+    from so101_dataengine.publish.diff import diff_versions, resolve_spec
 
     registry = _registry(args)
     diff = diff_versions(resolve_spec(args.old, registry), resolve_spec(args.new, registry))
@@ -130,9 +130,9 @@ def _run_diff(args: argparse.Namespace) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> None:
-    from dataengine.errors import DataEngineError
-    from dataengine.preflight import check_repo_id
-    from dataengine.publish.integrity import format_report, verify_repo
+    from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.base.preflight import check_repo_id
+    from so101_dataengine.publish.integrity import format_report, verify_repo
 
     check_repo_id(args.repo_id)
     report = verify_repo(_registry(args), args.repo_id, args.version)
@@ -146,6 +146,6 @@ def _run_verify(args: argparse.Namespace) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> None:
-    from dataengine.publish.hub_server import serve_registry
+    from so101_dataengine.publish.hub_server import serve_registry
 
     serve_registry(_registry(args), args.host, args.port)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.publish.manifest import VersionManifest, episode_identities
-from dataengine.publish.registry import LocalRegistry
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.publish.manifest import VersionManifest, episode_identities
+from so101_dataengine.publish.registry import LocalRegistry
 
 
 @dataclass

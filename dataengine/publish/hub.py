@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from dataengine.errors import DataEngineError
-from dataengine.publish.card import render_card
-from dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
-from dataengine.publish.staging import stage_version
-from dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
-from dataengine.publish.verify import read_info, verify_dataset
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.publish.card import render_card
+from so101_dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
+from so101_dataengine.publish.staging import stage_version
+from so101_dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
+from so101_dataengine.publish.verify import read_info, verify_dataset
 
 REPO_TYPE = "dataset"
 
@@ -33,8 +33,8 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
-    from dataengine.lerobot_compat import hub_unreachable_errors
-    from dataengine.publish.publish import PublishResult, new_manifest
+    from so101_dataengine.lerobot_compat import hub_unreachable_errors
+    from so101_dataengine.publish.publish import PublishResult, new_manifest
 
     api = HfApi()
     repo_id = config.repo_id

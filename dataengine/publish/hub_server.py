@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from dataengine.errors import DataEngineError
-from dataengine.publish.integrity import file_matches
-from dataengine.preflight import repo_id_problem
-from dataengine.publish.manifest import CARD, MANIFEST, VersionManifest, sha256_file
-from dataengine.publish.registry import LocalRegistry
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.publish.integrity import file_matches
+from so101_dataengine.base.preflight import repo_id_problem
+from so101_dataengine.publish.manifest import CARD, MANIFEST, VersionManifest, sha256_file
+from so101_dataengine.publish.registry import LocalRegistry
 
 
 class RepoStore(Protocol):

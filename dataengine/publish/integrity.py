@@ -15,10 +15,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.publish.manifest import VersionManifest, content_id, sha256_file
-from dataengine.publish.registry import LocalRegistry
-from dataengine.publish.tags import dataset_tag
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.publish.manifest import VersionManifest, content_id, sha256_file
+from so101_dataengine.publish.registry import LocalRegistry
+from so101_dataengine.publish.tags import dataset_tag
 
 
 def _state(st: os.stat_result) -> tuple:

@@ -18,11 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
-from dataengine.publish.tags import CODEBASE_TAG
+from so101_dataengine.publish.tags import CODEBASE_TAG
 
 
 def lerobot_home() -> Path:
-    from dataengine.lerobot_compat import HF_LEROBOT_HOME  # honours $HF_LEROBOT_HOME
+    from so101_dataengine.lerobot_compat import HF_LEROBOT_HOME  # honours $HF_LEROBOT_HOME
 
     return Path(HF_LEROBOT_HOME)
 

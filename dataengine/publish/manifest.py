@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.dataset_stats import DAMAGED, read_provenance
-from dataengine.errors import DataEngineError
-from dataengine.files import read_json_object, read_parquet
-from dataengine.preflight import relative_path_problem
+from so101_dataengine.formats.dataset_stats import DAMAGED, read_provenance
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json_object, read_parquet
+from so101_dataengine.base.preflight import relative_path_problem
 
 MANIFEST = "meta/version.json"
 CARD = "README.md"

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dataengine.errors import DataEngineError
-from dataengine.preflight import check_repo_id
-from dataengine.publish.card import render_card
-from dataengine.publish.lerobot_cache import refresh_lerobot_cache
-from dataengine.publish.lock import exclusive_lock
-from dataengine.publish.manifest import VersionManifest, content_id, episode_identities, hash_files
-from dataengine.publish.registry import LocalRegistry
-from dataengine.publish.staging import stage_version
-from dataengine.publish.tags import dataset_tag
-from dataengine.publish.verify import read_info, verify_dataset
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.preflight import check_repo_id
+from so101_dataengine.publish.card import render_card
+from so101_dataengine.publish.lerobot_cache import refresh_lerobot_cache
+from so101_dataengine.base.locks import exclusive_lock
+from so101_dataengine.publish.manifest import VersionManifest, content_id, episode_identities, hash_files
+from so101_dataengine.publish.registry import LocalRegistry
+from so101_dataengine.publish.staging import stage_version
+from so101_dataengine.publish.tags import dataset_tag
+from so101_dataengine.publish.verify import read_info, verify_dataset
 
 TARGETS = ("local", "hub")
 
@@ -78,7 +78,7 @@ def publish(config: PublishConfig, say: Callable[[str], None] = print) -> Publis
             result = _publish_local(config, registry, source, files, say)
             newest = registry.version_path(config.repo_id, registry.versions(config.repo_id)[-1].tag)
         else:
-            from dataengine.publish.hub import publish_to_hub
+            from so101_dataengine.publish.hub import publish_to_hub
 
             result, newest = publish_to_hub(config, source, files, say), None
         result.notes += refresh_lerobot_cache(config.repo_id, newest)

@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
-from dataengine.preflight import check_repo_id
-from dataengine.publish.manifest import VersionManifest
-from dataengine.publish.tags import CODEBASE_TAG, is_dataset_tag, tag_sequence
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.preflight import check_repo_id
+from so101_dataengine.publish.manifest import VersionManifest
+from so101_dataengine.publish.tags import CODEBASE_TAG, is_dataset_tag, tag_sequence
 
 
 @dataclass(frozen=True)

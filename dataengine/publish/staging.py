@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
-from dataengine.publish.manifest import CARD, MANIFEST, sha256_file
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.publish.manifest import CARD, MANIFEST, sha256_file
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from curation import dataset_stats
-from curation.dataset_stats import DAMAGED
-from dataengine.errors import DataEngineError
-from dataengine.files import parquet_rows, parquet_schema, read_json_object
+from so101_dataengine.formats import dataset_stats
+from so101_dataengine.formats.dataset_stats import DAMAGED
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import parquet_rows, parquet_schema, read_json_object
 
 STAT_NAMES = ("mean", "std", "min", "max", "count")
 STATS_FIX = "run 'dataengine stats fix DATASET' to compute exact stats"
@@ -268,8 +268,8 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
 
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
     """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame."""
-    from dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
-    from dataengine.video import video_backend
+    from so101_dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
+    from so101_dataengine.lerobot_compat.video import video_backend
 
     install_video_fallback()
 

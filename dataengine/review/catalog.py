@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
-from dataengine.files import read_json
-from rollouts.store import EpisodeStore
-from scenes.outcome import Outcome
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json
+from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.scenes.outcome import Outcome
 
 SORTS = ("episode", "score", "-score", "uncertain", "disagreement")
 """``uncertain``: closest to the classifier's threshold first; ``disagreement``: classifier vs simulator first."""
@@ -155,7 +155,7 @@ class Catalog:
     def score_with(self, artifact: Path) -> threading.Thread:
         """Score, in a background thread, every episode this classifier has not scored (in memory only: the
         server writes nothing but the labels file)."""
-        from classifier.artifact import load_classifier
+        from so101_dataengine.classifier.artifact import load_classifier
 
         classifier = load_classifier(artifact)
         todo = []

@@ -35,11 +35,11 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_review(args: argparse.Namespace) -> None:
-    from dataengine.cli import _workspace
-    from dataengine.review.catalog import Catalog
-    from dataengine.review.labelbook import LabelBook
-    from dataengine.review.server import create_app, serve
-    from dataengine.errors import DataEngineError
+    from so101_dataengine.cli import _workspace
+    from so101_dataengine.review.catalog import Catalog
+    from so101_dataengine.review.labelbook import LabelBook
+    from so101_dataengine.review.server import create_app, serve
+    from so101_dataengine.base.errors import DataEngineError
 
     if args.whiskers_every < 1:
         raise DataEngineError(f"--whiskers-every {args.whiskers_every}: predict every step (1) or less often (5, 10 ...)")
@@ -81,12 +81,12 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_whiskers(args: argparse.Namespace) -> None:
-    from dataengine.cli import _workspace
-    from dataengine.config import RolloutConfig
-    from dataengine.errors import DataEngineError
-    from dataengine.review.whiskers import WhiskersRequest, check_options, make_whiskers
-    from dataengine.rollout import _image_size, resolve_policy
-    from scenes.pick_place import PickPlaceConfig
+    from so101_dataengine.cli import _workspace
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.review.whiskers import WhiskersRequest, check_options, make_whiskers
+    from so101_dataengine.rollouts.run import _image_size, resolve_policy
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     workspace = _workspace(args)
     out = args.out or workspace.root / "whiskers" / f"seed{args.seed}.png"

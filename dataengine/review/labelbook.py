@@ -1,7 +1,7 @@
 """The review page's side of the labels file: every label written at once, atomically, and never lost to a second
 tab, a second reviewer process or a crash.
 
-The file is the one ``dataengine classifier train --labels`` reads (``classifier.labels``: JSON lines, the last line
+The file is the one ``dataengine classifier train --labels`` reads (``so101_dataengine.classifier.labels``: JSON lines, the last line
 for an episode wins), each line with who (``by``) and when (``time``). A write is read-append-rename under an
 exclusive ``flock`` beside the file (``.<name>.lock``) plus a lock for this process' threads: two tabs, or two
 review servers on one file, never read the same old file and drop each other's line, and a crash leaves the old
@@ -25,9 +25,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from classifier.labels import HUMAN, Label, read_labels
-from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
+from so101_dataengine.classifier.labels import HUMAN, Label, read_labels
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
 
 LOCK_TIMEOUT = 10.0
 

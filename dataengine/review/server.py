@@ -30,12 +30,12 @@ from flask import Flask, Response, abort, jsonify, request, send_file
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from classifier.labels import Label
-from curation.report import frame_strip  # imports matplotlib (seconds): at start, not on the first thumbnail
-from dataengine.errors import DataEngineError
-from dataengine.review.catalog import PAGE_SIZES, SORTS, Catalog, Query, Row
-from dataengine.review.labelbook import LabelBook, LabelConflict
-from rollouts.store import EpisodeStore, episode_dirname
+from so101_dataengine.classifier.labels import Label
+from so101_dataengine.curation.report import frame_strip  # imports matplotlib (seconds): at start, not on the first thumbnail
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.review.catalog import PAGE_SIZES, SORTS, Catalog, Query, Row
+from so101_dataengine.review.labelbook import LabelBook, LabelConflict
+from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 
 STATIC = Path(__file__).parent / "static"
 THUMBNAILS_CACHED = 2048
@@ -71,7 +71,7 @@ class Whiskers:
         return self._jobs.get((row.run, row.episode_id))
 
     def _make(self, row: Row) -> bytes:
-        from dataengine.review.whiskers import run_episode_png
+        from so101_dataengine.review.whiskers import run_episode_png
 
         return run_episode_png(self.catalog.runs[row.run].store.manifest, row.seed, self.every)
 
@@ -237,7 +237,7 @@ def _int(body: dict, key: str) -> int:
 
 @functools.lru_cache(maxsize=THUMBNAILS_CACHED)
 def _strip(root: str, episode: int) -> bytes:
-    """A frame strip (``curation.report.frame_strip``) as JPEG; cached, thumbnails are asked for again and again."""
+    """A frame strip (``so101_dataengine.curation.report.frame_strip``) as JPEG; cached, thumbnails are asked for again and again."""
     buffer = io.BytesIO()
     Image.fromarray(frame_strip(EpisodeStore(Path(root)), episode)).save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

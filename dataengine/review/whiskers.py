@@ -7,7 +7,7 @@ actually taken beside them. The users debugged Pi0's 0 % this way: ACT's whisker
 cube, Pi0's noise near the start pose.
 
 What a "predicted chunk" is depends on the policy:
-* LeRobot checkpoints (``rollouts.policies.LeRobotPolicy``, every type the engine drives): ``predict_chunks``,
+* LeRobot checkpoints (``so101_dataengine.rollouts.policies.LeRobotPolicy``, every type the engine drives): ``predict_chunks``,
   which reads the policy's per-episode state (Diffusion's observation history) without changing it; chunked or
   one action at a time (``n_action_steps`` 1, ACT's temporal ensembling) alike, since the model always predicts a
   whole chunk and only its execution differs;
@@ -31,15 +31,15 @@ import mujoco
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dataengine.errors import DataEngineError
-from dataengine.files import write_atomic
-from rollouts.engine import PolicySpec
-from rollouts.policies import FAULTY_KIND, LeRobotPolicy
-from scenes.expert import ScriptedExpert
-from scenes.faulty_expert import FaultyExpert
-from scenes.outcome import OutcomeRules
-from scenes.pick_place import Observation, PickPlaceConfig, PickPlaceEnv
-from scenes.randomization import SceneRandomization
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.rollouts.engine import PolicySpec
+from so101_dataengine.rollouts.policies import FAULTY_KIND, LeRobotPolicy
+from so101_dataengine.scenes.expert import ScriptedExpert
+from so101_dataengine.scenes.faulty_expert import FaultyExpert
+from so101_dataengine.scenes.outcome import OutcomeRules
+from so101_dataengine.scenes.pick_place import Observation, PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.scenes.randomization import SceneRandomization
 
 END_EFFECTOR_SITE = "gripperframe"
 """Menagerie's tool centre point of the SO-101 gripper: the point whose path is drawn."""
@@ -144,7 +144,7 @@ class ExpertForecaster:
 
 
 def forecaster_for(spec: PolicySpec, horizon: int | None = None) -> Forecaster:
-    """The forecaster of a resolved ``--policy`` (``dataengine.rollout.resolve_policy``'s recipe)."""
+    """The forecaster of a resolved ``--policy`` (``so101_dataengine.rollouts.run.resolve_policy``'s recipe)."""
     if spec.kind == "scripted":
         return ExpertForecaster(ScriptedExpert, horizon)
     if spec.kind == FAULTY_KIND:
@@ -361,9 +361,9 @@ def scene_of_run(scene: dict) -> PickPlaceConfig:
 
 def policy_of_run(manifest: dict) -> PolicySpec:
     """The policy a run's episodes were rolled out with, checked to be the same bytes (``manifest.json``)."""
-    from dataengine.config import RolloutConfig
-    from dataengine.rollout import resolve_policy
-    from dataengine.workspace import Workspace
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.rollouts.run import resolve_policy
+    from so101_dataengine.base.workspace import Workspace
 
     recorded, options = manifest.get("policy") or {}, manifest.get("config") or {}
     config = RolloutConfig(policy=recorded.get("path") or recorded.get("kind", "?"),

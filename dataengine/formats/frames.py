@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dataengine.errors import DataEngineError
-from dataengine.files import reading
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import reading
 
 JPEG_QUALITY = 90
 """Default quality; 4:2:0 chroma subsampling (Pillow's default), as the final H.264/AV1 videos have anyway."""

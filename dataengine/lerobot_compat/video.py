@@ -27,7 +27,7 @@ def video_backend() -> str:
         from torchcodec.decoders import VideoDecoder  # noqa: F401  (loading it loads libtorchcodec + FFmpeg)
     except Exception as error:  # torchcodec raises RuntimeError/OSError/ImportError depending on what is missing
         log.info("torchcodec unusable (%s); decoding videos with pyav", str(error).splitlines()[0])
-        from dataengine.lerobot_compat import install_video_fallback
+        from so101_dataengine.lerobot_compat import install_video_fallback
 
         install_video_fallback()  # lerobot 0.4.4's pyav path itself needs torchvision.io.VideoReader
         return "pyav"

@@ -7,7 +7,7 @@ What this adds over calling ``lerobot-train`` by hand, each a trap the users fel
   ImageNet weights only if torchvision already has them on disk, Diffusion's is trained from scratch (lerobot's
   preset: group norm, which lerobot refuses with pretrained weights) with a crop that fits the dataset's images;
   nothing is downloaded. SmolVLA builds its VLM from ``--policy.vlm_model_name``, which must be a local directory
-  (a downloaded SmolVLM, or a tiny random one from ``dataengine.tiny_vlm``); Pi0 and Pi0.5 cannot be built without
+  (a downloaded SmolVLM, or a tiny random one from ``so101_dataengine.training.tiny_vlm``); Pi0 and Pi0.5 cannot be built without
   hub files (``HUB_ONLY_POLICIES``);
 * runs are step-targeted (lerobot-train cycles its dataloader, so ``--steps`` is never cut at an epoch end; a test
   trains past several epochs);
@@ -27,12 +27,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from curation.dataset_stats import read_info
-from dataengine import frame_cache
-from dataengine.config import DemosConfig, default_of, to_jsonable
-from dataengine.errors import DataEngineError
-from dataengine.video import video_backend
-from dataengine.workspace import Workspace
+from so101_dataengine.formats.dataset_stats import read_info
+from so101_dataengine.lerobot_compat import frame_cache
+from so101_dataengine.demos import DemosConfig
+from so101_dataengine.base.configs import default_of, to_jsonable
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.lerobot_compat.video import video_backend
+from so101_dataengine.base.workspace import Workspace
 
 MIXED_PRECISION = ("bf16", "fp16", "no")
 RESNET18_WEIGHTS = "resnet18-f37072fd.pth"
@@ -124,7 +125,7 @@ class TrainConfig:
     save_freq: int = 4_000
     frame_cache: bool = True
     """Decode every camera frame once before training and read frames from that cache, and action chunks from
-    in-memory columns (``dataengine.frame_cache``), instead of seeking in the videos and looking up parquet rows for
+    in-memory columns (``so101_dataengine.lerobot_compat.frame_cache``), instead of seeking in the videos and looking up parquet rows for
     every sample (4.9x the samples/s side by side); costs the decoded size on disk under the workspace."""
     resume: bool = False
     extra_args: list[str] = field(default_factory=list)
@@ -147,7 +148,7 @@ def resolve_dataset(spec: str) -> ResolvedDataset:
         engine_meta = path / "meta" / "dataengine.json"
         repo_id = json.loads(engine_meta.read_text())["config"]["repo_id"] if engine_meta.is_file() else f"local/{path.name}"
         return ResolvedDataset(repo_id, path.resolve())
-    from dataengine.lerobot_compat import HF_LEROBOT_HOME
+    from so101_dataengine.lerobot_compat import HF_LEROBOT_HOME
 
     cached = HF_LEROBOT_HOME / spec
     if (cached / "meta" / "info.json").is_file():
@@ -213,14 +214,14 @@ def vlm_directory(extra_args: list[str]) -> Path:
     if not given:
         raise DataEngineError(
             "smolvla builds its VLM from hub files by default (HuggingFaceTB/SmolVLM2-500M-Video-Instruct): pass a "
-            f"local one after '--' as {VLM_FIELD}DIR (a downloaded SmolVLM, or 'python -m dataengine.tiny_vlm DIR' "
+            f"local one after '--' as {VLM_FIELD}DIR (a downloaded SmolVLM, or 'python -m so101_dataengine.training.tiny_vlm DIR' "
             "for a tiny random one)"
         )
     directory = Path(given[-1]).expanduser()
     if not (directory / "config.json").is_file():
         raise DataEngineError(f"{VLM_FIELD}{given[-1]} is not a local VLM directory (no config.json): smolvla is "
                               "trained offline only from one (a downloaded SmolVLM, or "
-                              "'python -m dataengine.tiny_vlm DIR')")
+                              "'python -m so101_dataengine.training.tiny_vlm DIR')")
     return directory.resolve()
 
 
@@ -260,7 +261,7 @@ def training_device(config: TrainConfig) -> str:
 def lerobot_train_command(config: TrainConfig, dataset: ResolvedDataset, out: Path, device: str) -> list[str]:
     """lerobot-train's command line for ``config`` (the type's recipe filled in where it gives nothing)."""
     config = resolved(config)
-    executable = [sys.executable, "-m", "dataengine.lerobot_compat"]  # lerobot-train, with a video-decode fallback
+    executable = [sys.executable, "-m", "so101_dataengine.lerobot_compat"]  # lerobot-train, with a video-decode fallback
     if config.resume:
         return [*executable, f"--config_path={out / 'checkpoints' / 'last' / 'pretrained_model' / 'train_config.json'}",
                 "--resume=true", f"--steps={config.steps}", *config.extra_args]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curation.dataset_stats import read_episodes, read_info
-from dataengine.errors import DataEngineError
+from so101_dataengine.formats.dataset_stats import read_episodes, read_info
+from so101_dataengine.base.errors import DataEngineError
 
 
 def check_files(root: Path) -> None:
@@ -26,9 +26,9 @@ def check_files(root: Path) -> None:
 
 def check_loads(root: Path, repo_id: str) -> int:
     """Load with lerobot (offline) and read each episode's first and last frame; returns the number of frames."""
-    from dataengine.lerobot_compat import LeRobotDataset
+    from so101_dataengine.lerobot_compat import LeRobotDataset
 
-    from dataengine.video import video_backend
+    from so101_dataengine.lerobot_compat.video import video_backend
 
     dataset = LeRobotDataset(repo_id, root=root, video_backend=video_backend())
     for episode in range(dataset.num_episodes):

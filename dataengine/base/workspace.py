@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 POLICY_INDEX = "policies.jsonl"
 

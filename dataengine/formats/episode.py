@@ -1,5 +1,5 @@
 """Run one episode in one environment and keep every frame in memory: the simplest rollout, used for expert demos
-and as the reference of the batched engine (many environments, one policy call; ``rollouts.engine``)."""
+and as the reference of the batched engine (many environments, one policy call; ``so101_dataengine.rollouts.engine``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenes.outcome import EpisodeMetrics
-from scenes.pick_place import TASK, Observation, PickPlaceEnv
-from scenes.randomization import SceneSample
+from so101_dataengine.scenes.outcome import EpisodeMetrics
+from so101_dataengine.scenes.pick_place import TASK, Observation, PickPlaceEnv
+from so101_dataengine.scenes.randomization import SceneSample
 
 
 @dataclass(frozen=True)

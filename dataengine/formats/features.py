@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scenes.render import CAMERA_NAMES, image_feature_key
-from scenes.so101 import MOTOR_FEATURE_NAMES
+from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
+from so101_dataengine.scenes.so101 import MOTOR_FEATURE_NAMES
 
 ROBOT_TYPE = "so101_follower"
 """lerobot's robot type for the SO-101 follower arm (``lerobot/robots/so_follower``)."""

@@ -1,7 +1,7 @@
 """``dataengine stats fix PATH``: recompute the exact stats of any LeRobot v3 dataset and rewrite them atomically.
 
 Published datasets carry lerobot 0.4.4's broken image stats (std ~100x too small through uint8 overflow) or none
-at all. The new stats are computed from the data files and every decoded video frame (``curation.stats``), then a
+at all. The new stats are computed from the data files and every decoded video frame (``so101_dataengine.formats.stats``), then a
 copy of ``meta/`` is rewritten and swapped in by rename, so a reader sees the old metadata or the new, never a
 mix. Data and video files are never touched. The report lists, per feature and statistic, the largest change.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.dataset_stats import compute_episode_stats, read_episodes, read_info, write_stats_into
-from curation.stats import merge_all, to_lerobot
-from dataengine.errors import DataEngineError
-from dataengine.files import read_json_object
+from so101_dataengine.formats.dataset_stats import compute_episode_stats, read_episodes, read_info, write_stats_into
+from so101_dataengine.formats.stats import merge_all, to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json_object
 
 
 @dataclass(frozen=True)

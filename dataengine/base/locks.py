@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 
 @contextlib.contextmanager

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from dataengine.errors import DataEngineError
-from dataengine.progress import progress_bar
-from dataengine.video import iter_frames
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.lerobot_compat.video import iter_frames
 
 CACHE_ENV = "DATAENGINE_FRAME_CACHE"
 """Set by ``dataengine train`` for its lerobot-train process: the cache directory to read frames from."""
@@ -71,7 +71,7 @@ def _camera_file(key: str) -> str:
 
 def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
     """The cache's description (cameras, shapes) and the decode tasks that fill it."""
-    from dataengine.lerobot_compat import LeRobotDatasetMetadata
+    from so101_dataengine.lerobot_compat import LeRobotDatasetMetadata
 
     meta = LeRobotDatasetMetadata("local/frame_cache", root=root)
     episodes = meta.episodes
@@ -219,7 +219,7 @@ class FrameCache:
         or the raw uint8 with ``uint8`` (lerobot 0.6's ``return_uint8``)."""
         import torch
 
-        from dataengine.lerobot_compat import FrameTimestampError
+        from so101_dataengine.lerobot_compat import FrameTimestampError
 
         ticks = [t * self.fps for t in timestamps]
         nearest = [min(max(round(t), 0), length - 1) for t in ticks]
@@ -254,7 +254,7 @@ def install(cache_dir: Path) -> None:
     by its content, wherever it lies. Installed before the dataset is made, so forked dataloader workers inherit it."""
     import torch
 
-    from dataengine.lerobot_compat import dataset_reader_class, read_side
+    from so101_dataengine.lerobot_compat import dataset_reader_class, read_side
 
     hold(cache_dir)
     cache = FrameCache(cache_dir)

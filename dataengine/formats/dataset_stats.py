@@ -1,4 +1,4 @@
-"""Recompute and rewrite the stats of a LeRobot v3 dataset on disk, exactly (see ``curation.stats``).
+"""Recompute and rewrite the stats of a LeRobot v3 dataset on disk, exactly (see ``so101_dataengine.formats.stats``).
 
 Reads ``meta/info.json`` for the features, the data parquet files for numeric features and decodes every video
 with PyAV (as lerobot's ``pyav`` backend does) for image features. Writes ``meta/stats.json`` and the
@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
-from dataengine.errors import DataEngineError
-from dataengine.files import parquet_schema, read_json_object, read_parquet, reading, write_atomic
-from dataengine.video import iter_frames
+from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import parquet_schema, read_json_object, read_parquet, reading, write_atomic
+from so101_dataengine.lerobot_compat.video import iter_frames
 
 DAMAGED = "write or copy the dataset again (a LeRobot v3 dataset's files are never edited in place)"
 """The fix for a damaged file of a dataset: its files are written once, so a damaged one is replaced, not mended."""

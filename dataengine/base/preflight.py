@@ -16,7 +16,7 @@ import types
 import typing
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 NAME_CHARS = "ASCII letters, digits, '-', '_' and '.'"
 MAX_NAME = 96
@@ -175,7 +175,7 @@ def check_seed(name: str, seed: int) -> None:
 
 
 MIN_IMAGE_SIZE = 16
-"""The smallest square frame the scene renders (``scenes.pick_place`` refuses smaller ones, but only on a worker)."""
+"""The smallest square frame the scene renders (``so101_dataengine.scenes.pick_place`` refuses smaller ones, but only on a worker)."""
 
 
 def check_new_output_dir(path: Path) -> None:

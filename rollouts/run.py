@@ -21,22 +21,24 @@ from typing import Iterator
 from rich.console import Console
 from rich.table import Table
 
-from dataengine.config import RolloutConfig, to_jsonable
-from dataengine.errors import DataEngineError
-from dataengine.executors import dask_client, wait_all
-from dataengine.files import write_atomic
-from dataengine.preflight import MIN_IMAGE_SIZE, check_at_least, check_positive, check_seed
-from dataengine.progress import progress_bar
-from dataengine.publish.lock import exclusive_lock
-from dataengine.workspace import Workspace
-from rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
-from rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
-from rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
-from rollouts.store import LOCK, EpisodeStore
-from scenes.faulty_expert import FaultMix
-from scenes.outcome import Outcome
-from scenes.pick_place import DEFAULT_IMAGE_SIZE
-from scenes.render import get_preset
+from so101_dataengine.rollouts.config import RolloutConfig
+
+from so101_dataengine.base.configs import to_jsonable
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import dask_client, wait_all
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.preflight import MIN_IMAGE_SIZE, check_at_least, check_positive, check_seed
+from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.base.locks import exclusive_lock
+from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
+from so101_dataengine.rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
+from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
+from so101_dataengine.formats.store import LOCK, EpisodeStore
+from so101_dataengine.scenes.faulty_expert import FaultMix
+from so101_dataengine.scenes.outcome import Outcome
+from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE
+from so101_dataengine.scenes.render import get_preset
 
 _COMPATIBLE_KEYS = ("n", "seed", "policy", "scene")
 """Manifest entries that must match for ``--resume`` to continue a run."""
@@ -53,7 +55,7 @@ class RolloutSummary:
     env_steps: int
     seconds: float
     phase_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """Workers' time by phase, summed over tasks (see ``rollouts.engine.ChunkResult``)."""
+    """Workers' time by phase, summed over tasks (see ``so101_dataengine.rollouts.engine.ChunkResult``)."""
     capacity: Capacity | None = None
     classifier: dict | None = None
     """With ``--classifier``: scored and accepted episodes, and how many accepted ones the simulator calls a
@@ -72,7 +74,7 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any).
     ``--policy``: ``scripted``, ``scripted-faulty[:MIX]``, a trained type (``act``, ``diffusion``: the newest of
     the workspace) or a checkpoint directory, fully inspected here, before any work."""
-    from dataengine.train import SUPPORTED_POLICIES
+    from so101_dataengine.training.train import SUPPORTED_POLICIES
 
     kind, _, mix = config.policy.partition(":")
     if config.policy == "scripted" or kind == FAULTY_KIND:
@@ -173,7 +175,7 @@ def _check_classifier(path: Path | None, image_size: int) -> str | None:
     """The artifact's absolute path (workers may run elsewhere), checked before any rollout starts."""
     if path is None:
         return None
-    from classifier.artifact import read_artifact_config
+    from so101_dataengine.classifier.artifact import read_artifact_config
 
     artifact, _training = read_artifact_config(Path(path))  # a one-line error for what is not an artifact
     if artifact.frame_size != image_size:
@@ -183,7 +185,7 @@ def _check_classifier(path: Path | None, image_size: int) -> str | None:
 
 
 def _plan_capacity(client, config: RolloutConfig, spec: PolicySpec, scene, episodes: int) -> Capacity:
-    """Workers, lanes and environments per worker: given, or chosen by the batch-size ladder (``rollouts.capacity``)."""
+    """Workers, lanes and environments per worker: given, or chosen by the batch-size ladder (``so101_dataengine.rollouts.capacity``)."""
     workers = len(client.scheduler_info()["workers"])
     embedded = config.executor.scheduler is None
     memory = {} if config.num_envs else client.submit(measure_policy_memory, spec, scene.image_size, pure=False).result()

@@ -4,7 +4,7 @@
 RUN/manifest.json                      run id, full config, policy identity, n, seeds (written once, atomically)
 RUN/episodes/e000042/meta.json         episode id, seed, initial scene, outcome + metrics, policy identity
 RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,)
-RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``rollouts.frames``: cheap to record)
+RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``so101_dataengine.formats.frames``: cheap to record)
 RUN/episodes/e000042/classifier.json   optional: the success classifier's score (``rollout --classifier``)
 RUN/.lock                              held (flock) by the rollout writing the run: one at a time
 ```
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dataengine.errors import DataEngineError
-from dataengine.files import read_json, read_json_object, read_npz, write_atomic
-from rollouts.frames import JPEG_QUALITY, JpegStreamWriter, check_stream_size, read_jpeg_stream
-from scenes.outcome import EpisodeMetrics
-from scenes.randomization import SceneSample
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json, read_json_object, read_npz, write_atomic
+from so101_dataengine.formats.frames import JPEG_QUALITY, JpegStreamWriter, check_stream_size, read_jpeg_stream
+from so101_dataengine.scenes.outcome import EpisodeMetrics
+from so101_dataengine.scenes.randomization import SceneSample
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"

@@ -7,7 +7,7 @@ episode through ``datasets``, and re-muxes the growing video file after every ep
 * every episode is one task (dask, parallel over episodes): read it from the episode store, resize its frames
   once (optional; swscale, fused with the RGB -> YUV conversion), encode each camera with lerobot's own codec
   settings (``_get_codec_options``: GOP 2, CRF 30, SVT-AV1 preset 12), decode the written file back and keep
-  exact pixel histograms of what the trainer will decode (``curation.stats``);
+  exact pixel histograms of what the trainer will decode (``so101_dataengine.formats.stats``);
 * the driver then concatenates the episode videos into lerobot's files (stream copy, lerobot's
   ``concatenate_video_files``, one pass per file), writes the data, episode, task and info metadata once, and the
   exact stats.
@@ -33,10 +33,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
-from dataengine.errors import DataEngineError
-from dataengine.video import iter_frames
-from rollouts.episode import EpisodeFrames
+from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.lerobot_compat.video import iter_frames
+from so101_dataengine.formats.episode import EpisodeFrames
 
 VIDEO_MB = 200
 """lerobot's ``DEFAULT_VIDEO_FILE_SIZE_IN_MB``: a video file is closed once it would grow past this."""
@@ -134,7 +134,7 @@ def encode_frames(frames: EpisodeFrames, out: Path, fps: int, vcodec: str, image
 
 def encode_episode(task: EncodeTask) -> EncodedEpisode:
     """A dask task: one stored episode -> :func:`encode_frames`."""
-    from rollouts.store import EpisodeStore
+    from so101_dataengine.formats.store import EpisodeStore
 
     episode = EpisodeStore.open(Path(task.run_dir)).read(task.episode_id)
     frames = EpisodeFrames(episode.states, episode.actions, episode.images, episode.meta["task"])
@@ -160,8 +160,8 @@ class BaseDataset:
 
     @classmethod
     def load(cls, root: Path) -> "BaseDataset":
-        from curation.dataset_stats import DAMAGED, compute_episode_stats, read_episodes, read_info
-        from dataengine.files import read_parquet
+        from so101_dataengine.formats.dataset_stats import DAMAGED, compute_episode_stats, read_episodes, read_info
+        from so101_dataengine.base.files import read_parquet
 
         info = read_info(root)
         tasks = read_parquet(root / "meta" / "tasks.parquet", DAMAGED).to_pandas()
@@ -198,7 +198,7 @@ def _copy_base(layout: DatasetLayout) -> None:
 def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_episode: int, first_index: int,
                 task_index: dict[str, int]) -> list[tuple[int, int]]:
     """Data parquet files for the new episodes; returns each episode's (chunk, file)."""
-    from dataengine.lerobot_compat import get_hf_features_from_features
+    from so101_dataengine.lerobot_compat import get_hf_features_from_features
 
     features = {k: {**f, "shape": tuple(f["shape"])} for k, f in layout.info["features"].items()}  # as load_info
     schema = get_hf_features_from_features(features).arrow_schema
@@ -250,7 +250,7 @@ def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_epi
 
 def _write_videos(layout: DatasetLayout, episodes: list[EncodedEpisode], key: str) -> list[dict]:
     """Concatenate the episodes' videos of one camera into lerobot's files; returns each episode's location."""
-    from dataengine.lerobot_compat import concatenate_video_files
+    from so101_dataengine.lerobot_compat import concatenate_video_files
 
     last = layout.base.last_file(f"videos/{key}") if layout.base else None
     chunk, file = next_file(*last) if last else (0, 0)
@@ -314,7 +314,7 @@ def _stats_columns(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, list]:
 
 def write_dataset(layout: DatasetLayout, episodes: list[EncodedEpisode]) -> dict[str, dict[str, np.ndarray]]:
     """Write the base's files and the encoded episodes as one v3 dataset at ``layout.root``; returns its stats."""
-    from dataengine.lerobot_compat import write_info, write_stats, write_tasks
+    from so101_dataengine.lerobot_compat import write_info, write_stats, write_tasks
 
     info, base, fps = layout.info, layout.base, layout.info["fps"]
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,7 @@ def write_dataset(layout: DatasetLayout, episodes: list[EncodedEpisode]) -> dict
 
 def build_info(features: dict, fps: int, sample_videos: dict[str, Path], robot_type: str) -> dict:
     """lerobot's info.json for new features, with each video feature's ``info`` read from one encoded file."""
-    from dataengine.lerobot_compat import DEFAULT_FEATURES, empty_dataset_info, get_video_info
+    from so101_dataengine.lerobot_compat import DEFAULT_FEATURES, empty_dataset_info, get_video_info
 
     features = {**features, **DEFAULT_FEATURES}
     info = empty_dataset_info(fps, json.loads(json.dumps(features)), robot_type)

@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-from dataengine.errors import DataEngineError
+from so101_dataengine.base.errors import DataEngineError
 
 DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 """What a decoder raises on bytes that are not what it expects (pyarrow's ``ArrowInvalid`` is a ``ValueError``,

@@ -9,7 +9,7 @@ directory those three calls accept, so the offline tests and users without hub a
 path (``dataengine train --policy smolvla -- --policy.vlm_model_name=DIR``, then ``dataengine rollout``). The model
 learns nothing from a VLM this small and random; it is for exercising the pipeline, not for success rates.
 
-``python -m dataengine.tiny_vlm DIR`` writes one. Needs ``transformers`` (the ``vla`` extra, as lerobot's own
+``python -m so101_dataengine.training.tiny_vlm DIR`` writes one. Needs ``transformers`` (the ``vla`` extra, as lerobot's own
 ``smolvla`` extra).
 """
 
@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scenes.pick_place import TASK
+from so101_dataengine.scenes.pick_place import TASK
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -90,7 +90,7 @@ def write_tiny_vlm(out: Path, image_size: int = 64, patch_size: int = 16, hidden
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dataengine.tiny_vlm", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m so101_dataengine.training.tiny_vlm", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="directory to write (config.json, processor, tokenizer)")
     parser.add_argument("--image-size", type=int, default=64, help="vision encoder input in pixels (%(default)s)")
     args = parser.parse_args(argv)
