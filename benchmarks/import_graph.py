@@ -57,11 +57,18 @@ def module_files() -> dict[str, Path]:
     return found
 
 
+def is_command(module: str) -> bool:
+    """A package's ``cli`` module: its subcommands, part of the command layer whichever folder holds it."""
+    return module.endswith(".cli")
+
+
 def layer_of(module: str) -> int:
-    """The module's layer (index into LAYERS); the namespace's ``__init__`` is the bottom."""
+    """The module's layer (index into LAYERS); the namespace's ``__init__`` is the bottom, every ``cli`` the top."""
     parts = module.split(".")
     if len(parts) == 1:
         return 0
+    if is_command(module):
+        return len(LAYERS) - 1
     return next(rank for rank, names in enumerate(LAYERS) if parts[1] in names)
 
 
@@ -143,8 +150,8 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def package_of(module: str) -> str:
     """The package under the namespace (``so101_dataengine.publish``), or the module itself for the namespace's
-    direct modules (``so101_dataengine.cli``)."""
-    return ".".join(module.split(".")[:2])
+    direct modules (``so101_dataengine.cycle``) and for the command modules (``so101_dataengine.publish.cli``)."""
+    return module if is_command(module) else ".".join(module.split(".")[:2])
 
 
 def measure() -> dict:

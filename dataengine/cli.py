@@ -15,6 +15,7 @@ from so101_dataengine.demos import DemosConfig  # noqa: E402
 from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
 from so101_dataengine.base.configs import default_of  # noqa: E402
 from so101_dataengine.base.errors import DataEngineError  # noqa: E402
+from so101_dataengine.base.workspace import Workspace  # noqa: E402
 from so101_dataengine.evaluation import cli as eval_cli  # noqa: E402
 from so101_dataengine.hooks import cli as hooks_cli  # noqa: E402
 from so101_dataengine.publish import cli as publish_cli  # noqa: E402
@@ -100,7 +101,7 @@ def _run_train(args: argparse.Namespace) -> None:
                          learning_rate=args.lr, mixed_precision=args.mixed_precision, out=args.out,
                          device=args.device, num_workers=args.num_workers, save_freq=args.save_freq,
                          resume=args.resume, frame_cache=args.frame_cache, extra_args=list(args.extra))
-    checkpoint = train(config, _workspace(args))
+    checkpoint = train(config, Workspace.from_option(args.workspace))
     print(f"checkpoint: {checkpoint}")
 
 
@@ -151,13 +152,7 @@ def _run_rollout(args: argparse.Namespace) -> None:
                            temporal_ensemble_coeff=args.temporal_ensemble, n_action_steps=args.n_action_steps,
                            classifier=args.classifier,
                            executor=ExecutorConfig(scheduler=args.scheduler, workers=args.workers), scene=scene)
-    rollout(config, _workspace(args))
-
-
-def _workspace(args: argparse.Namespace):
-    from so101_dataengine.base.workspace import Workspace
-
-    return Workspace(args.workspace) if args.workspace else Workspace.default()
+    rollout(config, Workspace.from_option(args.workspace))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +186,7 @@ def _add_cycle(sub: argparse._SubParsersAction) -> None:
 def _cycle(args: argparse.Namespace) -> None:
     from so101_dataengine.cycle import run_cycle
 
-    run_cycle(args.config, args.name, _workspace(args), args.workers)
+    run_cycle(args.config, args.name, Workspace.from_option(args.workspace), args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,13 +137,12 @@ def _seed(cycles: Path, name: str, config: CycleConfig) -> int:
     return seed
 
 
-def _base(config: CycleConfig) -> Path | None:
+def _base(config: CycleConfig, registry_root: Path) -> Path | None:
     """The newest published version, so every version holds all earlier ones' episodes plus this round's; the
     configured base (e.g. the expert demos) for the first round, or when publishing to the Hub."""
-    from so101_dataengine.publish.publish import default_registry
     from so101_dataengine.publish.registry import LocalRegistry
 
-    registry = LocalRegistry(default_registry().resolve())
+    registry = LocalRegistry(registry_root.resolve())
     versions = registry.versions(config.repo_id) if config.target == "local" else []
     if versions:
         print(f"cycle: base = the newest version {config.repo_id} {versions[-1].tag}")
@@ -157,7 +156,7 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     from so101_dataengine.curation.curate import curate
     from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.base.executors import ExecutorConfig
-    from so101_dataengine.hooks.cli import fire_and_report
+    from so101_dataengine.hooks.fire import fire_and_report
     from so101_dataengine.publish.publish import PublishConfig, publish
     from so101_dataengine.rollouts.run import rollout
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
@@ -178,13 +177,13 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     else:
         curate_config = load_curate_config(config_path)
         curate_config.runs, curate_config.out, curate_config.repo_id = [run], dataset, config.repo_id
-        curate_config.base = _base(config)
+        curate_config.base = _base(config, workspace.registry())
         curate_config.classifier = Path(config.classifier) if config.classifier else None
         curate_config.verdict.use_sim_outcome = config.use_sim_outcome
         curate_config.workers = workers
         curate(curate_config)
     result = publish(PublishConfig(dataset=dataset, repo_id=config.repo_id, target=config.target,
-                                   message=config.message or f"cycle {name}"))
+                                   message=config.message or f"cycle {name}", registry=workspace.registry()))
     state = "published" if result.created else "unchanged, already published as"
     print(f"cycle {name}: {state} {result.repo_id} {result.tag} ({result.manifest.total_episodes} episodes)")
     _record_version(root / "cycle.json", result.repo_id, result.tag, result.manifest.total_episodes)

@@ -33,6 +33,7 @@ from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
 from so101_dataengine.rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
+from so101_dataengine.rollouts.lerobot_policy import DRIVES
 from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
 from so101_dataengine.formats.store import LOCK, EpisodeStore
 from so101_dataengine.scenes.faulty_expert import FaultMix
@@ -74,19 +75,17 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
     """The worker recipe, the policy's identity for the manifest, and the image size it needs (None: any).
     ``--policy``: ``scripted``, ``scripted-faulty[:MIX]``, a trained type (``act``, ``diffusion``: the newest of
     the workspace) or a checkpoint directory, fully inspected here, before any work."""
-    from so101_dataengine.training.train import SUPPORTED_POLICIES
-
     kind, _, mix = config.policy.partition(":")
     if config.policy == "scripted" or kind == FAULTY_KIND:
         spec = PolicySpec(kind, faults=FaultMix.parse(mix) if kind == FAULTY_KIND else None)
         return spec, to_jsonable(spec.build().identity), None
-    if config.policy in SUPPORTED_POLICIES:
+    if config.policy in DRIVES:
         checkpoint = workspace.newest_policy(config.policy)
     else:
         checkpoint = Path(config.policy).resolve()
     if not checkpoint.is_dir():
         raise DataEngineError(f"policy {config.policy!r} is not 'act', 'scripted' or a checkpoint directory "
-                              f"({' or '.join(SUPPORTED_POLICIES)}: the newest trained of that type; also "
+                              f"({', '.join(DRIVES)}: the newest trained of that type; also "
                               f"'{FAULTY_KIND}[:MIX]')")
     image_size = inspect_checkpoint(checkpoint)
     kind = policy_type(checkpoint)

@@ -16,7 +16,9 @@ REPO = "lab/so101_cycle"
 
 def test_cycle_rounds_grow_versions_fire_hooks_once_and_rerun_idempotently(tmp_path, capsys,
                                                                                        monkeypatch, lerobot_home):
-    monkeypatch.setenv("DATAENGINE_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.delenv("DATAENGINE_REGISTRY", raising=False)  # --workspace alone must place the registry
+    monkeypatch.delenv("DATAENGINE_WORKSPACE", raising=False)
+    monkeypatch.chdir(tmp_path)
     config = tmp_path / "dataengine.toml"
     config.write_text(f"""
 ledger = "{tmp_path}/ledger.jsonl"
@@ -43,11 +45,15 @@ eval = {{ n = 2, checkpoint = "scripted", args = ["--image-size", "32", "--worke
         return main(["--workspace", str(tmp_path / "ws"), "cycle", name, "--config", str(config), "--workers", "1"])
 
     assert cycle("round1") == 0
-    registry = LocalRegistry(tmp_path / "registry")
+    assert not (tmp_path / "outputs").exists(), "--workspace did not move the registry: ./outputs was written"
+    registry = LocalRegistry(tmp_path / "ws" / "registry")
     (first,) = registry.versions(REPO)
     dataset = tmp_path / "ws" / "cycles" / "round1" / "dataset"
     assert first.total_episodes == json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"] >= 1
     assert (tmp_path / "calls.txt").read_text().split() == [first.tag]
+    capsys.readouterr()
+    assert main(["--workspace", str(tmp_path / "ws"), "versions", REPO, "--config", str(config)]) == 0
+    assert first.tag in capsys.readouterr().out, "versions --workspace reads the registry cycle wrote"
 
     assert cycle("round2") == 0  # starts from the newest version: the dataset grows
     first, second = registry.versions(REPO)

@@ -314,7 +314,7 @@ argv = ["true"]
 
 @pytest.fixture
 def cycle_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAENGINE_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.delenv("DATAENGINE_REGISTRY", raising=False)
     config = tmp_path / "dataengine.toml"
     workspace = tmp_path / "ws"
 

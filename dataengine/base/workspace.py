@@ -1,7 +1,10 @@
-"""The workspace: where the engine keeps what it makes by default (training runs, rollout runs) and its index of
-trained policies, so ``--policy act`` means "the newest ACT checkpoint the engine trained".
+"""The workspace: where the engine keeps what it makes by default (training runs, rollout runs, the registry of
+published versions) and its index of trained policies, so ``--policy act`` means "the newest ACT checkpoint the
+engine trained".
 
-Default ``./outputs``; override with ``--workspace`` or ``DATAENGINE_WORKSPACE``.
+Default ``./outputs``; override with ``--workspace`` or ``DATAENGINE_WORKSPACE``. The registry is
+``<workspace>/registry`` unless ``--registry`` or ``DATAENGINE_REGISTRY`` puts it elsewhere (a shared disk), so
+``--workspace`` moves every command's outputs, publish's and cycle's included.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ class Workspace:
     @classmethod
     def default(cls) -> "Workspace":
         return cls(Path(os.environ.get("DATAENGINE_WORKSPACE", "outputs")))
+
+    @classmethod
+    def from_option(cls, path: Path | None) -> "Workspace":
+        """The workspace of ``--workspace PATH``, else the default."""
+        return cls(Path(path)) if path else cls.default()
+
+    def registry(self, override: Path | None = None) -> Path:
+        """The local registry's root: ``override`` (``--registry``), else ``$DATAENGINE_REGISTRY``, else
+        ``<workspace>/registry``."""
+        if override:
+            return Path(override)
+        if "DATAENGINE_REGISTRY" in os.environ:
+            return Path(os.environ["DATAENGINE_REGISTRY"])
+        return self.root / "registry"
 
     def new_train_dir(self, policy: str) -> Path:
         return self.root / "train" / f"{policy}-{time.strftime('%Y%m%d-%H%M%S')}"

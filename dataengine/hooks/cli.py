@@ -31,36 +31,20 @@ def _load(args: argparse.Namespace):
     return load_hooks(args.config, args.workspace)
 
 
-def fire_and_report(config_path: Path, result, workspace: Path | None = None) -> None:
-    """After ``dataengine publish``: fire the version's hooks and print one line per run."""
-    from so101_dataengine.hooks.config import load_hooks
-    from so101_dataengine.hooks.render import event_from_publish
-    from so101_dataengine.hooks.runner import fire_hooks
-
-    for run in fire_hooks(load_hooks(config_path, workspace), event_from_publish(result)):
-        print(_describe(run))
-
-
-def _describe(run) -> str:
-    extra = f" jobs {','.join(run.job_ids)}" if run.job_ids else ""
-    reason = f": {run.reason}" if run.reason else ""
-    evaluated = f", evaluated {run.success()}" if run.evaluation else ""
-    return f"hook {run.hook} {run.tag}: {run.status}{evaluated}{extra}{reason} (log {run.log or '-'})"
-
-
 def _run_hooks(args: argparse.Namespace) -> None:
     from so101_dataengine.hooks.ledger import Ledger
     from so101_dataengine.hooks.render import event_from_registry
     from so101_dataengine.base.preflight import check_repo_id
+    from so101_dataengine.hooks.fire import describe_run
     from so101_dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
-    from so101_dataengine.publish.cli import _registry
+    from so101_dataengine.publish.cli import registry_of
 
     hooks = _load(args)
     if "@" not in args.version:
         raise DataEngineError(f"--version {args.version!r}: write OWNER/NAME@TAG (see 'dataengine versions')")
     repo_id, ref = args.version.rsplit("@", 1)
     check_repo_id(repo_id)
-    event = event_from_registry(_registry(args), repo_id, ref)
+    event = event_from_registry(registry_of(args), repo_id, ref)
     selected = [h for h in hooks.hooks if (h.name == args.hook if args.hook else triggered(h, event))]
     if not selected:
         raise DataEngineError(f"no hook {'named ' + args.hook if args.hook else 'for ' + repo_id} in {args.config}")
@@ -70,7 +54,7 @@ def _run_hooks(args: argparse.Namespace) -> None:
             print(f"# hook {hook.name} ({hook.kind}) for {repo_id} {event.tag}")
             print(render_slurm_script(launch) if hook.kind == "slurm" else "\n".join(map(shlex.join, launch.stages)))
             continue
-        print(_describe(launch_hook(hook, event, Ledger(hooks.ledger), manual=True)))
+        print(describe_run(launch_hook(hook, event, Ledger(hooks.ledger), manual=True)))
 
 
 def _run_status(args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ from so101_dataengine.base.configs import default_of
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from so101_dataengine.publish.publish import PublishConfig  # light: no torch, no lerobot at import
+    from so101_dataengine.publish.version import PublishConfig  # light: no torch, no lerobot at import
 
     p = sub.add_parser("publish", help="verify a dataset and publish it as a new immutable version")
     p.add_argument("dataset", type=Path, help="LeRobot v3 dataset directory")
@@ -56,18 +56,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_serve)
 
 
-def _registry(args: argparse.Namespace):
-    from so101_dataengine.publish.publish import default_registry
+def registry_of(args: argparse.Namespace):
+    """The registry of ``--registry``, else of the workspace (``--workspace``, ``$DATAENGINE_REGISTRY``...)."""
+    from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.publish.registry import LocalRegistry
 
-    return LocalRegistry(Path(args.registry or default_registry()).resolve())
+    return LocalRegistry(Workspace.from_option(args.workspace).registry(args.registry).resolve())
 
 
 def _run_publish(args: argparse.Namespace) -> None:
     from so101_dataengine.publish.publish import PublishConfig, publish
 
     config = PublishConfig(dataset=args.dataset, repo_id=args.repo_id, target=args.target, message=args.message,
-                           registry=args.registry, private=args.private)
+                           registry=registry_of(args).root, private=args.private)
     result = publish(config)
     if result.created:
         print(f"published {result.repo_id} {result.tag} ({result.manifest.total_episodes} episodes, "
@@ -77,7 +78,7 @@ def _run_publish(args: argparse.Namespace) -> None:
     for note in result.notes:
         print(f"cache: {note}")
     if not args.no_hooks and args.hooks.is_file():
-        from so101_dataengine.hooks.cli import fire_and_report
+        from so101_dataengine.hooks.fire import fire_and_report
 
         fire_and_report(args.hooks, result, args.workspace)
 
@@ -89,7 +90,7 @@ def _run_versions(args: argparse.Namespace) -> None:
     from so101_dataengine.hooks.config import ledger_path
     from so101_dataengine.hooks.ledger import Ledger
 
-    registry = _registry(args)
+    registry = registry_of(args)
     runs = [r for r in Ledger(ledger_path(args.config, args.workspace)).runs() if r.repo_id == args.repo_id]
     if args.card is not None:
         from so101_dataengine.publish.card import render_card
@@ -119,7 +120,7 @@ def _run_versions(args: argparse.Namespace) -> None:
 def _run_diff(args: argparse.Namespace) -> None:
     from so101_dataengine.publish.diff import diff_versions, resolve_spec
 
-    registry = _registry(args)
+    registry = registry_of(args)
     diff = diff_versions(resolve_spec(args.old, registry), resolve_spec(args.new, registry))
     print(f"{diff.old.label} -> {diff.new.label}: +{len(diff.added)} added, -{len(diff.removed)} removed, "
           f"{diff.kept} kept")
@@ -135,7 +136,7 @@ def _run_verify(args: argparse.Namespace) -> None:
     from so101_dataengine.publish.integrity import format_report, verify_repo
 
     check_repo_id(args.repo_id)
-    report = verify_repo(_registry(args), args.repo_id, args.version)
+    report = verify_repo(registry_of(args), args.repo_id, args.version)
     lines, error = format_report(report)
     for line in lines:
         print(line)
@@ -148,4 +149,4 @@ def _run_verify(args: argparse.Namespace) -> None:
 def _run_serve(args: argparse.Namespace) -> None:
     from so101_dataengine.publish.hub_server import serve_registry
 
-    serve_registry(_registry(args), args.host, args.port)
+    serve_registry(registry_of(args), args.host, args.port)

@@ -20,6 +20,7 @@ from so101_dataengine.publish.manifest import MANIFEST, VersionManifest, content
 from so101_dataengine.publish.staging import stage_version
 from so101_dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
 from so101_dataengine.publish.verify import read_info, verify_dataset
+from so101_dataengine.publish.version import PublishResult, new_manifest
 
 REPO_TYPE = "dataset"
 
@@ -34,7 +35,6 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
     from so101_dataengine.lerobot_compat import hub_unreachable_errors
-    from so101_dataengine.publish.publish import PublishResult, new_manifest
 
     api = HfApi()
     repo_id = config.repo_id

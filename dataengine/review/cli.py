@@ -35,7 +35,7 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_review(args: argparse.Namespace) -> None:
-    from so101_dataengine.cli import _workspace
+    from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.review.catalog import Catalog
     from so101_dataengine.review.labelbook import LabelBook
     from so101_dataengine.review.server import create_app, serve
@@ -44,7 +44,7 @@ def _run_review(args: argparse.Namespace) -> None:
     if args.whiskers_every < 1:
         raise DataEngineError(f"--whiskers-every {args.whiskers_every}: predict every step (1) or less often (5, 10 ...)")
     catalog = Catalog.load(args.runs, args.curated)
-    labels = args.labels or _workspace(args).root / "labels.jsonl"
+    labels = args.labels or Workspace.from_option(args.workspace).root / "labels.jsonl"
     book = LabelBook(labels)
     book.check_writable()
     if args.classifier is not None:
@@ -81,14 +81,14 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_whiskers(args: argparse.Namespace) -> None:
-    from so101_dataengine.cli import _workspace
+    from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.base.errors import DataEngineError
     from so101_dataengine.review.whiskers import WhiskersRequest, check_options, make_whiskers
     from so101_dataengine.rollouts.run import _image_size, resolve_policy
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
-    workspace = _workspace(args)
+    workspace = Workspace.from_option(args.workspace)
     out = args.out or workspace.root / "whiskers" / f"seed{args.seed}.png"
     if args.out is None:
         out.parent.mkdir(parents=True, exist_ok=True)
