@@ -115,14 +115,16 @@ MUTATIONS: tuple[Mutation, ...] = (
              (f"{QUALITY}[slip]",), "the slip check compares with the aperture limit"),
     Mutation("no-edge-grip-check", WIRING, "curation/filters.py",
              (("        elif s.aperture > config.max_aperture:\n"
-               "            rejected[c.key] = f\"edge grip (aperture {s.aperture:.1f} > {config.max_aperture})\"\n", ""),),
+               "            rejected[c.key] = Rejection(\"edge_grip\", f\"aperture {s.aperture:.1f} > {config.max_aperture}\")\n",
+               ""),),
              (f"{QUALITY}[edge-grip]",), "the edge-grip check is lost in a refactor"),
     Mutation("no-transport-check", WIRING, "curation/filters.py",
              (("        if s.transport_frames == 0:\n", "        if s.transport_frames < 0:\n"),),
              (f"{QUALITY}[no-transport]",), "episodes that never held the cube pass the grip step"),
     Mutation("no-jerk-check", WIRING, "curation/filters.py",
              (("        elif s.max_jerk > config.max_jerk:\n"
-               "            rejected[c.key] = f\"jerk {s.max_jerk:.3g} > {config.max_jerk:.3g} deg/s^3\"\n", ""),),
+               "            rejected[c.key] = Rejection(\"jerk\", f\"{s.max_jerk:.3g} > {config.max_jerk:.3g} deg/s^3\")\n",
+               ""),),
              (f"{QUALITY}[jerk]",), "the jerk check is lost in a refactor"),
     Mutation("limit-check-wrong-threshold", WIRING, "curation/filters.py",
              (("s.limit_frames > config.max_limit_frames", "s.limit_frames > config.max_frozen_frames"),),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import read_toml
+from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import check_table
 
 
@@ -160,7 +160,7 @@ def load_curate_config(path: Path | None) -> CurateConfig:
     config = CurateConfig()
     if path is None:
         return config
-    section = read_toml(path, "pass an existing TOML file with a [curate] section").get("curate", {})
+    section = read_project_file(path, "pass an existing TOML file with a [curate] section").get("curate", {})
     check_table(CurateConfig, section, f"[curate] of {path}")  # image_size = "big": one line, before any work
     if "runs" in section:
         section = {**section, "runs": [Path(r) for r in section["runs"]]}

@@ -168,7 +168,7 @@ def _curate(config: CurateConfig, out: Path, console: Console, start: float) -> 
         frames = validate_dataset(dataset, config.repo_id)
         seconds["validate"] = time.perf_counter() - t
         summary = CurateSummary(out, len(candidates), len(accepted), len(base.episodes) if base else 0,
-                                [_step_dict(r) for r in reports], purity_and_yield(candidates, accepted),
+                                [step_summary(r) for r in reports], purity_and_yield(candidates, accepted),
                                 sum(len(e) for e in encoded), seconds, verdict.describe)
         summary.seconds["total"] = time.perf_counter() - start
         from so101_dataengine.curation.report import write_report
@@ -274,8 +274,9 @@ def _write_engine_meta(dataset: Path, config: CurateConfig, stores, accepted, ve
     (dataset / "meta" / ENGINE_META).write_text(json.dumps(meta, indent=2))
 
 
-def _step_dict(report: StepReport) -> dict:
-    reasons = collections.Counter(r.split(" (")[0] for r in report.rejected.values())
+def step_summary(report: StepReport) -> dict:
+    """One step in ``summary.json``: what it saw, rejected, and how many per rejection code."""
+    reasons = collections.Counter(r.code for r in report.rejected.values())
     return {"name": report.name, "enabled": report.enabled, "seen": report.seen, "rejected": len(report.rejected),
             "reasons": dict(reasons)}
 
@@ -285,7 +286,7 @@ def _print_steps(console: Console, reports: list[StepReport], total: int) -> Non
     for column in ("step", "in", "rejected", "out", "main reasons"):
         table.add_column(column)
     for r in reports:
-        reasons = collections.Counter(x.split(" (")[0] for x in r.rejected.values()).most_common(2)
+        reasons = collections.Counter(x.code for x in r.rejected.values()).most_common(2)
         table.add_row(r.name if r.enabled else f"{r.name} (off)", str(r.seen), str(len(r.rejected)),
                       str(r.seen - len(r.rejected)), ", ".join(f"{k} {v}" for k, v in reasons))
     console.print(table)

@@ -1,6 +1,11 @@
 """The curation filters: small named steps, applied in order, each rejecting some of the episodes still in the
 running and saying why. A step that is switched off (``enabled = false``) passes everything.
 
+Why a rejection is a :class:`Rejection` (a stable code and a detail), as datatrove's filters return
+``(False, "reason_code")``: the counts in the console table, ``summary.json`` and the report group by the code,
+while the detail (the measured number against its limit) stays per episode. Codes are part of the on-disk format
+(docs/curation.md lists them); details may change wording.
+
 Steps see only measured signals (``so101_dataengine.curation.signals``) and the verdict scores, never the simulator's outcome
 unless the verdict was explicitly set to use it (``--use-sim-outcome``).
 """
@@ -37,21 +42,43 @@ class Candidate:
         return self.meta.get("metrics", {}).get("outcome")
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """Why one step rejected one episode: ``code`` (stable, snake_case) and ``detail`` (the measurement)."""
+
+    code: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}" if self.detail else self.code
+
+
+REJECTION_CODES = {
+    "motion": ("non_finite", "jerk", "joint_limit", "frozen"),
+    "grip": ("no_transport", "lazy_grip", "edge_grip", "slipping"),
+    "verdict": ("low_score",),
+    "length": ("too_short", "length_outlier"),
+    "duplicates": ("duplicate",),
+    "balance": ("over_represented",),
+}
+"""Every code each step can give (the documented set; a test holds the rules to it)."""
+
+
 @dataclass
 class StepReport:
     name: str
     enabled: bool
     seen: int
-    rejected: dict[tuple[int, int], str] = field(default_factory=dict)
-    """Rejected episode key -> reason."""
+    rejected: dict[tuple[int, int], Rejection] = field(default_factory=dict)
+    """Rejected episode key -> why."""
 
 
-Rule = Callable[[list[Candidate], object], dict[tuple[int, int], str]]
+Rule = Callable[[list[Candidate], object], dict[tuple[int, int], Rejection]]
 
 
 def verdict_rule(threshold: float) -> Rule:
     def rule(candidates: list[Candidate], _config: VerdictFilter) -> dict:
-        return {c.key: f"score {c.score:.2f} < {threshold:.2f}" for c in candidates if not c.score >= threshold}
+        return {c.key: Rejection("low_score", f"score {c.score:.2f} < {threshold:.2f}") for c in candidates if not c.score >= threshold}
 
     return rule
 
@@ -61,13 +88,13 @@ def grip_rule(candidates: list[Candidate], config: GripFilter) -> dict:
     for c in candidates:
         s = c.signals
         if s.transport_frames == 0:
-            rejected[c.key] = "no transport (never held the cube)"
+            rejected[c.key] = Rejection("no_transport", "never held the cube")
         elif s.squeeze < config.min_squeeze:
-            rejected[c.key] = f"lazy grip (squeeze {s.squeeze:.2f} < {config.min_squeeze})"
+            rejected[c.key] = Rejection("lazy_grip", f"squeeze {s.squeeze:.2f} < {config.min_squeeze}")
         elif s.aperture > config.max_aperture:
-            rejected[c.key] = f"edge grip (aperture {s.aperture:.1f} > {config.max_aperture})"
+            rejected[c.key] = Rejection("edge_grip", f"aperture {s.aperture:.1f} > {config.max_aperture}")
         elif s.slip > config.max_slip:
-            rejected[c.key] = f"slipping (aperture moved {s.slip:.1f} > {config.max_slip})"
+            rejected[c.key] = Rejection("slipping", f"aperture moved {s.slip:.1f} > {config.max_slip}")
     return rejected
 
 
@@ -76,13 +103,13 @@ def motion_rule(candidates: list[Candidate], config: MotionFilter) -> dict:
     for c in candidates:
         s = c.signals
         if not s.finite:
-            rejected[c.key] = "NaN/inf in state or action"
+            rejected[c.key] = Rejection("non_finite", "NaN/inf in state or action")
         elif s.max_jerk > config.max_jerk:
-            rejected[c.key] = f"jerk {s.max_jerk:.3g} > {config.max_jerk:.3g} deg/s^3"
+            rejected[c.key] = Rejection("jerk", f"{s.max_jerk:.3g} > {config.max_jerk:.3g} deg/s^3")
         elif s.limit_frames > config.max_limit_frames:
-            rejected[c.key] = f"{s.limit_frames} frames pushing a joint limit"
+            rejected[c.key] = Rejection("joint_limit", f"{s.limit_frames} frames pushing a joint limit")
         elif s.frozen_frames > config.max_frozen_frames:
-            rejected[c.key] = f"{s.frozen_frames} frozen frames"
+            rejected[c.key] = Rejection("frozen", f"{s.frozen_frames} frozen frames")
     return rejected
 
 
@@ -95,9 +122,10 @@ def length_rule(candidates: list[Candidate], config: LengthFilter) -> dict:
     rejected = {}
     for c, length in zip(candidates, lengths):
         if length < config.min_frames:
-            rejected[c.key] = f"{int(length)} frames < {config.min_frames}"
+            rejected[c.key] = Rejection("too_short", f"{int(length)} frames < {config.min_frames}")
         elif spread > 0 and abs(length - median) / spread > config.max_z:
-            rejected[c.key] = f"length {int(length)} is an outlier (median {median:.0f}, z {abs(length - median) / spread:.1f})"
+            rejected[c.key] = Rejection("length_outlier",
+                                       f"{int(length)} frames, median {median:.0f}, z {abs(length - median) / spread:.1f}")
     return rejected
 
 
@@ -116,7 +144,7 @@ def duplicate_rule(candidates: list[Candidate], config: DuplicateFilter) -> dict
                 continue
             rms = float(np.sqrt(np.mean((c.signals.trajectory - k.signals.trajectory) ** 2)))
             if rms < config.state_tolerance:
-                rejected[c.key] = f"duplicate of run {k.key[0]} episode {k.key[1]} (state RMS {rms:.2f})"
+                rejected[c.key] = Rejection("duplicate", f"of run {k.key[0]} episode {k.key[1]} (state RMS {rms:.2f})")
                 break
         else:
             kept.append(c)
@@ -138,7 +166,7 @@ def balance_rule(candidates: list[Candidate], config: BalanceFilter) -> dict:
     for cell, members in by_cell.items():
         members.sort(key=lambda c: (-(c.score if c.score is not None else 0.0), c.key))
         for c in members[cap:]:
-            rejected[c.key] = f"scene cell {cell} over-represented ({len(members)} > {cap})"
+            rejected[c.key] = Rejection("over_represented", f"scene cell {cell}: {len(members)} > {cap}")
     return rejected
 
 

@@ -121,6 +121,22 @@ def _gallery_rows(candidates, accepted, decided, reasons, count: int):
     return accepted_rows, rejected_rows
 
 
+DECISIONS = "decisions.jsonl"
+"""One line per candidate episode: its run, episode index, score and the step that decided it (``accepted``, or
+the rejecting step with its code and detail); the review page shows why an episode is not in the dataset."""
+
+
+def _write_decisions(path: Path, candidates: list[Candidate], decided: dict, reasons: dict,
+                     stores: list[EpisodeStore]) -> None:
+    lines = []
+    for c in candidates:
+        why = reasons.get(c.key)
+        lines.append(json.dumps({"run": str(stores[c.key[0]].root), "episode": c.key[1], "score": c.score,
+                                 "decision": decided.get(c.key, "accepted"), "code": why.code if why else None,
+                                 "detail": why.detail if why else None}))
+    path.write_text("".join(line + "\n" for line in lines))
+
+
 def write_report(directory: Path, summary, candidates: list[Candidate], accepted: list[Candidate],
                  reports: list[StepReport], stores: list[EpisodeStore], threshold: float | None, gallery: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -142,6 +158,7 @@ def write_report(directory: Path, summary, candidates: list[Candidate], accepted
         figures.append(("gallery_rejected.png", "Rejected episodes (frame strips, with the reason)"))
     summary_json = to_jsonable(dataclasses.asdict(summary))
     (directory / "summary.json").write_text(json.dumps(summary_json, indent=2))
+    _write_decisions(directory / DECISIONS, candidates, decided, reasons, stores)
     rows = "".join(f"<tr><td>{html.escape(s['name'])}{'' if s['enabled'] else ' (off)'}</td><td>{s['seen']}</td>"
                    f"<td>{s['rejected']}</td><td>{html.escape(', '.join(f'{k}: {v}' for k, v in s['reasons'].items()))}"
                    "</td></tr>" for s in summary_json["steps"])

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import read_toml, write_atomic
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_repo_id, check_table
 
 TARGETS = ("local", "hub")
@@ -161,7 +162,7 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     from so101_dataengine.rollouts.run import rollout
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
-    document = read_toml(config_path, "write a [cycle] table with at least repo_id (see README)")
+    document = read_project_file(config_path, "write a [cycle] table with at least repo_id (see README)")
     config = check_cycle(document, config_path, name, workspace.root)  # everything, before anything is written
     check_policy(config, workspace)
     root = Path(workspace.root) / "cycles" / name

@@ -17,7 +17,8 @@ import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from so101_dataengine.curation.config import CurateConfig, load_curate_config
-from so101_dataengine.curation.filters import Candidate, apply_filters
+from so101_dataengine.curation.curate import step_summary
+from so101_dataengine.curation.filters import REJECTION_CODES, Candidate, Rejection, StepReport, apply_filters
 from so101_dataengine.curation.signals import GRIPPER, arm_limits_deg, measure, transport_segment
 from so101_dataengine.cli import main
 from so101_dataengine.base.errors import DataEngineError
@@ -113,6 +114,15 @@ def test_every_episode_carries_its_provenance(curated, run):
     assert engine["episodes"][0]["seed"] == 100  # the base's own provenance is kept
 
 
+def test_rejections_are_counted_by_their_code_whatever_their_detail():
+    """summary.json, the console table and the report count reasons per code: two jerky episodes with different
+    measured jerks are one reason, "jerk 2", not two (the bug of grouping by the text before " (")."""
+    report = StepReport("motion", True, 3, {(0, 0): Rejection("jerk", "5.1e+03 > 1e+03 deg/s^3"),
+                                            (0, 1): Rejection("jerk", "7.7e+03 > 1e+03 deg/s^3"),
+                                            (0, 2): Rejection("frozen", "40 frozen frames")})
+    assert step_summary(report)["reasons"] == {"jerk": 2, "frozen": 1}
+
+
 def test_report_is_self_contained_with_pngs_and_measured_purity(curated):
     report = curated / "meta" / "curation"
     page = (report / "report.html").read_text()
@@ -122,6 +132,9 @@ def test_report_is_self_contained_with_pngs_and_measured_purity(curated):
     summary = json.loads((report / "summary.json").read_text())
     assert summary["measured"]["purity"] == 1.0 and summary["measured"]["yield"] == 1.0
     assert [s["name"] for s in summary["steps"]] == ["motion", "grip", "verdict", "length", "duplicates", "balance"]
+    decisions = [json.loads(line) for line in (report / "decisions.jsonl").read_text().splitlines()]
+    assert [d["decision"] for d in decisions] == ["accepted"] * 4 and all(d["code"] is None for d in decisions)
+    assert [d["episode"] for d in decisions] == [0, 1, 2, 3] and all(d["score"] == 1.0 for d in decisions)
 
 
 def test_lerobot_train_runs_on_the_curated_dataset_on_cpu(curated, tmp_path):
@@ -169,11 +182,15 @@ def test_filters_reject_lazy_grips_broken_motion_duplicates_and_length_outliers(
     accepted, reports = apply_filters(_candidates(run, episodes), config, threshold=0.5)
     rejected = {key[1]: (r.name, reason) for r in reports for key, reason in r.rejected.items()}
     assert [c.key[1] for c in accepted] == [0, 1, 2, 3]
-    assert rejected[4][0] == "grip" and "lazy grip" in rejected[4][1]
-    assert rejected[5] == ("motion", "NaN/inf in state or action")
-    assert rejected[6][0] == "motion" and "frozen" in rejected[6][1]
-    assert rejected[7][0] == "duplicates" and "episode 3" in rejected[7][1]
-    assert rejected[8][0] == "length"
+    assert rejected[4][0] == "grip" and rejected[4][1].code == "lazy_grip"
+    assert rejected[5] == ("motion", Rejection("non_finite", "NaN/inf in state or action"))
+    assert rejected[6][0] == "motion" and rejected[6][1].code == "frozen"
+    assert rejected[7][0] == "duplicates" and rejected[7][1].code == "duplicate" and "episode 3" in rejected[7][1].detail
+    assert rejected[8][0] == "length" and rejected[8][1].code in REJECTION_CODES["length"]
+    for report in reports:
+        summary = step_summary(report)
+        assert set(summary["reasons"]) <= set(REJECTION_CODES[report.name])
+        assert sum(summary["reasons"].values()) == summary["rejected"] == len(report.rejected)
 
     config.grip.enabled = config.motion.enabled = config.duplicates.enabled = config.length.enabled = False
     accepted, reports = apply_filters(_candidates(run, episodes), config, threshold=0.5)
@@ -215,10 +232,10 @@ def _into_the_stop(episode):
 @pytest.mark.parametrize("alter, step, reason", [
     (lambda e: _gripper_offset(e, np.linspace(0.0, 6.0, _transport(e).stop - _transport(e).start)), "grip",
      "slipping"),
-    (lambda e: _gripper_offset(e, 12.0), "grip", "edge grip"),
-    (_never_closing, "grip", "no transport"),
+    (lambda e: _gripper_offset(e, 12.0), "grip", "edge_grip"),
+    (_never_closing, "grip", "no_transport"),
     (_jerked, "motion", "jerk"),
-    (_into_the_stop, "motion", "pushing a joint limit"),
+    (_into_the_stop, "motion", "joint_limit"),
 ], ids=["slip", "edge-grip", "no-transport", "jerk", "joint-limits"])
 def test_each_quality_check_alone_rejects_its_kind_of_bad_episode(run, alter, step, reason):
     """One altered episode among good ones (not its own original, which the duplicate step would catch): the
@@ -228,7 +245,7 @@ def test_each_quality_check_alone_rejects_its_kind_of_bad_episode(run, alter, st
     config = CurateConfig()
     accepted, reports = apply_filters(_candidates(run, episodes), config, threshold=0.5)
     rejected = {key[1]: (r.name, why) for r in reports for key, why in r.rejected.items()}
-    assert list(rejected) == [0] and rejected[0][0] == step and reason in rejected[0][1], rejected
+    assert list(rejected) == [0] and rejected[0][0] == step and rejected[0][1].code == reason, rejected
     getattr(config, step).enabled = False
     accepted, _ = apply_filters(_candidates(run, episodes), config, threshold=0.5)
     assert [c.key[1] for c in accepted] == [0, 1, 2, 3]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_toml
+from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
 from so101_dataengine.base.seeds import EVAL_SEED
 
@@ -215,7 +216,7 @@ def _hook(table, base: Path) -> HookConfig:
 
 def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
     path = Path(path)
-    data = read_toml(path, "create it with [[hooks]] tables (see docs/publishing.md)")
+    data = read_project_file(path, "create it with [[hooks]] tables (see docs/publishing.md)")
     if not isinstance(data.get("hooks", []), list):
         raise DataEngineError(f"{path}: hooks must be [[hooks]] tables, got hooks = {data['hooks']!r}")
     if not isinstance(data.get("ledger", ""), str) or data.get("ledger") == "":
