@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from so101_dataengine.formats.dataset_stats import read_info
+from so101_dataengine.formats.v3_dataset import read_info
 from so101_dataengine.base.seeds import ROLLOUT_SEED
 
 TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",

@@ -25,6 +25,7 @@ from so101_dataengine.classifier.labels import Label
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json_object
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.formats.v3_dataset import ENGINE_META, info_path, is_v3_dataset
 from so101_dataengine.scenes.outcome import Outcome
 
 SIMULATOR, HUMAN, DEMO = "simulator", "human", "demo"
@@ -69,8 +70,8 @@ def rollout_episodes(run_dir: Path, labels: dict[tuple[str, int], Label]) -> lis
 
 def demo_episodes(dataset_dir: Path) -> list[EpisodeRef]:
     dataset_dir = Path(dataset_dir).resolve()
-    info, engine = dataset_dir / "meta" / "info.json", dataset_dir / "meta" / "dataengine.json"
-    if not info.is_file():
+    engine = dataset_dir / "meta" / ENGINE_META
+    if not is_v3_dataset(dataset_dir):
         raise DataEngineError(f"{dataset_dir} is not a LeRobot v3 dataset (no meta/info.json): pass a 'dataengine "
                               f"demos' output")
     lengths = _demo_lengths(dataset_dir)
@@ -205,7 +206,7 @@ def _pick_views(images: dict[str, np.ndarray], views: tuple[str, ...], indices: 
 
 
 def _demo_lengths(root: Path) -> list[int]:
-    info = read_json_object(root / "meta" / "info.json", "pass a LeRobot v3 dataset made by 'dataengine demos'")
+    info = read_json_object(info_path(root), "pass a LeRobot v3 dataset made by 'dataengine demos'")
     reader = _DemoReader(root) if info.get("total_episodes") else None
     return [int(b - a) for a, b in reader.bounds] if reader else []
 

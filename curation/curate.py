@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from so101_dataengine.curation.config import CurateConfig
-from so101_dataengine.formats.dataset_stats import ENGINE_META, read_info, read_provenance
+from so101_dataengine.formats.v3_dataset import ENGINE_META, is_v3_dataset, read_info, read_provenance
 from so101_dataengine.formats.features import ROBOT_TYPE
 from so101_dataengine.curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
 from so101_dataengine.curation.inputs import (base_image_size, check_base_compatible, open_finished_run, rollout_features, run_fps)
@@ -93,7 +93,7 @@ def _validate(config: CurateConfig) -> None:
         raise DataEngineError("--classifier and --use-sim-outcome exclude each other: choose one verdict")
     if config.classifier is not None and not Path(config.classifier).exists():
         raise DataEngineError(f"classifier artifact {config.classifier} does not exist")
-    if config.base is not None and not (Path(config.base) / "meta" / "info.json").is_file():
+    if config.base is not None and not is_v3_dataset(Path(config.base)):
         raise DataEngineError(f"base {config.base} is not a LeRobot v3 dataset (no meta/info.json)")
     check_new_output_dir(config.out)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.v3_dataset import is_v3_dataset
 from so101_dataengine.base.files import write_atomic
 from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_repo_id, check_table
@@ -173,7 +174,7 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
     rollout(RolloutConfig(policy=config.policy, n=config.n, seed=seed, out=run,
                           resume=run.is_dir() and any(run.iterdir()), executor=ExecutorConfig(workers=workers),
                           scene=PickPlaceConfig(image_size=config.image_size)), workspace)
-    if (dataset / "meta" / "info.json").is_file():
+    if is_v3_dataset(dataset):
         print(f"cycle {name}: curated dataset already written: {dataset}")
     else:
         curate_config = load_curate_config(config_path)

@@ -24,6 +24,7 @@ from rich.table import Table
 from so101_dataengine.formats.features import ROBOT_TYPE, so101_features
 from so101_dataengine.formats.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
 from so101_dataengine.formats.validate import validate_dataset
+from so101_dataengine.formats.v3_dataset import ENGINE_META
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.seeds import DEMO_SEED
 from so101_dataengine.scenes.expert import ExpertConfig
@@ -62,10 +63,6 @@ class DemosConfig:
     """Run the shards on an existing dask cluster instead of an embedded one."""
     scene: PickPlaceConfig = field(default_factory=PickPlaceConfig)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
-
-
-ENGINE_META = "dataengine.json"
-"""Per-dataset provenance written into ``meta/``: the run's config and, per episode, seed, scene and outcome."""
 
 
 @dataclass(frozen=True)

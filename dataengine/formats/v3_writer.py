@@ -160,7 +160,8 @@ class BaseDataset:
 
     @classmethod
     def load(cls, root: Path) -> "BaseDataset":
-        from so101_dataengine.formats.dataset_stats import DAMAGED, compute_episode_stats, read_episodes, read_info
+        from so101_dataengine.formats.dataset_stats import compute_episode_stats
+        from so101_dataengine.formats.v3_dataset import DAMAGED, read_episodes, read_info
         from so101_dataengine.base.files import read_parquet
 
         info = read_info(root)

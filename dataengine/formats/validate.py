@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from so101_dataengine.formats.dataset_stats import read_episodes, read_info
+from so101_dataengine.formats.v3_dataset import read_episodes, read_info
 from so101_dataengine.base.errors import DataEngineError
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.v3_dataset import is_v3_dataset
 from so101_dataengine.publish.manifest import VersionManifest, episode_identities
 from so101_dataengine.publish.registry import LocalRegistry
 
@@ -34,7 +35,7 @@ def resolve_spec(spec: str, registry: LocalRegistry) -> EpisodeSet:
         version = registry.resolve(repo_id, ref)
         return EpisodeSet(f"{repo_id}@{version.tag}", version.episodes)
     path = Path(spec)
-    if (path / "meta" / "info.json").is_file():
+    if is_v3_dataset(path):
         return EpisodeSet(str(path), episode_identities(path))
     matches = [VersionManifest.read(p) for p in Path(registry.root).glob(f"*/*/versions/{spec}") if p.is_dir()]
     if len(matches) == 1:

@@ -19,14 +19,15 @@ from so101_dataengine.publish.registry import LocalRegistry
 from so101_dataengine.publish.version import TARGETS, PublishConfig, PublishResult, new_manifest
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.publish.staging import stage_version
-from so101_dataengine.publish.verify import read_info, verify_dataset
+from so101_dataengine.formats.v3_dataset import is_v3_dataset, read_info
+from so101_dataengine.publish.verify import verify_dataset
 
 def publish(config: PublishConfig, say: Callable[[str], None] = print) -> PublishResult:
     check_repo_id(config.repo_id)
     if config.target not in TARGETS:
         raise DataEngineError(f"unknown target {config.target!r}: use --to local or --to hub")
     source = Path(config.dataset)
-    if not (source / "meta" / "info.json").is_file():
+    if not is_v3_dataset(source):
         raise DataEngineError(f"{source} is not a LeRobot v3 dataset (no meta/info.json): pass a dataset directory")
     registry = LocalRegistry(Path(config.registry or Workspace.default().registry()).resolve())
     lock = registry.repo_dir(config.repo_id) / ".lock"

@@ -24,8 +24,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from so101_dataengine.formats import dataset_stats
-from so101_dataengine.formats.dataset_stats import DAMAGED
+from so101_dataengine.formats import v3_dataset
+from so101_dataengine.formats.v3_dataset import DAMAGED
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import parquet_rows, parquet_schema, read_json_object
 
@@ -40,24 +40,24 @@ def _fail(root: Path, problem: str, fix: str) -> None:
     raise DataEngineError(f"cannot publish {root}: {problem}; {fix}")
 
 
-def read_info(root: Path) -> dict:
-    path = root / "meta" / "info.json"
-    if not path.is_file():
+def _info(root: Path) -> dict:
+    """``meta/info.json``, its absence worded for publishing."""
+    if not v3_dataset.is_v3_dataset(root):
         _fail(root, "meta/info.json is missing (not a LeRobot v3 dataset)", "pass a dataset made by demos or curate")
-    return dataset_stats.read_info(root)
+    return v3_dataset.read_info(root)
 
 
 def _episodes(root: Path) -> list[dict]:
     if not sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
         _fail(root, "meta/episodes/ has no parquet files", "the dataset was never finalized; write it again")
-    return dataset_stats.read_episodes(root, stats=False)
+    return v3_dataset.read_episodes(root, stats=False)
 
 
 def check_shards(root: Path, info: dict) -> list[dict]:
     """Every data and video file any episode points at exists, and the counts agree with the files."""
     episodes = _episodes(root)
-    needed = dataset_stats.shard_paths(info, episodes)
-    missing = dataset_stats.missing_shards(root, info, episodes)
+    needed = v3_dataset.shard_paths(info, episodes)
+    missing = v3_dataset.missing_shards(root, info, episodes)
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         _fail(root, f"{len(missing)} shard(s) missing: {', '.join(missing[:3])}{more}",
@@ -95,7 +95,7 @@ def check_episode_stats(root: Path, info: dict) -> None:
     aggregating these, so one merged-in episode with lerobot 0.4.4's sampled stats makes the dataset's stats
     inexact even where stats.json looks plausible."""
     keys = [k for k, f in info["features"].items() if f["dtype"] in ("video", "image")]
-    for row in dataset_stats.read_episodes(root):
+    for row in v3_dataset.read_episodes(root):
         for key in keys:
             std = row.get(f"stats/{key}/std")
             stds = [float(v) for v in _flatten(std)] if std is not None else []
@@ -108,9 +108,9 @@ def check_episode_stats(root: Path, info: dict) -> None:
 def check_provenance(root: Path, info: dict, episodes: list[dict]) -> None:
     """``meta/dataengine.json`` and the ``dataengine/*`` columns, where present, describe exactly these episodes:
     lerobot's dataset tools rewrite meta/episodes without them, so a copied or left-over one is stale."""
-    if not (root / "meta" / dataset_stats.ENGINE_META).is_file():
+    if not (root / "meta" / v3_dataset.ENGINE_META).is_file():
         return  # not ours, or our columns alone (they travel with their rows): nothing can be stale
-    provenance = dataset_stats.read_provenance(root)
+    provenance = v3_dataset.read_provenance(root)
     fix = ("delete meta/dataengine.json to publish without provenance (the card then says so), or make the "
            "dataset with 'dataengine curate' (--base for demos), which records it")
     indices = sorted(e.get("episode_index", i) for i, e in enumerate(provenance))
@@ -286,7 +286,7 @@ def verify_dataset(root: Path, repo_id: str, previous_info: dict | None = None) 
     root = Path(root)
     if not root.is_dir():
         raise DataEngineError(f"dataset {root} does not exist: pass the directory of a LeRobot v3 dataset")
-    info = read_info(root)
+    info = _info(root)
     episodes = check_shards(root, info)
     check_stats(root, info)
     check_episode_stats(root, info)

@@ -17,6 +17,7 @@ from pathlib import Path
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.formats.v3_dataset import ENGINE_META
 from so101_dataengine.scenes.outcome import Outcome
 
 SORTS = ("episode", "score", "-score", "uncertain", "disagreement")
@@ -113,7 +114,7 @@ class Catalog:
 
     def _mark_curated(self, dataset: Path) -> None:
         """Which episodes of our runs the curated dataset took (its ``meta/dataengine.json`` provenance)."""
-        engine = read_json(dataset / "meta" / "dataengine.json",
+        engine = read_json(dataset / "meta" / ENGINE_META,
                            "pass a dataset written by 'dataengine curate' (--curated DATASET)")
         taken = {(e.get("run_id"), e.get("source_episode")) for e in engine.get("episodes", [])
                  if e.get("source") == "rollout"}

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from so101_dataengine.formats.dataset_stats import read_info
+from so101_dataengine.base.files import read_json_object
+from so101_dataengine.formats.v3_dataset import ENGINE_META, PROVENANCE_FIX, is_v3_dataset, read_info
 from so101_dataengine.lerobot_compat import frame_cache
 from so101_dataengine.demos import DemosConfig
 from so101_dataengine.base.configs import default_of, to_jsonable
@@ -138,20 +139,29 @@ class ResolvedDataset:
     root: Path
 
 
+def _engine_repo_id(root: Path) -> str | None:
+    """The repo id curate or demos recorded in ``meta/dataengine.json`` (None without one); a damaged file is one
+    error line naming it."""
+    if not (root / "meta" / ENGINE_META).is_file():
+        return None
+    config = read_json_object(root / "meta" / ENGINE_META, PROVENANCE_FIX, ("config",))["config"]
+    repo_id = config.get("repo_id") if isinstance(config, dict) else None
+    if not isinstance(repo_id, str):
+        raise DataEngineError(f"{root / 'meta' / ENGINE_META} is damaged (no config.repo_id): {PROVENANCE_FIX}")
+    return repo_id
+
+
 def resolve_dataset(spec: str) -> ResolvedDataset:
     """A local dataset directory, or a repo id whose copy is already in lerobot's cache (we never download)."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        info = path / "meta" / "info.json"
-        if not info.is_file():
+        if not is_v3_dataset(path):
             raise DataEngineError(f"{path} is not a LeRobot v3 dataset (no meta/info.json)")
-        engine_meta = path / "meta" / "dataengine.json"
-        repo_id = json.loads(engine_meta.read_text())["config"]["repo_id"] if engine_meta.is_file() else f"local/{path.name}"
-        return ResolvedDataset(repo_id, path.resolve())
+        return ResolvedDataset(_engine_repo_id(path) or f"local/{path.name}", path.resolve())
     from so101_dataengine.lerobot_compat import HF_LEROBOT_HOME
 
     cached = HF_LEROBOT_HOME / spec
-    if (cached / "meta" / "info.json").is_file():
+    if is_v3_dataset(cached):
         return ResolvedDataset(spec, cached)
     raise DataEngineError(
         f"dataset {spec!r} is neither a local directory nor in the lerobot cache ({HF_LEROBOT_HOME}): "

@@ -141,7 +141,7 @@ def test_each_type_gets_its_recipe_where_the_user_gives_nothing(demo_dataset, tm
 def test_untrainable_types_are_refused_with_the_reason(demo_dataset, workspace):
     with pytest.raises(DataEngineError, match="unknown policy 'tdmpc': use one of act, diffusion"):
         train(TrainConfig(dataset=str(demo_dataset.out), policy="tdmpc"), workspace)
-    for policy in ("pi0", "pi05"):  # smolvla: tests/test_vla_offline.py
+    for policy in ("pi0", "pi05"):  # smolvla: tests/training/test_vla_offline.py
         with pytest.raises(DataEngineError, match=rf"{policy} cannot be trained offline here: .*hub files.*"
                                                   r"dataengine/hooks/templates"):
             train(TrainConfig(dataset=str(demo_dataset.out), policy=policy), workspace)

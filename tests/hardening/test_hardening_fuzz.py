@@ -79,7 +79,8 @@ def test_random_damage_to_an_episode_store_file(run, tmp_path, seed):
 
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_damage_to_a_dataset_file(demo_dataset, tmp_path, seed):
-    from so101_dataengine.formats.dataset_stats import compute_episode_stats, read_episodes, read_info, read_provenance
+    from so101_dataengine.formats.dataset_stats import compute_episode_stats
+    from so101_dataengine.formats.v3_dataset import read_episodes, read_info, read_provenance
     from so101_dataengine.publish.manifest import episode_identities
     from so101_dataengine.publish.verify import check_shards, check_stats
 
