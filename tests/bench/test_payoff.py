@@ -14,6 +14,8 @@ import pytest
 from benchmarks import payoff
 from so101_dataengine.base.seeds import EVAL_SEED, ROLLOUT_SEED
 
+pytestmark = pytest.mark.slow
+
 
 def _training_seeds(dataset) -> set[int]:
     """Every scene seed a dataset's episodes came from: rollout provenance columns, and the demos' own record."""

@@ -8,10 +8,14 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from so101_dataengine.cli import main
 from so101_dataengine.hooks.ledger import Ledger
 from so101_dataengine.publish.hub_server import RegistryStore, make_server
 from so101_dataengine.publish.registry import LocalRegistry
+
+pytestmark = pytest.mark.slow
 
 REPO = "lab/so101_train_hook"
 SMALL_ACT = ["--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",

@@ -21,6 +21,8 @@ from so101_dataengine.rollouts.policies import inspect_checkpoint
 from so101_dataengine.formats.store import EpisodeStore
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
+pytestmark = pytest.mark.slow
+
 
 def test_smolvla_trains_on_a_local_vlm_and_rolls_out(smolvla_checkpoint, tiny_vlm, workspace, tmp_path):
     config = json.loads((smolvla_checkpoint / "config.json").read_text())
