@@ -286,7 +286,7 @@ def _print_steps(console: Console, reports: list[StepReport], total: int) -> Non
     for column in ("step", "in", "rejected", "out", "main reasons"):
         table.add_column(column)
     for r in reports:
-        reasons = collections.Counter(x.code for x in r.rejected.values()).most_common(2)
+        reasons = collections.Counter(step_summary(r)["reasons"]).most_common(2)
         table.add_row(r.name if r.enabled else f"{r.name} (off)", str(r.seen), str(len(r.rejected)),
                       str(r.seen - len(r.rejected)), ", ".join(f"{k} {v}" for k, v in reasons))
     console.print(table)

@@ -16,7 +16,6 @@ eval = { n = 200 }                # optional: evaluate the trained policy after 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +25,7 @@ from so101_dataengine.base.files import read_toml
 from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
 from so101_dataengine.base.seeds import EVAL_SEED
+from so101_dataengine.base.workspace import Workspace
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -231,7 +231,7 @@ def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
 
 def default_ledger(workspace: Path | None = None) -> Path:
     """``<workspace>/hooks/ledger.jsonl`` (workspace: ``--workspace``, else ``$DATAENGINE_WORKSPACE`` or ./outputs)."""
-    return Path(workspace or os.environ.get("DATAENGINE_WORKSPACE", "outputs")) / "hooks" / "ledger.jsonl"
+    return Workspace.from_option(workspace).root / "hooks" / "ledger.jsonl"
 
 
 def ledger_path(config: Path, workspace: Path | None = None) -> Path:

@@ -29,7 +29,7 @@ def publish(config: PublishConfig, say: Callable[[str], None] = print) -> Publis
     source = Path(config.dataset)
     if not is_v3_dataset(source):
         raise DataEngineError(f"{source} is not a LeRobot v3 dataset (no meta/info.json): pass a dataset directory")
-    registry = LocalRegistry(Path(config.registry or Workspace.default().registry()).resolve())
+    registry = LocalRegistry(Workspace.default().registry(config.registry).resolve())
     lock = registry.repo_dir(config.repo_id) / ".lock"
     with exclusive_lock(lock, f"publish of {config.repo_id}", on_wait=say):
         say(f"hashing {source} ...")
