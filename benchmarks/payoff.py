@@ -126,9 +126,12 @@ SCALES["gpu-diffusion"] = dataclasses.replace(
 """Diffusion's lease: DDIM with 10 denoising steps per chunk at inference (lease 1's 100 DDPM steps made one
 evaluation take 310 s and hold the GPU); training is the same noise-prediction objective either way."""
 SCALES["gpu-rounds"] = dataclasses.replace(
-    SCALES["gpu"], rollout_runs=(500, 500), round2_runs=(500, 500), max_steps=4000,
+    SCALES["gpu"], rollout_runs=(500, 500), round2_runs=(500, 500), max_steps=3000,
     students=(TEACHER, Student("act", "ii"), Student("act", "ii2")))
-"""Two rounds of distillation in one lease: (ii)'s student, not the demos' (i), rolls out round 2."""
+"""Two rounds of distillation in one lease: (ii)'s student, not the demos' (i), rolls out round 2. Its critical path
+holds two student trainings one after the other (teacher -> rollouts -> curate -> (ii) -> rollouts -> curate -> ii2):
+3,000 steps each (~250 s alone on the H200, 12 steps/s) keeps it inside a lease; lease 2 found (ii) starved at 4.9
+passes and not helped beyond ~12, and 3,000 steps give the expected ~120-episode (ii) ~16 passes."""
 LABELLED_SEED = ROLLOUT_SEED + 500_000
 """The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
 
