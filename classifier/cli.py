@@ -87,7 +87,9 @@ def _run_eval(args: argparse.Namespace) -> None:
 def _add_label(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("label", help="record human success/failure labels of rollout episodes (JSONL file)")
     p.add_argument("run_dir", type=Path, metavar="RUN", help="rollout run directory")
-    p.add_argument("--labels", type=Path, required=True, help="labels file (created if missing; only appended to)")
+    p.add_argument("--labels", type=Path, required=True,
+                   help="labels file (created if missing; only appended to; while another writer, e.g. a review "
+                        "page, holds its lock, waits for it)")
     p.add_argument("--episodes", default=None, help="episode ids, e.g. 0,3-5")
     verdict = p.add_mutually_exclusive_group()
     verdict.add_argument("--success", action="store_true")
