@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "so101_dataengine"
 LAYERS = (
     ("base",), ("lerobot_compat", "scenes"), ("formats",), ("classifier",), ("rollouts", "curation", "demos"),
-    ("training", "evaluation", "publish", "hooks", "review"), ("cycle", "cli"),
+    ("training", "evaluation", "publish", "hooks", "review", "lerobot_env"), ("cycle", "cli"),
 )
 """Bottom to top (docs/design.md): a module may import its own layer's and lower layers' modules, never a higher's."""
 
