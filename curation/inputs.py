@@ -1,5 +1,9 @@
 """Checks of curate's inputs before any work: finished, intact rollout runs and a compatible base dataset.
 
+A ``--runs`` input is an episode store run, or a ``lerobot-eval --eval.recording`` dataset of the engine's scene
+(a LeRobot dataset with ``next.success``), which is converted once into a run under
+``<workspace>/cache/recordings`` (``so101_dataengine.formats.recording``) and curated like any other.
+
 Each problem is one ``DataEngineError`` line naming the input and the fix; nothing is read beyond what the check
 needs and nothing is ever written to an input.
 """
@@ -10,17 +14,26 @@ from pathlib import Path
 
 from so101_dataengine.formats.features import so101_features
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.formats.recording import converted_run, is_recording
 from so101_dataengine.formats.store import MANIFEST, EpisodeStore
 
 RUN_SUMMARY = "summary.json"
 """Written by ``dataengine rollout`` when a run ends; its absence means the run is in progress or was killed."""
 
 
+RECORDINGS_CACHE = ("cache", "recordings")
+"""Where converted recordings are kept, under the workspace (``DATAENGINE_WORKSPACE``, default ``outputs``)."""
+
+
 def open_finished_run(path: Path) -> EpisodeStore:
-    """The run's store, if it finished and every episode directory is complete."""
+    """The run's store, if it finished and every episode directory is complete; a recording's converted run."""
     if not Path(path).is_dir():
         raise DataEngineError(f"rollout run {path} does not exist")
-    store = EpisodeStore.open(path)
+    if is_recording(path):
+        store = converted_run(path, Workspace.default().root.joinpath(*RECORDINGS_CACHE))
+    else:
+        store = EpisodeStore.open(path)
     n = store.manifest.get("n")
     if not isinstance(n, int) or isinstance(n, bool):
         raise DataEngineError(f"{store.root / MANIFEST} is damaged (its n is {n!r}, not a count of episodes): "

@@ -55,15 +55,17 @@ repository. It only imports ``so101_dataengine.lerobot_env``, which registers th
 PIXELS = "pixels"
 STATE = "agent_pos"
 """lerobot's observation names for camera images (a dict by camera) and the robot state (-> ``observation.state``)."""
-SEED = "scene_seed"
-"""The episode's scene seed, observed so a recording says which scene each episode is (see ``encode_seed``)."""
+SCENE = "scene"
+"""Which scene the episode is: its seed and whether its look was randomised (``encode_scene``), observed so that a
+recording says which scene each of its episodes is (lerobot records observations, not seeds)."""
 SUCCESS = "next.success"
-RECORDING_COLUMNS = (STATE, SEED, "action", SUCCESS)
+RECORDING_COLUMNS = (STATE, SCENE, "action", SUCCESS)
 """The non-image columns a recording of the engine's scene has (and the converter reads)."""
 
 SEED_BASE = 1_000_000
 """A seed is observed as two float32 "digits" base one million: lerobot records every non-image feature as
 float32, which holds integers exactly only up to 2**24, and evaluation seeds start at 10**9."""
+SCENE_SHAPE = (3,)
 
 
 def recorded_image_key(camera: str) -> str:
@@ -71,17 +73,18 @@ def recorded_image_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
-def encode_seed(seed: int) -> np.ndarray:
-    """``seed`` as two float32 values that a float32 recording keeps exactly (seeds below 2**24 x 10**6)."""
+def encode_scene(seed: int, visual: bool) -> np.ndarray:
+    """(seed // 10**6, seed % 10**6, visual) as float32, which a float32 recording keeps exactly (seeds below
+    2**24 x 10**6)."""
     if not 0 <= seed < (1 << 24) * SEED_BASE:
         raise DataEngineError(f"scene seed {seed} is outside 0 .. {(1 << 24) * SEED_BASE - 1}")
-    return np.array(divmod(int(seed), SEED_BASE), dtype=np.float32)
+    return np.array([*divmod(int(seed), SEED_BASE), float(visual)], dtype=np.float32)
 
 
-def decode_seed(values: np.ndarray) -> int:
-    """The inverse of ``encode_seed``."""
-    high, low = (int(v) for v in np.asarray(values, dtype=np.float64).reshape(2))
-    return high * SEED_BASE + low
+def decode_scene(values: np.ndarray) -> tuple[int, bool]:
+    """The inverse of ``encode_scene``: (seed, visual)."""
+    high, low, visual = (int(v) for v in np.asarray(values, dtype=np.float64).reshape(SCENE_SHAPE))
+    return high * SEED_BASE + low, bool(visual)
 
 
 def require_env_plugins() -> None:

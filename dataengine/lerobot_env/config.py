@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat.env_plugin import (SEED, STATE, EnvConfig, FeatureType, PolicyFeature,
+from so101_dataengine.lerobot_compat.env_plugin import (SCENE, SCENE_SHAPE, STATE, EnvConfig, FeatureType, PolicyFeature,
                                                         get_path_arg, recorded_image_key)
 from so101_dataengine.rollouts.lerobot_policy import ACTION_KEY, STATE_KEY, image_size_of, read_policy_config
 from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE, PickPlaceConfig
@@ -63,9 +63,9 @@ class SO101DataEngineEnv(EnvConfig):
         image = PolicyFeature(type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3))
         self.features = {ACTION_KEY: PolicyFeature(type=FeatureType.ACTION, shape=(len(JOINT_NAMES),)),
                          STATE: PolicyFeature(type=FeatureType.STATE, shape=(len(JOINT_NAMES),)),
-                         SEED: PolicyFeature(type=FeatureType.ENV, shape=(2,)),
+                         SCENE: PolicyFeature(type=FeatureType.ENV, shape=SCENE_SHAPE),
                          **{recorded_image_key(camera): image for camera in CAMERA_NAMES}}
-        self.features_map = {ACTION_KEY: ACTION_KEY, STATE: STATE_KEY, SEED: f"observation.{SEED}",
+        self.features_map = {ACTION_KEY: ACTION_KEY, STATE: STATE_KEY, SCENE: f"observation.{SCENE}",
                              **{recorded_image_key(camera): image_feature_key(camera) for camera in CAMERA_NAMES}}
 
     @property

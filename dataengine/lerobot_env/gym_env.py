@@ -3,7 +3,7 @@
 Nothing is re-implemented: each sub-env is one ``PickPlaceEnv`` (the same MJCF, cameras, render preset, LeRobot
 units and seeded scene draw as ``dataengine rollout`` / ``eval``), observed as lerobot's env wrappers observe:
 ``agent_pos`` (-> ``observation.state``, 6 values in LeRobot units), ``pixels`` (camera -> uint8 HxWx3, ->
-``observation.images.<camera>``) and ``scene_seed`` (the episode's seed, so a recording names its scenes). The
+``observation.images.<camera>``) and ``scene`` (the episode's seed and look, so a recording names its scenes). The
 images are the reference renderer's (``CameraRenderer``), which the batched engine's tiled renderer equals
 (``tests/scenes``). An episode ends as the engine's does: ``terminated`` once the simulator's outcome is SUCCESS
 (``info["is_success"]``), ``truncated`` after ``episode_length`` steps.
@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from so101_dataengine.lerobot_compat.env_plugin import PIXELS, SEED, STATE, encode_seed
+from so101_dataengine.lerobot_compat.env_plugin import PIXELS, SCENE, SCENE_SHAPE, STATE, encode_scene
 from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE, TASK, Observation, PickPlaceConfig, PickPlaceEnv
 from so101_dataengine.scenes.randomization import SceneRandomization
 from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
@@ -46,7 +46,7 @@ class PickPlaceGymEnv(gym.Env):
         self.observation_space = gym.spaces.Dict({
             STATE: gym.spaces.Box(-np.inf, np.inf, (len(JOINT_NAMES),), np.float32),
             PIXELS: gym.spaces.Dict({camera: image for camera in CAMERA_NAMES}),
-            SEED: gym.spaces.Box(0, np.inf, (2,), np.float32),
+            SCENE: gym.spaces.Box(0, np.inf, SCENE_SHAPE, np.float32),
         })
         self._seed = 0
         self._last: Observation | None = None
@@ -70,7 +70,7 @@ class PickPlaceGymEnv(gym.Env):
     def _observation(self) -> dict:
         return {STATE: self._last.state,
                 PIXELS: {camera: self._last.images[image_feature_key(camera)] for camera in CAMERA_NAMES},
-                SEED: encode_seed(self._seed)}
+                SCENE: encode_scene(self._seed, self.config.randomization.visual)}
 
     def close(self) -> None:
         self.scene.close()
