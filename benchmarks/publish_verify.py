@@ -7,8 +7,10 @@ hashing the same files and lerobot's first/last-frame load check.
     python -m benchmarks.publish_verify --dataset DIR            (an existing dataset instead of recording)
 
 Timed per dataset (best of ``--repeats``): ``check_videos`` as publish runs it (every file decoded once, files side
-by side, one decoder thread each), the same one file at a time with FFmpeg's own decoder threads, the sha256 of
-every file (``hash_files``, which publish does anyway) and ``check_loads_with_lerobot``.
+by side, one decoder thread each, each frame also converted to RGB and counted into its episode's exact image stats)
+followed by ``check_image_stats``, the same decode without the stats (what publish did before it checked exact image
+stats) and their ratio, the decode one file at a time with FFmpeg's own decoder threads, the sha256 of every file
+(``hash_files``, which publish does anyway) and ``check_loads_with_lerobot``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ os.environ.setdefault("SVT_LOG", "1")
 
 from benchmarks.report import emit  # noqa: E402
 from so101_dataengine.publish.manifest import hash_files  # noqa: E402
-from so101_dataengine.publish.verify import (check_loads_with_lerobot, check_shards, check_videos,  # noqa: E402
-                                       default_video_threads, read_info)
+from so101_dataengine.formats.v3_dataset import read_info  # noqa: E402
+from so101_dataengine.publish.verify import (check_episode_stats, check_image_stats,  # noqa: E402
+                                             check_loads_with_lerobot, check_shards, check_stats, check_videos,
+                                             default_video_threads)
 
 
 def best_of(repeats: int, fn) -> float:
@@ -41,11 +45,13 @@ def best_of(repeats: int, fn) -> float:
 def measure(root: Path, repeats: int) -> dict:
     info = read_info(root)
     episodes = check_shards(root, info)
+    stats, rows = check_stats(root, info), check_episode_stats(root, info)
     scans = check_videos(root, info, episodes)
     frames = sum(len(s.timestamps) for s in scans.values())
     per_k = 1000 / frames
-    parallel = best_of(repeats, lambda: check_videos(root, info, episodes))
-    serial = best_of(repeats, lambda: check_videos(root, info, episodes, workers=1))
+    with_stats = best_of(repeats, lambda: check_image_stats(root, stats, check_videos(root, info, episodes), rows))
+    parallel = best_of(repeats, lambda: check_videos(root, info, episodes, image_stats=False))
+    serial = best_of(repeats, lambda: check_videos(root, info, episodes, workers=1, image_stats=False))
     hashing = best_of(repeats, lambda: hash_files(root))
     lerobot = best_of(1, lambda: check_loads_with_lerobot(root, "local/bench"))
     video_bytes = sum(f.stat().st_size for f in (root / "videos").rglob("*.mp4"))
@@ -53,7 +59,10 @@ def measure(root: Path, repeats: int) -> dict:
     return {"dataset": str(root), "codec": feature["info"].get("video.codec"), "image_size": feature["shape"][0],
             "episodes": info["total_episodes"], "video_files": len(scans), "decoded_frames": frames,
             "video_mb": round(video_bytes / 1e6, 2),
+            "check_videos_with_image_stats_s": round(with_stats, 3),
+            "check_videos_with_image_stats_s_per_1000_frames": round(with_stats * per_k, 4),
             "check_videos_s": round(parallel, 3), "check_videos_s_per_1000_frames": round(parallel * per_k, 4),
+            "image_stats_cost_ratio": round(with_stats / parallel, 2),
             "one_file_at_a_time_s_per_1000_frames": round(serial * per_k, 4),
             "hash_files_s": round(hashing, 3), "lerobot_first_last_frame_s": round(lerobot, 3)}
 

@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from so101_dataengine.classifier.config import FrameSampling
 from so101_dataengine.classifier.labels import Label
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import read_json_object
 from so101_dataengine.formats.store import EpisodeStore
-from so101_dataengine.formats.v3_dataset import ENGINE_META, info_path, is_v3_dataset
+from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, recorded_outcomes
 from so101_dataengine.scenes.outcome import Outcome
 
 SIMULATOR, HUMAN, DEMO = "simulator", "human", "demo"
@@ -69,15 +68,15 @@ def rollout_episodes(run_dir: Path, labels: dict[tuple[str, int], Label]) -> lis
 
 
 def demo_episodes(dataset_dir: Path) -> list[EpisodeRef]:
+    """Every episode of a LeRobot v3 dataset, labelled by the outcome ``meta/dataengine.json`` records (SUCCESS
+    without one: expert demos). Its files are read first, so a damaged one is one error line before training."""
     dataset_dir = Path(dataset_dir).resolve()
-    engine = dataset_dir / "meta" / ENGINE_META
     if not is_v3_dataset(dataset_dir):
         raise DataEngineError(f"{dataset_dir} is not a LeRobot v3 dataset (no meta/info.json): pass a 'dataengine "
                               f"demos' output")
-    lengths = _demo_lengths(dataset_dir)
-    fix = "record the demos again with 'dataengine demos', or pass another --demos"
-    outcomes = ([e["metrics"]["outcome"] for e in read_json_object(engine, fix, ("episodes",))["episodes"]]
-                if engine.is_file() else [Outcome.SUCCESS.value] * len(lengths))
+    info = check_readable(dataset_dir)
+    outcomes = recorded_outcomes(dataset_dir) or [Outcome.SUCCESS.value] * info["total_episodes"]
+    lengths = [int(b - a) for a, b in _DemoReader(dataset_dir).bounds] if outcomes else []
     return [EpisodeRef("demo", str(dataset_dir), str(dataset_dir), i, lengths[i], outcome == Outcome.SUCCESS.value,
                        DEMO, outcome) for i, outcome in enumerate(outcomes)]
 
@@ -203,12 +202,6 @@ def _pick_views(images: dict[str, np.ndarray], views: tuple[str, ...], indices: 
         raise DataEngineError(f"{name} has no {', '.join(missing)} (it has {', '.join(sorted(images))}): "
                               f"pass --views with cameras the episodes have")
     return np.stack([images[v][indices] for v in views], axis=1)
-
-
-def _demo_lengths(root: Path) -> list[int]:
-    info = read_json_object(info_path(root), "pass a LeRobot v3 dataset made by 'dataengine demos'")
-    reader = _DemoReader(root) if info.get("total_episodes") else None
-    return [int(b - a) for a, b in reader.bounds] if reader else []
 
 
 class _DemoReader:

@@ -7,6 +7,7 @@ with PyAV (as lerobot's ``pyav`` backend does) for image features. Writes ``meta
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -19,8 +20,34 @@ import pyarrow.parquet as pq
 from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_parquet, reading, write_atomic
-from so101_dataengine.formats.v3_dataset import DAMAGED, missing_shards, read_episodes, read_info, video_keys
+from so101_dataengine.formats.v3_dataset import DAMAGED, check_complete, read_episodes, read_info, video_keys
 from so101_dataengine.lerobot_compat.video import iter_frames
+
+class EpisodeImageStats:
+    """Exact image stats of each episode one video file holds, fed that file's decoded frames one at a time.
+
+    The one place that decides which episode a decoded frame belongs to, so ``dataengine stats fix`` (which writes
+    the stats) and publish's verification (which checks them in its single decode of every frame) can never
+    disagree: a frame at time ``t`` belongs to the episode whose ``[from_timestamp, to_timestamp)`` holds
+    ``t + 0.5 / fps`` (half a frame of slack for the container's rounding of timestamps)."""
+
+    def __init__(self, key: str, episodes: list[dict], fps: int):
+        self.key = key
+        """The camera feature the file is a video of."""
+        half = 0.5 / fps
+        ordered = sorted(episodes, key=lambda ep: ep[f"videos/{key}/from_timestamp"])
+        self._starts = [ep[f"videos/{key}/from_timestamp"] - half for ep in ordered]
+        self._ends = [ep[f"videos/{key}/to_timestamp"] - half for ep in ordered]
+        self._stats = [ImageStats() for _ in ordered]
+        self.by_episode: dict[int, ImageStats] = {int(ep["episode_index"]): s for ep, s in zip(ordered, self._stats)}
+        """Each episode's accumulator, by episode index."""
+
+    def add(self, frame: np.ndarray, time: float) -> None:
+        """One decoded frame (H, W, 3) uint8 at ``time`` seconds; a frame outside every episode counts for none."""
+        slot = bisect.bisect_right(self._starts, time) - 1
+        if slot >= 0 and time < self._ends[slot]:
+            self._stats[slot].update(frame[None])
+
 
 def _column_values(table: pa.Table, key: str) -> np.ndarray:
     """A numeric column as (N, dim) float64, without going through Python lists."""
@@ -36,11 +63,7 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
     features = info["features"]
     fps = info["fps"]
     episodes = read_episodes(root)
-    missing = missing_shards(root, info, episodes)
-    if missing:
-        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise DataEngineError(f"{root} is incomplete: {len(missing)} file(s) its episodes point at are missing "
-                              f"({', '.join(missing[:3])}{more}): copy the complete dataset")
+    check_complete(root, info, episodes)
     per_episode: dict[int, dict[str, FeatureStats]] = defaultdict(dict)
 
     numeric = [k for k, f in features.items() if f["dtype"] not in ("video", "image", "string")]
@@ -59,14 +82,14 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
             by_file[(ep[f"videos/{key}/chunk_index"], ep[f"videos/{key}/file_index"])].append(ep)
         for (chunk, file), eps in by_file.items():
             path = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
-            windows = [(ep[f"videos/{key}/from_timestamp"] - 0.5 / fps, ep[f"videos/{key}/to_timestamp"] - 0.5 / fps,
-                        per_episode[ep["episode_index"]].setdefault(key, ImageStats())) for ep in eps]
+            accumulator = EpisodeImageStats(key, eps, fps)
             with reading(path, DAMAGED, "a video that does not decode", also=(av.FFmpegError,)):
                 for frame, time in iter_frames(path):  # frame by frame: a 200 MB video file never sits in memory
-                    for start, end, stats in windows:
-                        if start <= time < end:
-                            stats.update(frame[None])
-            short = [(ep, stats.frames) for ep, (_, _, stats) in zip(eps, windows) if stats.frames != ep["length"]]
+                    accumulator.add(frame, time)
+            for index, stats in accumulator.by_episode.items():
+                per_episode[index][key] = stats
+            short = [(ep, accumulator.by_episode[ep["episode_index"]].frames) for ep in eps
+                     if accumulator.by_episode[ep["episode_index"]].frames != ep["length"]]
             if short:
                 ep, found = short[0]
                 raise DataEngineError(f"{path} is damaged (it decodes {found} of episode {ep['episode_index']}'s "

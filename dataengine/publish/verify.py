@@ -4,6 +4,10 @@
   training), and the frame and episode counts agree with the files;
 * ``meta/stats.json`` has complete stats for every feature, images included, and image stds that are not the
   ~100x-too-small values of lerobot's sampled image stats (pixels normalised with std 0.002 trained on garbage);
+* the image stats (mean, std, min, max per channel, in ``meta/stats.json`` and each episode's in meta/episodes)
+  are exactly those of the decoded frames, accumulated in the same single decode that checks the videos: lerobot's
+  own writer samples frames (0.6) and estimates from the frames before encoding, and a dataset merged with a
+  lerobot-written one ends ~4 % off; a policy is normalised with these numbers;
 * features and fps agree between ``info.json``, the videos and the data, and with the repo's previous version;
 * every video decodes completely, frame by frame, and holds exactly the frames its episodes say (a ``.mp4`` cut in
   half published once: its first and last frames decoded, lerobot then failed on three episodes of that version);
@@ -25,14 +29,23 @@ import av
 import numpy as np
 
 from so101_dataengine.formats import v3_dataset
-from so101_dataengine.formats.v3_dataset import DAMAGED
+from so101_dataengine.formats.dataset_stats import EpisodeImageStats
+from so101_dataengine.formats.stats import ImageStats, merge_all
+from so101_dataengine.formats.v3_dataset import DAMAGED, stats_fix
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import parquet_rows, parquet_schema, read_json_object
+from so101_dataengine.base.files import parquet_rows, parquet_schema
 
 STAT_NAMES = ("mean", "std", "min", "max", "count")
-STATS_FIX = "run 'dataengine stats fix DATASET' to compute exact stats"
+EXACT_IMAGE_STATS = ("mean", "std", "min", "max")
+"""The image stats compared with the decoded frames' (the quantiles are lerobot's extras; no policy here uses them)."""
+STATS_TOLERANCE = 1e-6
+"""Relative difference allowed between written and recomputed image stats: float rounding only (an exact stat
+written as float32, lerobot's per-episode columns, is off by 6e-8); sampled stats are off by 1e-3 and more."""
 MIN_IMAGE_STD = 0.005
 """Image stds (pixels in [0, 1]) below this are lerobot's sampled-stats bug, not a real camera image."""
+
+STATS_FIX = stats_fix("DATASET")
+"""The fix for stats of a dataset whose path is not at hand (a published version's card)."""
 _NO_STATS = ("string",)
 
 
@@ -71,38 +84,39 @@ def check_shards(root: Path, info: dict) -> list[dict]:
     return episodes
 
 
-def check_stats(root: Path, info: dict) -> None:
-    path = root / "meta" / "stats.json"
-    if not path.is_file():
-        _fail(root, "meta/stats.json is missing", STATS_FIX)
-    stats = read_json_object(path, STATS_FIX)
+def check_stats(root: Path, info: dict) -> dict:
+    """``meta/stats.json`` is there and complete, its image stds not lerobot 0.4.4's; returns it."""
+    stats = v3_dataset.read_stats(root)
     for key, feature in info["features"].items():
         if feature["dtype"] in _NO_STATS:
             continue
         absent = [s for s in STAT_NAMES if s not in stats.get(key, {})]
         if absent:
-            _fail(root, f"stats of {key!r} lack {', '.join(absent)}",
-                  STATS_FIX)
+            _fail(root, f"stats of {key!r} lack {', '.join(absent)}", stats_fix(root))
         if feature["dtype"] in ("video", "image"):
             stds = [float(v) for v in _flatten(stats[key]["std"])]
             if len(stds) != 3 or min(stds) < MIN_IMAGE_STD:
                 _fail(root, f"image stats of {key!r} have std {stds} (lerobot's sampled image stats are ~100x too small)",
-                      STATS_FIX)
+                      stats_fix(root))
+    return stats
 
 
-def check_episode_stats(root: Path, info: dict) -> None:
+def check_episode_stats(root: Path, info: dict) -> list[dict]:
     """Every episode's own image stats (``stats/KEY/std`` in meta/episodes) are real: lerobot merges datasets by
     aggregating these, so one merged-in episode with lerobot 0.4.4's sampled stats makes the dataset's stats
-    inexact even where stats.json looks plausible."""
+    inexact even where stats.json looks plausible. Returns meta/episodes' rows, stats included (found here before
+    any video is decoded; :func:`check_image_stats` then compares them with the frames)."""
     keys = [k for k, f in info["features"].items() if f["dtype"] in ("video", "image")]
-    for row in v3_dataset.read_episodes(root):
+    rows = v3_dataset.read_episodes(root)
+    for row in rows:
         for key in keys:
             std = row.get(f"stats/{key}/std")
             stds = [float(v) for v in _flatten(std)] if std is not None else []
             if std is None or len(stds) != 3 or min(stds) < MIN_IMAGE_STD:
                 _fail(root, f"episode {row['episode_index']}'s own image stats of {key!r} are "
                       f"{'missing' if std is None else f'std {stds}'} (lerobot's sampled stats, e.g. of a "
-                      "lerobot-written dataset merged in; the dataset's stats are then inexact)", STATS_FIX)
+                      "lerobot-written dataset merged in; the dataset's stats are then inexact)", stats_fix(root))
+    return rows
 
 
 def check_provenance(root: Path, info: dict, episodes: list[dict]) -> None:
@@ -177,12 +191,16 @@ class VideoScan:
     error: str | None = None
     codec: str = ""
     """The stream's codec as lerobot names it in info.json (``canonical_name``: h264, av1, ...)."""
+    image_stats: EpisodeImageStats | None = None
+    """The exact image stats of each episode in the file, from the same decode (None: not asked for)."""
 
 
-def scan_video(path: Path, threads: int = 0) -> VideoScan:
-    """Demux and decode every packet of the file's video stream once (no pixel conversion: the decoder's output is
-    the proof); ``threads`` decoder threads (0: FFmpeg's choice). Never raises for a damaged file."""
-    scan, times = VideoScan(), []
+def scan_video(path: Path, threads: int = 0, image_stats: EpisodeImageStats | None = None) -> VideoScan:
+    """Demux and decode every packet of the file's video stream once; ``threads`` decoder threads (0: FFmpeg's
+    choice). With ``image_stats``, each frame is also converted to RGB as lerobot's loader sees it and added to
+    its episode's stats (the costly part: without it, the decoder's output alone is the proof). Never raises for a
+    damaged file."""
+    scan, times = VideoScan(image_stats=image_stats), []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -198,6 +216,8 @@ def scan_video(path: Path, threads: int = 0) -> VideoScan:
                         break
                     times.append(frame.time)
                     scan.width, scan.height = frame.width, frame.height
+                    if image_stats is not None:
+                        image_stats.add(frame.to_ndarray(format="rgb24"), frame.time)
                 if scan.error:
                     break
     except (av.FFmpegError, OSError, ValueError) as error:  # damaged container or bitstream
@@ -212,10 +232,13 @@ def default_video_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | None = None) -> dict[str, VideoScan]:
+def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | None = None,
+                 image_stats: bool = True) -> dict[str, VideoScan]:
     """Every video file decodes completely, once, and its frames cover its episodes exactly: each episode's
     ``[from_timestamp, to_timestamp)`` in its file holds ``length`` decoded frames, the file holds no others, and the
-    frame size is info.json's. Files are decoded side by side on ``workers`` threads (default: one per core)."""
+    frame size is info.json's. Files are decoded side by side on ``workers`` threads (default: one per core).
+    With ``image_stats``, the same decode accumulates each episode's exact image stats (for
+    :func:`check_image_stats`)."""
     fps = info["fps"]
     half = 0.5 / fps
     by_file: dict[str, list[tuple[str, dict]]] = {}
@@ -230,8 +253,14 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
         return {}
     workers = workers or min(default_video_threads(), len(by_file))
     threads = 1 if workers > 1 else 0  # several files at once: one thread each; one file: all the decoder's
+
+    def scan(path: str) -> VideoScan:
+        members = by_file[path]
+        accumulator = EpisodeImageStats(members[0][0], [ep for _, ep in members], fps) if image_stats else None
+        return scan_video(root / path, threads, accumulator)
+
     with ThreadPoolExecutor(workers) as pool:
-        scans = dict(zip(by_file, pool.map(lambda p: scan_video(root / p, threads), by_file)))
+        scans = dict(zip(by_file, pool.map(scan, by_file)))
     problems = []
     for path, members in sorted(by_file.items()):
         scan, key = scans[path], members[0][0]
@@ -266,6 +295,56 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
     return scans
 
 
+def _largest_difference(written, exact: np.ndarray) -> str | None:
+    """How far a written stat is from the exact one, in words (None within :data:`STATS_TOLERANCE`)."""
+    if written is None:
+        return "is missing"
+    found = np.asarray(_flatten(written) if isinstance(written, list) else [written], dtype=np.float64)
+    exact = exact.ravel()
+    if found.shape != exact.shape:
+        return f"has {found.size} values, not {exact.size}"
+    if np.allclose(found, exact, rtol=STATS_TOLERANCE, atol=1e-9):
+        return None
+    worst = int(np.argmax(np.abs(found - exact)))
+    relative = f"{abs(found[worst] - exact[worst]) / abs(exact[worst]):.1%} off, " if exact[worst] else ""
+    return f"is {found[worst]:.6g}, its decoded frames give {exact[worst]:.6g} ({relative}channel {worst})"
+
+
+def _stats_differ(written: dict, exact: dict[str, np.ndarray]) -> str | None:
+    """The first of :data:`EXACT_IMAGE_STATS` whose written value is not the exact one, described; else None."""
+    for name in EXACT_IMAGE_STATS:
+        difference = _largest_difference(written.get(name), exact[name])
+        if difference is not None:
+            return f"{name} {difference}"
+    return None
+
+
+def check_image_stats(root: Path, stats: dict, scans: dict[str, VideoScan], episode_rows: list[dict]) -> None:
+    """``meta/stats.json``'s image stats (``stats``), and each episode's in meta/episodes (``stats/KEY/...``: lerobot
+    aggregates these when it merges datasets), are those of the decoded frames (from :func:`check_videos`' decode),
+    within float rounding. Sampled stats, stats computed before encoding, and stats left from before a re-encode all
+    differ: lerobot normalises every pixel with them."""
+    per_key: dict[str, dict[int, ImageStats]] = {}
+    for scan in scans.values():
+        if scan.image_stats is not None:
+            per_key.setdefault(scan.image_stats.key, {}).update(scan.image_stats.by_episode)
+    why = ("sampled or stale: lerobot's writer estimates them from some frames before encoding, a merge keeps "
+           "such estimates, a re-encode keeps the old stats")
+    for key, by_episode in sorted(per_key.items()):
+        exact = merge_all([{key: s} for s in by_episode.values()])[key].to_lerobot()
+        difference = _stats_differ(stats[key], exact)
+        if difference is not None:
+            _fail(root, f"meta/stats.json's image stats of {key!r} are not those of its decoded frames: its "
+                  f"{difference} ({why})", stats_fix(root))
+    for row in episode_rows:
+        for key, by_episode in sorted(per_key.items()):
+            written = {name: row.get(f"stats/{key}/{name}") for name in EXACT_IMAGE_STATS}
+            difference = _stats_differ(written, by_episode[row["episode_index"]].to_lerobot())
+            if difference is not None:
+                _fail(root, f"episode {row['episode_index']}'s own image stats of {key!r} (meta/episodes) are not "
+                      f"those of its decoded frames: its {difference} ({why})", stats_fix(root))
+
+
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
     """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame."""
     from so101_dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
@@ -288,10 +367,12 @@ def verify_dataset(root: Path, repo_id: str, previous_info: dict | None = None) 
         raise DataEngineError(f"dataset {root} does not exist: pass the directory of a LeRobot v3 dataset")
     info = _info(root)
     episodes = check_shards(root, info)
-    check_stats(root, info)
-    check_episode_stats(root, info)
+    stats = check_stats(root, info)
+    episode_rows = check_episode_stats(root, info)
     check_provenance(root, info, episodes)
     check_features(root, info, previous_info)
-    check_codecs(root, info, check_videos(root, info, episodes))
+    scans = check_videos(root, info, episodes)
+    check_codecs(root, info, scans)
+    check_image_stats(root, stats, scans, episode_rows)
     check_loads_with_lerobot(root, repo_id)
     return info

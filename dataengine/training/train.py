@@ -1,8 +1,9 @@
 """``dataengine train``: train a policy with lerobot's own training entry point (``lerobot-train``), offline.
 
 What this adds over calling ``lerobot-train`` by hand, each a trap the users fell into:
-* the dataset is resolved (a local LeRobot v3 directory or a repo id already in the local cache) and checked
-  before the run starts; the video backend is chosen so torchcodec without FFmpeg cannot crash it;
+* the dataset is resolved (a local LeRobot v3 directory or a repo id already in the local cache) and every file
+  lerobot reads of it is read first (``check_readable``: a damaged one is one error line naming it, not a traceback
+  in lerobot-train); the video backend is chosen so torchcodec without FFmpeg cannot crash it;
 * each policy type gets its offline-safe defaults from one table (``POLICY_RECIPES``): ACT's ResNet backbone takes
   ImageNet weights only if torchvision already has them on disk, Diffusion's is trained from scratch (lerobot's
   preset: group norm, which lerobot refuses with pretrained weights) with a crop that fits the dataset's images;
@@ -27,8 +28,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from so101_dataengine.base.files import read_json_object
-from so101_dataengine.formats.v3_dataset import ENGINE_META, PROVENANCE_FIX, is_v3_dataset, read_info
+from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, read_info, recorded_repo_id
 from so101_dataengine.lerobot_compat import frame_cache
 from so101_dataengine.demos import DemosConfig
 from so101_dataengine.base.configs import default_of, to_jsonable
@@ -139,29 +139,20 @@ class ResolvedDataset:
     root: Path
 
 
-def _engine_repo_id(root: Path) -> str | None:
-    """The repo id curate or demos recorded in ``meta/dataengine.json`` (None without one); a damaged file is one
-    error line naming it."""
-    if not (root / "meta" / ENGINE_META).is_file():
-        return None
-    config = read_json_object(root / "meta" / ENGINE_META, PROVENANCE_FIX, ("config",))["config"]
-    repo_id = config.get("repo_id") if isinstance(config, dict) else None
-    if not isinstance(repo_id, str):
-        raise DataEngineError(f"{root / 'meta' / ENGINE_META} is damaged (no config.repo_id): {PROVENANCE_FIX}")
-    return repo_id
-
-
 def resolve_dataset(spec: str) -> ResolvedDataset:
-    """A local dataset directory, or a repo id whose copy is already in lerobot's cache (we never download)."""
+    """A local dataset directory, or a repo id whose copy is already in lerobot's cache (we never download); either
+    way with every file lerobot will read of it readable (one error line naming a damaged one)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         if not is_v3_dataset(path):
             raise DataEngineError(f"{path} is not a LeRobot v3 dataset (no meta/info.json)")
-        return ResolvedDataset(_engine_repo_id(path) or f"local/{path.name}", path.resolve())
+        check_readable(path)
+        return ResolvedDataset(recorded_repo_id(path) or f"local/{path.name}", path.resolve())
     from so101_dataengine.lerobot_compat import HF_LEROBOT_HOME
 
     cached = HF_LEROBOT_HOME / spec
     if is_v3_dataset(cached):
+        check_readable(cached)
         return ResolvedDataset(spec, cached)
     raise DataEngineError(
         f"dataset {spec!r} is neither a local directory nor in the lerobot cache ({HF_LEROBOT_HOME}): "
