@@ -1,7 +1,8 @@
 """Our datasets after lerobot's own dataset tools (``lerobot.datasets.dataset_tools``: delete / merge episodes):
 what they leave stale is caught by ``dataengine publish``, with the fix, instead of being published.
 
-* delete_episodes re-encodes the video files it cuts to AV1 but copies the old ``video.codec`` into info.json;
+* delete_episodes re-encodes the video files it cuts (0.4.4: to AV1, copying the old ``video.codec`` into
+  info.json) and keeps the old image stats, no longer those of the re-encoded frames;
 * it keeps neither ``meta/dataengine.json`` nor our ``dataengine/*`` columns, so a provenance file carried over by
   hand describes other episodes;
 * merge_datasets aggregates each episode's own stats, so a lerobot-0.4.4-written dataset merged in (image stds
@@ -69,7 +70,10 @@ def test_after_lerobots_delete_episodes_codec_and_provenance_are_caught(curated,
     line = assert_one_error_line(_publish(edited, tmp_path), capfd, "meta/dataengine.json describes 3 episodes, the "
                                  "dataset has 2", [edited])
     assert "delete meta/dataengine.json" in line
-    (edited / "meta" / "dataengine.json").unlink()  # that fix: published, without provenance
+    (edited / "meta" / "dataengine.json").unlink()  # that fix: provenance gone, the re-encoded frames' stats next
+    line = assert_one_error_line(_publish(edited, tmp_path), capfd, "are not those of its decoded frames", [edited])
+    assert f"dataengine stats fix {edited}" in line
+    assert main(["stats", "fix", str(edited)]) == 0  # that fix: published, without provenance
     assert main(_publish(edited, tmp_path)) == 0
 
 
