@@ -1,16 +1,22 @@
-"""Publish never ships a broken video, and registry tampering is visible and does not spread: real datasets from
-``dataengine demos``, real registries, the real ``serve`` over HTTP."""
+"""Publish never ships a broken video or inexact image stats, and registry tampering is visible and does not
+spread: real datasets from ``dataengine demos`` and lerobot's own writer, real registries, the real ``serve`` over
+HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from so101_dataengine.cli import main
@@ -100,6 +106,84 @@ def test_a_video_missing_frames_that_decodes_cleanly_is_not_published(split_data
     assert rc == 2
     _assert_one_error_line(err, "broken video", WRIST, f"decodes {kept} frames", f"episode 1 has {kept} of its")
     assert _nothing_published(tmp_path / "registry")
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _refused_then_fixed(dataset: Path, registry: Path, capsys, *needles: str) -> None:
+    """Publish refuses ``dataset`` with one error line naming it, the needles and the fix, and leaves it
+    byte-identical; the fix it names, ``dataengine stats fix DATASET``, run as named, makes it publishable."""
+    before = _digest(dataset)
+    capsys.readouterr()  # what writing the dataset printed
+    rc, _, err = _publish(dataset, registry, capsys)
+    assert rc == 2
+    fix = f"run 'dataengine stats fix {dataset}'"
+    _assert_one_error_line(err, f"cannot publish {dataset}:", *needles, fix)
+    assert _nothing_published(registry) and _digest(dataset) == before
+    assert main(["stats", "fix", str(dataset)]) == 0
+    capsys.readouterr()
+    rc, out, err = _publish(dataset, registry, capsys)
+    assert rc == 0, err
+    assert f"published {REPO} " in out
+
+
+CAMERA = "observation.images.wrist"
+
+
+def test_image_stats_four_percent_off_are_not_published(demo_dataset, tmp_path, lerobot_home, capsys):
+    """``meta/stats.json``'s image std 4 % too large (what merging with a lerobot-0.4.4-written dataset leaves):
+    plausible, far above lerobot 0.4.4's too-small stds; only the frames decoded during verification show it."""
+    inexact = _copy(demo_dataset.out, tmp_path)
+    path = inexact / "meta" / "stats.json"
+    stats = json.loads(path.read_text())
+    stats[CAMERA]["std"] = (np.asarray(stats[CAMERA]["std"]) * 1.04).tolist()
+    path.write_text(json.dumps(stats, indent=4))
+    _refused_then_fixed(inexact, tmp_path / "registry", capsys, "meta/stats.json's image stats", repr(CAMERA),
+                        "its std is", "4.0% off")
+
+
+def test_one_episodes_inexact_image_stats_are_not_published(demo_dataset, tmp_path, lerobot_home, capsys):
+    """Episode 1's own image mean in meta/episodes 1 % off, stats.json exact: lerobot aggregates the per-episode
+    stats when it merges datasets, so they must be exact too."""
+    inexact = _copy(demo_dataset.out, tmp_path)
+    path = inexact / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(path)
+    name = f"stats/{CAMERA}/mean"
+    means = table.column(name).to_pylist()
+    means[1] = (np.asarray(means[1]) * 1.01).tolist()
+    column = pa.array(means, type=table.schema.field(name).type)
+    pq.write_table(table.set_column(table.column_names.index(name), name, column), path)
+    _refused_then_fixed(inexact, tmp_path / "registry", capsys, "episode 1's own image stats", repr(CAMERA),
+                        "its mean is", "1.0% off")
+
+
+def test_a_dataset_written_by_lerobots_own_writer_is_published_after_stats_fix(tmp_path, lerobot_home, capsys):
+    """lerobot's recording API (``add_frame`` / ``save_episode``) writes estimated image stats: 0.4.4's ~100x too
+    small, 0.6's from a sample of the frames before encoding. Publish refuses either, and the stats fix
+    computes from the same decoded frames as publish's check, so the fixed dataset passes it."""
+    from lerobot_recorder import write_with_lerobot
+
+    from so101_dataengine.formats.episode import record_episode
+    from so101_dataengine.formats.features import so101_features
+    from so101_dataengine.lerobot_compat import LEROBOT_06
+    from so101_dataengine.scenes.expert import ScriptedExpert
+    from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
+
+    env = PickPlaceEnv(PickPlaceConfig(image_size=32))
+    expert = ScriptedExpert(env)
+    try:
+        episodes = [record_episode(env, seed, lambda _obs: expert.act(), expert.reset).frames for seed in (7, 8)]
+    finally:
+        env.close()
+    written = tmp_path / "lerobot_written"
+    write_with_lerobot(written, REPO, 30, so101_features(32), episodes)
+    _refused_then_fixed(written, tmp_path / "registry", capsys, "'observation.images.",
+                        "are not those of its decoded frames" if LEROBOT_06 else "~100x too small")
 
 
 def _flip_a_byte(path) -> None:
