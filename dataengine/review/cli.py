@@ -25,8 +25,10 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier", type=Path, default=None,
                    help="score the episodes with this classifier artifact (in the background; recorded scores of "
                         "the same classifier are reused)")
-    p.add_argument("--curated", type=Path, nargs="*", default=[], metavar="DATASET",
-                   help="datasets curated from these runs: show which episodes they accepted")
+    p.add_argument("--curated", type=Path, action="append", default=[], metavar="DATASET",
+                   help="a dataset curated from these runs: show each episode's decision (accepted, or the "
+                        "rejection code and detail); repeatable. Curated datasets beside a run whose decisions "
+                        "name it are found without it")
     p.add_argument("--by", default=None, help="who labels (default: your user name; the page can change it)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="(%(default)s; 0: any free port)")
@@ -50,7 +52,8 @@ def _run_review(args: argparse.Namespace) -> None:
     if args.classifier is not None:
         catalog.score_with(args.classifier)
     app = create_app(catalog, book, args.by, args.classifier, args.whiskers_every)
-    print(f"{len(catalog.rows)} episodes of {len(catalog.runs)} runs; labels -> {labels}")
+    curated = f"; curation decisions of {', '.join(catalog.curated)}" if catalog.curated else ""
+    print(f"{len(catalog.rows)} episodes of {len(catalog.runs)} runs{curated}; labels -> {labels}")
     serve(app, args.host, args.port, on_ready=lambda url: print(f"review page: {url}  (Ctrl-C to stop)", flush=True))
 
 

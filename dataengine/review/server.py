@@ -8,8 +8,9 @@ preflight this server never grants, and on a loopback address a request must nam
 (a DNS-rebinding page cannot reach it).
 
 Endpoints: ``GET /`` the page; ``GET /api/state``; ``GET /api/episodes?sort&outcome&verdict&labelled&disagreement
-&page&per_page``; ``GET /api/episodes/R/E``; ``GET /media/R/E/CAMERA.mjpeg`` (the stored JPEG stream, which the page
-splits into frames with the offsets of ``/api/episodes/R/E``); ``GET /thumb/R/E.jpg`` (a frame strip);
+&curation&page&per_page`` (``curation``: ``accepted``, ``rejected`` or a rejection code); ``GET /api/episodes/R/E``;
+``GET /media/R/E/CAMERA.mjpeg`` (the stored JPEG stream, which the page splits into frames with the offsets of
+``/api/episodes/R/E``); ``GET /thumb/R/E.jpg`` (a frame strip);
 ``POST /api/labels`` and ``POST /api/labels/undo``; ``POST|GET /api/whiskers/R/E`` and ``GET /whiskers/R/E.png``.
 """
 
@@ -84,6 +85,7 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
     whiskers = Whiskers(catalog, whisker_every)
     by = by or getpass.getuser()
     ours = {(catalog.runs[r.run].run_id, r.episode_id) for r in catalog.rows}
+    curation_filters = catalog.curation_filters()
 
     def row_of(run: int, episode: int) -> Row:
         try:
@@ -121,7 +123,8 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
                    "fps": r.fps} for r in catalog.runs],
             episodes=len(catalog.rows), labelled=len(ours & book.current().keys()), labels_file=str(book.path), by=by,
             retrain=retrain_command(catalog, book.path, classifier), outcomes=catalog.outcomes(), sorts=SORTS,
-            page_sizes=PAGE_SIZES, scoring=catalog.scoring)
+            page_sizes=PAGE_SIZES, scoring=catalog.scoring, curation_filters=curation_filters,
+            curation_reveals_outcome=any(d.reveals_outcome for r in catalog.rows for d in r.curation))
 
     @app.get("/api/episodes")
     def episodes():
@@ -129,12 +132,13 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
         try:
             q = Query(sort=args.get("sort", "episode"), outcome=args.get("outcome") or None,
                       verdict=_tristate(args.get("verdict")), labelled=_tristate(args.get("labelled")),
-                      disagreement=args.get("disagreement") == "true", page=max(0, int(args.get("page", 0))),
-                      per_page=int(args.get("per_page", 50)))
-            if q.per_page not in PAGE_SIZES or q.sort not in SORTS:
+                      disagreement=args.get("disagreement") == "true", curation=args.get("curation") or None,
+                      page=max(0, int(args.get("page", 0))), per_page=int(args.get("per_page", 50)))
+            if q.per_page not in PAGE_SIZES or q.sort not in SORTS or q.curation not in (None, *curation_filters):
                 raise ValueError
         except ValueError:
-            abort(400, f"sort is one of {', '.join(SORTS)}, per_page one of {PAGE_SIZES}")
+            abort(400, f"sort is one of {', '.join(SORTS)}, per_page one of {PAGE_SIZES}, curation one of "
+                       f"{', '.join(curation_filters) or '(none: no curated dataset)'}")
         labels = book.current()
         total, rows = catalog.query(q, labels)
         return jsonify(total=total, page=q.page, per_page=q.per_page, rows=[

@@ -58,9 +58,12 @@ def run_dir(tmp_path_factory, workspace) -> Path:
 
 
 def writer(run: Path, labels: Path, name: str, count: int, go: Path) -> subprocess.Popen:
-    """A ``dataengine classifier label`` process that writes ``count`` labels once ``go`` exists."""
-    return subprocess.Popen([sys.executable, str(WRITER), str(run), str(labels), name, str(count), str(go)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A ``dataengine classifier label`` process, started and ready: it writes ``count`` labels once ``go``
+    exists."""
+    process = subprocess.Popen([sys.executable, str(WRITER), str(run), str(labels), name, str(count), str(go)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n", process.communicate()
+    return process
 
 
 def test_two_label_commands_at_once_lose_no_label(run_dir, tmp_path):

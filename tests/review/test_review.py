@@ -9,6 +9,8 @@ import json
 import shlex
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from so101_dataengine.classifier.data import rollout_episodes
-from so101_dataengine.classifier.labels import read_labels
+from so101_dataengine.classifier.labels import labels_lock, read_labels
 from so101_dataengine.cli import main
 from so101_dataengine.rollouts.config import RolloutConfig
 from so101_dataengine.base.executors import ExecutorConfig
@@ -27,6 +29,7 @@ from so101_dataengine.review.labelbook import LabelBook
 from so101_dataengine.review.server import bind, create_app, url_of
 from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.formats.store import EpisodeStore, episode_dirname
+from so101_dataengine.formats.v3_dataset import read_provenance
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,21 +60,45 @@ def _digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture
-def server(run_dir, tmp_path, monkeypatch):
-    """A review server on a free port of 127.0.0.1, in this process, over the run given as a relative path (as a
-    user in the workspace would); yields (url, labels path)."""
-    labels = tmp_path / "labels.jsonl"
+@pytest.fixture(scope="module")
+def curated(run_dir, tmp_path_factory) -> Path:
+    """The run curated for real (the simulator's outcome as the verdict): some episodes accepted, the others
+    rejected by the grip step (no_transport) or the verdict (low_score). Not beside the run: --curated finds it."""
+    dataset = tmp_path_factory.mktemp("curated") / "round1"
+    assert main(["curate", "--runs", str(run_dir), "--use-sim-outcome", "--vcodec", "h264", "--workers", "1",
+                 "--out", str(dataset), "--repo-id", "local/review_test"]) == 0
+    return dataset
+
+
+def _decisions(dataset: Path) -> dict[int, dict]:
+    """Episode id -> its line of the dataset's decisions.jsonl, as curate wrote it."""
+    lines = (dataset / "meta" / "curation" / "decisions.jsonl").read_text().splitlines()
+    return {line["episode"]: line for line in map(json.loads, lines)}
+
+
+@contextlib.contextmanager
+def _serving(catalog: Catalog, labels: Path):
+    """A review server over ``catalog`` on a free port of 127.0.0.1, in this process; yields its URL."""
     book = LabelBook(labels)
     book.check_writable()
-    monkeypatch.chdir(run_dir.parent)
-    app = create_app(Catalog.load([Path(run_dir.name)]), book, by="tester", whisker_every=30)
-    httpd = bind(app, "127.0.0.1", 0)
+    httpd = bind(create_app(catalog, book, by="tester", whisker_every=30), "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield url_of(httpd), labels
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield url_of(httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server(run_dir, tmp_path, monkeypatch):
+    """A review server over the run given as a relative path (as a user in the workspace would); yields (url,
+    labels path)."""
+    labels = tmp_path / "labels.jsonl"
+    monkeypatch.chdir(run_dir.parent)
+    with _serving(Catalog.load([Path(run_dir.name)]), labels) as url:
+        yield url, labels
 
 
 @contextlib.contextmanager
@@ -266,15 +293,23 @@ def test_thousands_of_episodes_load_once_and_page_fast(run_dir, tmp_path):
     assert loaded < 10 and paged < 0.5, (loaded, paged)
 
 
-def test_bad_input_is_one_error_line(run_dir, tmp_path, capsys):
+def test_bad_input_is_one_error_line(run_dir, curated, tmp_path, capsys):
     bad_labels = tmp_path / "bad.jsonl"
     bad_labels.write_text('{"run_id": "r", "episode_id": 1, "success": "yes"}\n')
+    broken, undecided = tmp_path / "broken", tmp_path / "undecided"
+    for copy in (broken, undecided):
+        shutil.copytree(curated, copy)
+    decisions = broken / "meta" / "curation" / "decisions.jsonl"
+    decisions.write_text(decisions.read_text().splitlines()[0] + '\n{"run": "r", "episode": 1, "decision": "grip"}\n')
+    (undecided / "meta" / "curation" / "decisions.jsonl").unlink()  # curated before curate recorded decisions
     cases = [
         (["review", str(tmp_path / "nowhere")], "does not exist"),
         (["review", str(run_dir), "--labels", str(bad_labels)], "line 1 is not a label"),
         (["review", str(run_dir), "--labels", str(tmp_path / "missing" / "l.jsonl")], "does not exist: create it"),
         (["review", str(run_dir), str(run_dir)], "given twice"),
         (["review", str(run_dir), "--curated", str(tmp_path)], "dataengine.json is missing"),
+        (["review", str(run_dir), "--curated", str(broken)], "line 2 is not a curation decision (a rejection needs"),
+        (["review", str(run_dir), "--curated", str(undecided)], "decisions.jsonl is missing: pass a dataset written"),
     ]
     for args, message in cases:
         assert main(["--workspace", str(tmp_path), *args]) == 2, args
@@ -325,12 +360,122 @@ def test_the_pages_retrain_command_trains_on_its_labels_and_the_new_classifier_s
     assert _digest(run_dir) == before
 
 
-def test_curations_verdicts(run_dir, tmp_path):
-    """``--curated``: which episodes a dataset curated from the run took."""
-    dataset = tmp_path / "curated"
-    assert main(["curate", "--runs", str(run_dir), "--use-sim-outcome", "--vcodec", "h264", "--workers", "1",
-                 "--out", str(dataset), "--repo-id", "local/review_test"]) == 0
-    catalog = Catalog.load([run_dir], [dataset])
-    accepted = {r.episode_id for r in catalog.rows if r.curated == "accepted into curated"}
-    assert accepted and all(catalog.row(0, i).outcome == "SUCCESS" for i in accepted)
-    assert {r.curated for r in catalog.rows if r.episode_id not in accepted} == {"not accepted by curated"}
+def test_each_episodes_curation_decision_and_filtering_by_rejection_code(run_dir, curated, tmp_path):
+    """``--curated``: every episode shows what the curated dataset decided (accepted, or the step, code and detail
+    of its decisions.jsonl), and filtering by a code lists exactly the episodes rejected with it."""
+    decisions = _decisions(curated)
+    codes = [d["code"] for d in decisions.values() if d["code"]]
+    assert {"no_transport", "low_score"} <= set(codes)  # the failing expert's mix: two filters reject
+    client = create_app(Catalog.load([run_dir], [curated]), LabelBook(tmp_path / "labels.jsonl")).test_client()
+    rows = client.get("/api/episodes?per_page=10").get_json()["rows"]
+    assert {r["episode"]: [(d["dataset"], d["accepted"], d["step"], d["code"], d["detail"]) for d in r["curation"]]
+            for r in rows} == {e: [(str(curated), d["decision"] == "accepted", None if d["code"] is None
+                                    else d["decision"], d["code"], d["detail"])] for e, d in decisions.items()}
+    state = client.get("/api/state").get_json()
+    assert state["curation_filters"] == ["accepted", "rejected", "no_transport", "low_score"]  # the filters' order
+    assert state["curation_reveals_outcome"]  # the simulator's outcome was the verdict: hidden when blind
+    for code in set(codes):
+        page = client.get(f"/api/episodes?curation={code}").get_json()
+        assert sorted(r["episode"] for r in page["rows"]) == sorted(e for e, d in decisions.items() if d["code"] == code)
+    accepted = {r["episode"] for r in client.get("/api/episodes?curation=accepted").get_json()["rows"]}
+    assert accepted == {e["source_episode"] for e in read_provenance(curated)}  # what the dataset holds
+    assert client.get("/api/episodes?curation=rejected").get_json()["total"] == 6 - len(accepted)
+    assert client.get("/api/episodes?curation=jerk").status_code == 400  # a code no dataset gave
+
+
+def test_a_curated_dataset_beside_the_run_is_found_without_asking(run_dir, curated, tmp_path):
+    """A cycle's round holds ``rollout/`` and ``dataset/`` side by side: review finds the dataset, since its
+    decisions name the run, here one copied elsewhere since (recognised by the run id the dataset records); a
+    curated dataset beside it that judged another run adds nothing."""
+    round_dir = tmp_path / "round"
+    shutil.copytree(run_dir, round_dir / "rollout", copy_function=os.link)
+    shutil.copytree(curated, round_dir / "dataset", copy_function=os.link)
+    found = Catalog.load([round_dir / "rollout"])
+    assert found.curated == [str(round_dir / "dataset")]
+    given = Catalog.load([run_dir], [curated])
+    assert [[(d.accepted, d.code) for d in r.curation] for r in found.rows] == \
+        [[(d.accepted, d.code) for d in r.curation] for r in given.rows]
+    assert all(r.curation == [] for r in Catalog.load([run_dir]).rows)  # nothing curated beside the original
+
+
+def test_the_page_shows_curation_decisions_and_filters_by_code(run_dir, curated, tmp_path):
+    decisions = _decisions(curated)
+    code = "no_transport"
+    with _serving(Catalog.load([run_dir], [curated]), tmp_path / "labels.jsonl") as url, _pages(url) as (page,):
+        shown = {int(tr.get_attribute("id").split("-")[-1]): tr.query_selector("td.curation .decision")
+                 .get_attribute("data-code") for tr in page.query_selector_all("tr.row")}
+        assert shown == {e: d["code"] or "accepted" for e, d in decisions.items()}
+        assert decisions[0]["detail"] in page.inner_text("#facts")  # the current episode's detail, written out
+        page.select_option("#curation", code)
+        page.wait_for_function(f"document.querySelector('#page').textContent.includes("
+                               f"'({sum(d['code'] == code for d in decisions.values())} episodes)')")
+        listed = [int(tr.get_attribute("id").split("-")[-1]) for tr in page.query_selector_all("tr.row")]
+        assert listed == sorted(e for e, d in decisions.items() if d["code"] == code)
+        page.check("#blind")  # the verdict was the simulator's outcome: the decisions and their filter go
+        page.wait_for_function("!document.querySelector('#curation').value")
+        assert not page.is_visible("td.curation .decision") and not page.is_visible("#curation")
+        page.uncheck("#blind")
+        page.wait_for_function("document.querySelector('#page').textContent.includes('(6 episodes)')")
+        page.screenshot(path=str(tmp_path / "review_curated.png"))
+
+
+LABEL_WRITER = Path(__file__).parents[1] / "classifier" / "label_writer.py"
+"""``dataengine classifier label`` in a process of its own, labelling again and again."""
+
+
+@pytest.fixture
+def review_process(run_dir, tmp_path):
+    """``dataengine review`` as a user starts it, in its own process, on a free port; yields (url, labels)."""
+    labels = tmp_path / "labels.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "so101_dataengine.cli", "review", str(run_dir), "--labels",
+                                str(labels), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("review page: "):
+                break
+        else:
+            pytest.fail(f"review exited with {process.wait()} before serving")
+        yield line.split()[2], labels
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _post_label(url: str, episode: int, by: str) -> int:
+    body = json.dumps({"run": 0, "episode": episode, "success": False, "by": by}).encode()
+    request = urllib.request.Request(url + "api/labels", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.status
+
+
+def test_the_page_and_the_label_command_at_once_lose_no_label(review_process, run_dir, tmp_path):
+    """The review page's server and ``dataengine classifier label``, two processes writing 50 labels each at the
+    same time: all 100 lines are in the file."""
+    url, labels = review_process
+    go = tmp_path / "go"
+    command = subprocess.Popen([sys.executable, str(LABEL_WRITER), str(run_dir), str(labels), "cli", "50", str(go)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert command.stdout.readline() == "ready\n", command.communicate()
+    go.touch()
+    assert all(_post_label(url, i % 6, f"page-{i}") == 200 for i in range(50))
+    _, stderr = command.communicate(timeout=300)
+    assert command.returncode == 0, stderr
+    assert sorted(line["by"] for line in _lines(labels)) == sorted(f"{who}-{i}" for who in ("cli", "page")
+                                                                    for i in range(50))
+
+
+def test_a_held_lock_makes_the_page_wait_then_write(review_process, run_dir):
+    """While another process (here the test) holds the labels file's lock, a key press's request waits: nothing
+    is written over the file, and once the lock is free the label is added to what the holder wrote."""
+    url, labels = review_process
+    answered = []
+    with labels_lock(labels):
+        request = threading.Thread(target=lambda: answered.append(_post_label(url, 2, "page")))
+        request.start()
+        labels.write_text(json.dumps({"run_id": "other", "episode_id": 7, "success": True}) + "\n")
+        request.join(timeout=1.5)
+        assert request.is_alive() and not answered  # waiting, not failed
+    request.join(timeout=60)
+    assert answered == [200]
+    assert [(l["run_id"], l["episode_id"]) for l in _lines(labels)] == [
+        ("other", 7), (EpisodeStore.open(run_dir).manifest["run_id"], 2)]

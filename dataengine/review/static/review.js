@@ -4,6 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const CONTROLS = ["sort", "outcome", "verdict", "labelled", "curation", "per-page"];  // selects, remembered
 const view = {
   state: null, rows: [], total: 0, page: 0, current: -1,
   player: { urls: {}, frames: 0, index: 0, timer: null, fps: 30 },
@@ -35,6 +36,24 @@ function labelCell(label) {
   if (!label) return '<span class="muted">–</span>';
   return label.success ? '<span class="label-success">success</span>' : '<span class="label-failure">failure</span>';
 }
+function esc(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+// A curated dataset's decision: "accepted", or the rejection code (the step and the measured detail on hover in
+// the list, written out in the facts). Decisions of a dataset whose verdict was the simulator's outcome reveal
+// it, so they are hidden with it.
+function decisionSpan(d, long) {
+  const cls = d.reveals_outcome ? " sim" : "";
+  const where = long ? `${esc(d.dataset)}: ` : "";
+  if (d.accepted) return `<span class="decision${cls}" data-code="accepted">${where}<span class="yes">accepted</span></span>`;
+  const why = `${esc(d.step)}: ${esc(d.detail || "")}`;
+  return `<span class="decision${cls}" data-code="${esc(d.code)}" title="${esc(d.dataset)}, ${why}">${where}` +
+    `<span class="no">${esc(d.code)}</span>${long ? ` <span class="muted">(${why})</span>` : ""}</span>`;
+}
+function curationCell(row, long = false) {
+  if (!row.curation.length) return '<span class="muted">–</span>';
+  return row.curation.map((d) => decisionSpan(d, long)).join(long ? "<br>" : " ");
+}
 function outcomeCell(outcome) {
   const words = outcome.toLowerCase().replaceAll("_", " ");
   return outcome === "SUCCESS" ? `<span class="yes">${words}</span>` : `<span class="no">${words}</span>`;
@@ -43,14 +62,15 @@ function outcomeCell(outcome) {
 function query() {
   const params = new URLSearchParams({
     sort: $("sort").value, outcome: $("outcome").value, verdict: $("verdict").value,
-    labelled: $("labelled").value, disagreement: $("disagreement").checked, page: view.page,
+    labelled: $("labelled").value, disagreement: $("disagreement").checked, curation: $("curation").value,
+    page: view.page,
     per_page: $("per-page").value });
   return params.toString();
 }
 
 function saveControls() {
   const controls = {};
-  for (const id of ["sort", "outcome", "verdict", "labelled", "per-page"]) controls[id] = $(id).value;
+  for (const id of CONTROLS) controls[id] = $(id).value;
   controls.disagreement = $("disagreement").checked;
   controls.page = view.page;
   localStorage.setItem("review-controls", JSON.stringify(controls));
@@ -68,7 +88,7 @@ async function loadPage(select = 0) {
       <td class="episode">${row.run} · ${row.episode}<br><span class="muted">seed ${row.seed}</span></td>
       <td><img loading="lazy" alt="frames" src="/thumb/${row.run}/${row.episode}.jpg"></td>
       <td>${fmt(row.score)}</td><td>${verdictCell(row)}</td><td class="sim">${outcomeCell(row.outcome)}</td>
-      <td>${row.curated || '<span class="muted">–</span>'}</td>
+      <td class="curation">${curationCell(row)}</td>
       <td class="label">${labelCell(row.label)}</td></tr>`).join("");
   for (const tr of $("rows").querySelectorAll("tr.row")) {
     tr.addEventListener("click", () => select_(Number(tr.dataset.index)));
@@ -159,7 +179,7 @@ async function select_(index) {
   const facts = [
     ["run", `${run.dir} (${run.policy.kind || "?"})`], ["seed", row.seed], ["length", `${row.length} frames`],
     ["classifier", `${verdictCell(row)} score ${fmt(row.score)} (threshold ${fmt(row.threshold)})`],
-    ["curation", row.curated || "–"],
+    ["curation", curationCell(row, true)],
     ["simulator", `<span class="sim">${outcomeCell(detail.metrics.outcome)} · picked ${detail.metrics.picked} · ` +
       `max cube height ${(detail.metrics.max_cube_height * 100).toFixed(1)} cm</span>`],
     ["label", `<span id="current-label">${labelCell(detail.label)}${detail.label ?
@@ -243,9 +263,12 @@ function applyBlind() {
   const blind = $("blind").checked;
   document.body.classList.toggle("blind", blind);
   localStorage.setItem("review-blind", blind);
-  if (blind && ($("sort").value === "disagreement" || $("outcome").value || $("disagreement").checked)) {
+  const curationRevealing = view.state.curation_reveals_outcome && $("curation").value;
+  if (blind && ($("sort").value === "disagreement" || $("outcome").value || $("disagreement").checked ||
+                curationRevealing)) {
     if ($("sort").value === "disagreement") $("sort").value = "episode";
     $("outcome").value = ""; $("disagreement").checked = false;
+    if (curationRevealing) $("curation").value = "";
     view.page = 0; loadPage().catch(showError);
   }
 }
@@ -268,9 +291,14 @@ async function start() {
   const s = view.state;
   $("outcome").innerHTML += s.outcomes.map((o) => `<option value="${o}">${o}</option>`).join("");
   $("per-page").innerHTML = s.page_sizes.map((n) => `<option value="${n}">${n}</option>`).join("");
+  const words = { accepted: "accepted", rejected: "rejected (any code)" };
+  $("curation").innerHTML += s.curation_filters.map((f) =>
+    `<option value="${f}">${words[f] || `rejected: ${f}`}</option>`).join("");
+  $("curation-filter").hidden = !s.curation_filters.length;
+  $("curation-filter").classList.toggle("needs-sim", s.curation_reveals_outcome);
   $("per-page").value = "50";
   const saved = JSON.parse(localStorage.getItem("review-controls") || "{}");
-  for (const id of ["sort", "outcome", "verdict", "labelled", "per-page"]) {
+  for (const id of CONTROLS) {
     if (saved[id] !== undefined && [...$(id).options].some((o) => o.value === saved[id])) $(id).value = saved[id];
   }
   $("disagreement").checked = Boolean(saved.disagreement);
@@ -280,7 +308,7 @@ async function start() {
   $("blind").checked = localStorage.getItem("review-blind") === "true";
   document.body.classList.toggle("blind", $("blind").checked);
   $("blind").addEventListener("change", applyBlind);
-  for (const id of ["sort", "outcome", "verdict", "labelled", "disagreement", "per-page"]) {
+  for (const id of [...CONTROLS, "disagreement"]) {
     $(id).addEventListener("change", () => { view.page = 0; loadPage().catch(showError); $(id).blur(); });
   }
   $("prev").addEventListener("click", () => { if (view.page > 0) { view.page -= 1; loadPage().catch(showError); } });
