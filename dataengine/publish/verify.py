@@ -37,10 +37,12 @@ from so101_dataengine.base.files import parquet_rows, parquet_schema
 
 STAT_NAMES = ("mean", "std", "min", "max", "count")
 EXACT_IMAGE_STATS = ("mean", "std", "min", "max")
-"""The image stats compared with the decoded frames' (the quantiles are lerobot's extras; no policy here uses them)."""
+"""The image stats compared with the decoded frames' (lerobot's policies normalise images by mean and std, by min
+and max, or not at all; never by the quantiles)."""
 STATS_TOLERANCE = 1e-6
-"""Relative difference allowed between written and recomputed image stats: float rounding only (an exact stat
-written as float32, lerobot's per-episode columns, is off by 6e-8); sampled stats are off by 1e-3 and more."""
+"""Relative difference allowed between written and recomputed image stats: float rounding only (both are float64;
+exact stats combined in another order, as lerobot's merge aggregates episodes, differ in the last digits only).
+The smallest real inexactness seen is 10^-3: the old stats of videos lerobot's delete_episodes re-encoded."""
 MIN_IMAGE_STD = 0.005
 """Image stds (pixels in [0, 1]) below this are lerobot's sampled-stats bug, not a real camera image."""
 
