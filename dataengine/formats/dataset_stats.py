@@ -23,6 +23,7 @@ from so101_dataengine.base.files import read_parquet, reading, write_atomic
 from so101_dataengine.formats.v3_dataset import DAMAGED, check_complete, read_episodes, read_info, video_keys
 from so101_dataengine.lerobot_compat.video import iter_frames
 
+
 class EpisodeImageStats:
     """Exact image stats of each episode one video file holds, fed that file's decoded frames one at a time.
 

@@ -297,11 +297,15 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
     return scans
 
 
-def _largest_difference(written, exact: np.ndarray) -> str | None:
-    """How far a written stat is from the exact one, in words (None within :data:`STATS_TOLERANCE`)."""
+def _largest_difference(written: object, exact: np.ndarray) -> str | None:
+    """How far a written stat (a number or nested list, as JSON or parquet hold it) is from the exact one, in words
+    (None within :data:`STATS_TOLERANCE`)."""
     if written is None:
         return "is missing"
-    found = np.asarray(_flatten(written) if isinstance(written, list) else [written], dtype=np.float64)
+    try:
+        found = np.asarray(_flatten(written) if isinstance(written, list) else [written], dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"is {str(written)[:40]!r}, not numbers"
     exact = exact.ravel()
     if found.shape != exact.shape:
         return f"has {found.size} values, not {exact.size}"
