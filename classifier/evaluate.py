@@ -22,6 +22,7 @@ from so101_dataengine.classifier.artifact import SuccessClassifier, load_classif
 from so101_dataengine.classifier.config import ClassifierEvalConfig
 from so101_dataengine.classifier.labels import read_labels
 from so101_dataengine.classifier.metrics import best_precision_at_recall, confusion, reliability, roc_auc
+from so101_dataengine.classifier.scoring import verdicts_of
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import write_atomic
 from so101_dataengine.base.preflight import check_new_output_dir
@@ -51,24 +52,23 @@ def _check_unseen(clf: SuccessClassifier, stores: list[EpisodeStore]) -> None:
 def score_runs(clf: SuccessClassifier, stores: list[EpisodeStore], labels: dict, batch_episodes: int, workers: int,
                console: Console) -> list[ScoredEpisode]:
     """Score every episode of the runs, ``batch_episodes`` at a time, decoding in ``workers`` threads."""
-    jobs = [(store, i) for store in stores for i in store.completed_ids()]
-    if not jobs:
+    runs = [(store, store.completed_ids()) for store in stores]
+    if not any(ids for _, ids in runs):
         raise DataEngineError("the runs hold no finished episodes to evaluate")
     scored: list[ScoredEpisode] = []
     with progress_bar(console, "classifier eval") as progress, ThreadPoolExecutor(max(1, workers)) as pool:
-        bar = progress.add_task("eval", total=len(jobs), status="")
-        for start in range(0, len(jobs), batch_episodes):
-            batch = jobs[start : start + batch_episodes]
-            last = slice(-clf.end_frames, None)  # the episode rule reads only the last frames: decode only those
-            episodes = list(pool.map(lambda job: job[0].read(job[1], frames=last), batch))
-            scores = clf.score_episodes(episodes)
-            for (store, episode_id), episode, score in zip(batch, episodes, scores):
-                run_id = store.manifest["run_id"]
-                outcome = episode.meta["metrics"]["outcome"]
-                human = labels.get((run_id, episode_id))
-                success = human.success if human else outcome == Outcome.SUCCESS.value
-                scored.append(ScoredEpisode(run_id, episode_id, outcome, success, float(score)))
-            progress.update(bar, advance=len(batch))
+        bar = progress.add_task("eval", total=sum(len(ids) for _, ids in runs), status="")
+        for store, ids in runs:
+            run_id = store.manifest["run_id"]
+            for start in range(0, len(ids), batch_episodes):
+                batch = ids[start : start + batch_episodes]
+                verdicts = verdicts_of(clf, store, batch, read_all=pool.map, batch_episodes=batch_episodes)
+                for episode_id, verdict in zip(batch, verdicts):
+                    outcome = store.read_meta(episode_id)["metrics"]["outcome"]
+                    human = labels.get((run_id, episode_id))
+                    success = human.success if human else outcome == Outcome.SUCCESS.value
+                    scored.append(ScoredEpisode(run_id, episode_id, outcome, success, verdict.score))
+                progress.update(bar, advance=len(batch))
     return scored
 
 

@@ -332,25 +332,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     return result
 
 
-_CLASSIFIERS: dict[str, object] = {}
-SCORE_BATCH_EPISODES = 64
-"""Episodes decoded and scored at once (64 x 8 frames x 2 views of 224 px: ~150 MB)."""
-
-
 def score_stored(store: EpisodeStore, episode_ids: list[int], artifact: str) -> None:
-    """Score stored episodes with the success classifier (batched, on this worker's GPU when it has one), decoding
-    only the frames its episode rule reads, and record each verdict beside the episode (``classifier.json``)."""
-    from so101_dataengine.classifier.artifact import load_classifier
+    """Score the task's stored episodes with the success classifier (on this worker's GPU when it has one) and
+    record each verdict beside its episode, so curation reuses it instead of scoring again."""
+    from so101_dataengine.classifier.scoring import classifier_at, verdicts_of
 
-    if artifact not in _CLASSIFIERS:
-        _CLASSIFIERS[artifact] = load_classifier(Path(artifact))
-    classifier = _CLASSIFIERS[artifact]
-    last = slice(-classifier.end_frames, None)
     stored = set(store.completed_ids())
-    ids = [i for i in episode_ids if i in stored]
-    for start in range(0, len(ids), SCORE_BATCH_EPISODES):
-        episodes = [store.read(i, frames=last) for i in ids[start : start + SCORE_BATCH_EPISODES]]
-        for episode, score in zip(episodes, classifier.score_episodes(episodes)):
-            store.write_score(episode.meta["episode_id"], {"classifier": classifier.version, "score": float(score),
-                                                          "threshold": classifier.threshold,
-                                                          "success": bool(score >= classifier.threshold)})
+    verdicts_of(classifier_at(artifact), store, [i for i in episode_ids if i in stored], record=True)

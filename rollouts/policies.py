@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.rollouts.lerobot_policy import (ACTION_KEY, DRIVES, IMAGES_KEY, STATE_KEY, Drive, image_size_of,  # noqa: F401
-                                     inspect_checkpoint, load_policy, policy_type, read_policy_config)
+from so101_dataengine.rollouts.lerobot_policy import IMAGES_KEY, STATE_KEY, Drive, inspect_checkpoint, load_policy
 from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
 from so101_dataengine.scenes.faulty_expert import FaultMix, FaultyExpert
 from so101_dataengine.scenes.pick_place import TASK, Observation, PickPlaceEnv

@@ -34,7 +34,8 @@ from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
 from so101_dataengine.rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
 from so101_dataengine.rollouts.lerobot_policy import DRIVES
-from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256, inspect_checkpoint, policy_type
+from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint, policy_type
+from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256
 from so101_dataengine.formats.store import LOCK, EpisodeStore
 from so101_dataengine.scenes.faulty_expert import FaultMix
 from so101_dataengine.scenes.outcome import Outcome
@@ -244,13 +245,13 @@ def summarize(store: EpisodeStore, env_steps: int, seconds: float, phase_seconds
 
 
 def _classifier_summary(store: EpisodeStore, metas: list[dict]) -> dict | None:
-    scored = [(m, score) for m in metas if (score := store.read_score(m["episode_id"])) is not None]
+    scored = [(m, verdict) for m in metas if (verdict := store.read_verdict(m["episode_id"])) is not None]
     if not scored:
         return None
-    accepted = [m for m, score in scored if score["success"]]
+    accepted = [m for m, verdict in scored if verdict.success]
     true_accepted = sum(m["metrics"]["outcome"] == Outcome.SUCCESS.value for m in accepted)
     successes = sum(m["metrics"]["outcome"] == Outcome.SUCCESS.value for m, _ in scored)
-    return {"version": scored[0][1]["classifier"], "scored": len(scored), "accepted": len(accepted),
+    return {"version": scored[0][1].classifier, "scored": len(scored), "accepted": len(accepted),
             "precision": true_accepted / len(accepted) if accepted else None,
             "recall": true_accepted / successes if successes else None}
 

@@ -96,9 +96,9 @@ def read_json_object(path: Path, fix: str, required: tuple[str, ...] = ()) -> di
     return value
 
 
-def read_npz(path: Path, keys: list[str], fix: str) -> dict:
-    """The arrays ``keys`` of the ``.npz`` archive at ``path``, all decompressed here (a cut or corrupt archive
-    fails now, naming the file, not later inside a computation)."""
+def read_npz(path: Path, keys: list[str], fix: str, optional: list[str] = ()) -> dict:
+    """The arrays ``keys`` (and those of ``optional`` that it has) of the ``.npz`` archive at ``path``, all
+    decompressed here (a cut or corrupt archive fails now, naming the file, not later inside a computation)."""
     import numpy as np
 
     path = Path(path)
@@ -106,7 +106,7 @@ def read_npz(path: Path, keys: list[str], fix: str) -> dict:
         absent = [key for key in keys if key not in archive.files]
         if absent:
             raise DataEngineError(f"{path} is damaged (it lacks the arrays {', '.join(absent)}): {fix}")
-        return {key: archive[key] for key in keys}
+        return {key: archive[key] for key in [*keys, *(k for k in optional if k in archive.files)]}
 
 
 def read_parquet(path: Path, fix: str, columns: list[str] | None = None):

@@ -3,7 +3,8 @@
 ```
 RUN/manifest.json                      run id, full config, policy identity, n, seeds (written once, atomically)
 RUN/episodes/e000042/meta.json         episode id, seed, initial scene, outcome + metrics, policy identity
-RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,)
+RUN/episodes/e000042/data.npz          state (T, 6), action (T, 6), timestamp (T,), offsets.<camera key> (T + 1,),
+                                       crc32.<camera key> (T,): each frame's CRC-32 (absent in runs recorded before)
 RUN/episodes/e000042/<camera key>.mjpeg  one Motion-JPEG stream per camera (``so101_dataengine.formats.frames``: cheap to record)
 RUN/episodes/e000042/classifier.json   optional: the success classifier's score (``rollout --classifier``)
 RUN/.lock                              held (flock) by the rollout writing the run: one at a time
@@ -26,7 +27,9 @@ import numpy as np
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json, read_json_object, read_npz, write_atomic
-from so101_dataengine.formats.frames import JPEG_QUALITY, JpegStreamWriter, check_stream_size, read_jpeg_stream
+from so101_dataengine.formats.frames import (JPEG_QUALITY, JpegStreamWriter, StreamIndex, check_stream_size,
+                                             read_jpeg_stream)
+from so101_dataengine.formats.verdict import Verdict
 from so101_dataengine.scenes.outcome import EpisodeMetrics
 from so101_dataengine.scenes.randomization import SceneSample
 
@@ -115,16 +118,16 @@ class EpisodeStore:
         return read_json_object(self.episodes_dir / episode_dirname(episode_id) / "meta.json",
                                 self.damaged_fix(episode_id), _META_KEYS)
 
-    def write_score(self, episode_id: int, score: dict) -> None:
+    def write_verdict(self, episode_id: int, verdict: Verdict) -> None:
         """Record the success classifier's verdict on a stored episode (``classifier.json``, written atomically;
-        a later score by another classifier replaces it)."""
-        write_atomic(self.episodes_dir / episode_dirname(episode_id) / SCORE, json.dumps(score, indent=2))
+        a later verdict by another classifier replaces it)."""
+        write_atomic(self.episodes_dir / episode_dirname(episode_id) / SCORE, verdict.to_json())
 
-    def read_score(self, episode_id: int) -> dict | None:
-        """The classifier's verdict recorded by ``write_score``, or None."""
+    def read_verdict(self, episode_id: int) -> Verdict | None:
+        """The classifier's verdict recorded by ``write_verdict``, or None."""
         path = self.episodes_dir / episode_dirname(episode_id) / SCORE
-        return read_json(path, "delete it and score the run again (dataengine rollout --resume --classifier ...)") \
-            if path.is_file() else None
+        fix = "delete it and score the run again (dataengine rollout --resume --classifier ...)"
+        return Verdict.from_record(read_json(path, fix), path, fix) if path.is_file() else None
 
     def check(self, episode_id: int) -> None:
         """The stored episode is intact as far as can be told without decoding a frame: its files are there,
@@ -148,9 +151,15 @@ class EpisodeStore:
         meta, data = self._index(episode_id)
         selected = slice(None) if frames is None else frames
         arrays = (data["state"][selected], data["action"][selected], data["timestamp"][selected])
-        images = {key: read_jpeg_stream(path / f"{key}.mjpeg", data[f"offsets.{key}"], frames,
+        images = {key: read_jpeg_stream(path / f"{key}.mjpeg", self.stream_index(data, key), frames,
                                         self.damaged_fix(episode_id)) for key in meta["cameras"]}
         return StoredEpisode(meta, *arrays, images)
+
+    @staticmethod
+    def stream_index(data: dict[str, np.ndarray], camera: str) -> StreamIndex:
+        """A camera stream's frame index from an episode's arrays (``_index``), with its checksums where the run
+        has them."""
+        return StreamIndex(data[f"offsets.{camera}"], data.get(f"crc32.{camera}"))
 
     def _index(self, episode_id: int) -> tuple[dict, dict[str, np.ndarray]]:
         """meta.json and every array of data.npz, checked to agree on the episode's length."""
@@ -158,7 +167,8 @@ class EpisodeStore:
         fix = self.damaged_fix(episode_id)
         meta = read_json_object(path / "meta.json", fix, _META_KEYS)
         offsets = [f"offsets.{key}" for key in meta["cameras"]]
-        data = read_npz(path / "data.npz", ["state", "action", "timestamp", *offsets], fix)
+        data = read_npz(path / "data.npz", ["state", "action", "timestamp", *offsets], fix,
+                        optional=[f"crc32.{key}" for key in meta["cameras"]])
         lengths = {len(data["state"]), len(data["action"]), len(data["timestamp"]), meta["length"],
                    *(len(data[k]) - 1 for k in offsets)}
         if len(lengths) != 1:
@@ -200,11 +210,13 @@ class EpisodeWriter:
         finished it first); the episode is then dropped, never duplicated."""
         try:
             cameras = sorted(self._streams)
-            offsets = {f"offsets.{key}": index for key, index in self._close_streams().items()}
+            indices = self._close_streams()
+            offsets = {f"offsets.{key}": index.offsets for key, index in indices.items()}
+            checksums = {f"crc32.{key}": index.crc32 for key, index in indices.items()}
             frames = len(self._states)
             np.savez_compressed(self.tmp / "data.npz", state=np.stack(self._states),
                                 action=np.stack(self._actions).astype(np.float32),
-                                timestamp=np.arange(frames, dtype=np.float32) / self.fps, **offsets)
+                                timestamp=np.arange(frames, dtype=np.float32) / self.fps, **offsets, **checksums)
             meta = {"episode_id": self.episode_id, "seed": seed, "length": frames, "task": task,
                     "scene": scene.to_dict(), "metrics": metrics.to_dict(), "policy": policy,
                     "cameras": cameras}
@@ -227,7 +239,7 @@ class EpisodeWriter:
         self._close_streams()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _close_streams(self) -> dict[str, np.ndarray]:
+    def _close_streams(self) -> dict[str, StreamIndex]:
         """Close every camera's stream; their frame indices by camera key."""
         offsets = {key: stream.close() for key, stream in self._streams.items()}
         self._streams.clear()

@@ -15,6 +15,7 @@ name that run: a directory listing per run, and certain, since the dataset says 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import threading
 from dataclasses import asdict, dataclass, field
@@ -139,9 +140,9 @@ class Catalog:
             for episode_id in store.completed_ids():
                 meta = store.read_meta(episode_id)
                 row = Row(index, episode_id, int(meta["seed"]), int(meta["length"]), meta["metrics"]["outcome"])
-                score = store.read_score(episode_id)
-                if score is not None:
-                    row.score, row.threshold, row.classifier = score["score"], score["threshold"], score["classifier"]
+                verdict = store.read_verdict(episode_id)
+                if verdict is not None:
+                    row.score, row.threshold, row.classifier = verdict.score, verdict.threshold, verdict.classifier
                 rows.append(row)
         catalog = cls(runs, rows)
         seen = set()
@@ -227,6 +228,7 @@ class Catalog:
         """Score, in a background thread, every episode this classifier has not scored (in memory only: the
         server writes nothing but the labels file)."""
         from so101_dataengine.classifier.artifact import load_classifier
+        from so101_dataengine.classifier.scoring import verdicts_of
 
         classifier = load_classifier(artifact)
         todo = []
@@ -239,13 +241,14 @@ class Catalog:
         self.scoring.update(todo=len(todo), done=0)
 
         def work() -> None:
-            last = slice(-classifier.end_frames, None)
             try:
-                for start in range(0, len(todo), 16):
+                for start in range(0, len(todo), 16):  # small batches: the page shows progress as they finish
                     batch = todo[start : start + 16]
-                    episodes = [self.runs[r.run].store.read(r.episode_id, frames=last) for r in batch]
-                    for row, score in zip(batch, classifier.score_episodes(episodes)):
-                        row.score, row.threshold = float(score), classifier.threshold
+                    for run, rows in itertools.groupby(batch, key=lambda r: r.run):
+                        rows = list(rows)
+                        verdicts = verdicts_of(classifier, self.runs[run].store, [r.episode_id for r in rows])
+                        for row, verdict in zip(rows, verdicts):
+                            row.score, row.threshold = verdict.score, verdict.threshold
                     self.scoring["done"] += len(batch)
             except DataEngineError as error:
                 self.scoring["error"] = str(error)

@@ -16,6 +16,7 @@ from so101_dataengine.classifier.data import EpisodeRef, load_frames, split_by_e
 from so101_dataengine.classifier.evaluate import evaluate
 from so101_dataengine.classifier.labels import read_labels
 from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, roc_auc
+from so101_dataengine.classifier.scoring import verdicts_of
 from so101_dataengine.classifier.train import collect_episodes, train_classifier
 from so101_dataengine.cli import main
 from so101_dataengine.rollouts.config import RolloutConfig
@@ -23,6 +24,7 @@ from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig
 from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.formats.verdict import Verdict
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SIZE = 64
@@ -260,11 +262,11 @@ def test_rollout_scores_episodes_as_they_are_stored(trained, tmp_path, workspace
     store = EpisodeStore.open(tmp_path / "scored")
     clf = load_classifier(trained.artifact)
     expected = clf.score_episodes([store.read(i) for i in store.completed_ids()])
-    recorded = [store.read_score(i) for i in store.completed_ids()]
-    assert [r["classifier"] for r in recorded] == [clf.version] * 3
-    np.testing.assert_allclose([r["score"] for r in recorded], expected, atol=1e-4)
-    assert [r["success"] for r in recorded] == [bool(s >= clf.threshold) for s in expected]
-    assert summary.classifier["scored"] == 3 and summary.classifier["accepted"] == sum(r["success"] for r in recorded)
+    recorded = [store.read_verdict(i) for i in store.completed_ids()]
+    assert [r.classifier for r in recorded] == [clf.version] * 3
+    np.testing.assert_allclose([r.score for r in recorded], expected, atol=1e-4)
+    assert [r.success for r in recorded] == [bool(s >= clf.threshold) for s in expected]
+    assert summary.classifier["scored"] == 3 and summary.classifier["accepted"] == sum(r.success for r in recorded)
     assert 0 < summary.classifier["accepted"] < 3, "the run should show both verdicts"
     with pytest.raises(DataEngineError, match=f"trained on {SIZE} px frames, this run renders 32 px"):
         rollout(dataclasses.replace(config, out=tmp_path / "other", scene=PickPlaceConfig(image_size=32)), workspace)
@@ -280,5 +282,25 @@ def test_rollout_scores_episodes_as_they_are_stored(trained, tmp_path, workspace
     assert curated.classifier["version"] == clf.version and len(episodes) == curated.accepted >= 1
     for row in episodes:
         assert row["dataengine/classifier_version"] == clf.version
-        assert row["dataengine/score"] == pytest.approx(recorded[row["dataengine/source_episode"]]["score"])
-        assert recorded[row["dataengine/source_episode"]]["success"]
+        assert row["dataengine/score"] == pytest.approx(recorded[row["dataengine/source_episode"]].score)
+        assert recorded[row["dataengine/source_episode"]].success
+
+
+def test_a_recorded_verdict_is_reused_only_by_the_classifier_that_made_it(trained, eval_run, tmp_path):
+    """Curation, eval and review take a verdict recorded beside an episode instead of scoring again, but only when
+    the same classifier version recorded it; another classifier's verdict is scored anew, and a damaged record is
+    one error line naming the file."""
+    run = shutil.copytree(eval_run, tmp_path / "run")
+    store, clf = EpisodeStore.open(run), load_classifier(trained.artifact)
+    fresh = verdicts_of(clf, store, [0, 1, 2])
+    assert [v.classifier for v in fresh] == [clf.version] * 3 and not (run / "episodes/e000000/classifier.json").exists()
+    store.write_verdict(0, Verdict(clf.version, 0.123, clf.threshold))
+    store.write_verdict(1, Verdict("another", 0.456, 0.5))
+    reused = verdicts_of(clf, store, [0, 1, 2], record=True)
+    assert reused[0].score == 0.123, "this classifier's recorded verdict is taken as it is"
+    assert reused[1].classifier == clf.version and reused[1].score == pytest.approx(fresh[1].score, abs=1e-5)
+    assert store.read_verdict(2) == reused[2], "record=True writes what it scored"
+    (run / "episodes/e000001/classifier.json").write_text(json.dumps({"classifier": clf.version, "score": "0.9",
+                                                                      "threshold": 0.5}))
+    with pytest.raises(DataEngineError, match="e000001/classifier.json is damaged"):
+        verdicts_of(clf, store, [1])

@@ -43,8 +43,8 @@ ROLLOUT = ["rollout", "--policy", "scripted", "--n", "2", "--num-envs", "2", "--
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_a_number_out_of_range_is_one_error_line_before_any_work(tmp_path, capfd, argv, flag):
     out = tmp_path / "out"
-    line = assert_one_error_line([a.replace("RUN", str(tmp_path / "run")) for a in argv] + ["--out", str(out)],
-                                 capfd, flag, [tmp_path], out)
+    assert_one_error_line([a.replace("RUN", str(tmp_path / "run")) for a in argv] + ["--out", str(out)],
+                          capfd, flag, [tmp_path], out)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -30,6 +30,7 @@ from so101_dataengine.review.server import bind, create_app, url_of
 from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 from so101_dataengine.formats.v3_dataset import read_provenance
+from so101_dataengine.formats.verdict import Verdict
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,8 +49,7 @@ def run_dir(tmp_path_factory, workspace) -> Path:
     rollout(config, workspace)
     store = EpisodeStore.open(out)
     for episode_id, score in enumerate(SCORES):
-        store.write_score(episode_id, {"classifier": "c0ffee", "score": score, "threshold": 0.5,
-                                       "success": score >= 0.5})
+        store.write_verdict(episode_id, Verdict("c0ffee", score, 0.5))
     return out
 
 

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.rollouts.policies import DRIVES, LeRobotPolicy, inspect_checkpoint
+from so101_dataengine.rollouts.lerobot_policy import DRIVES, inspect_checkpoint
+from so101_dataengine.rollouts.policies import LeRobotPolicy
 from so101_dataengine.scenes.pick_place import TASK, PickPlaceConfig, PickPlaceEnv
 
 EXACT = dict(rtol=1e-5, atol=1e-5)
