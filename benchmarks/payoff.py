@@ -340,10 +340,11 @@ def collect(work: Path, scale: Scale) -> dict:
                "passes": config["steps"] * config["batch_size"] / _frames(work / "data" / student.arm),
                "success_rate": got.success_rate, "ci95": list(got.ci95), "outcomes": got.outcomes,
                "pick_rate": got.pick_rate, "eval_n": got.episodes}
-        base = loaded(Student(student.policy, "i").name)
-        if base is not None and student.arm != "i":
-            c = compare(base, got)
-            row["vs_i"] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
+        for key, arm in (("vs_i", "i"), ("vs_round1", "ii" if student.arm == "ii2" else None)):
+            before = loaded(Student(student.policy, arm).name) if arm and student.arm != arm else None
+            if before is not None:
+                c = compare(before, got)
+                row[key] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
         result["students"][student.name] = row
     result["job_seconds"] = {p.name: float(p.read_text()) for p in sorted((work / "done").glob("*"))}
     for key, prefix, counts in (("teacher_rollouts", "r", scale.rollout_runs), ("round2_rollouts", "q", scale.round2_runs)):
@@ -354,7 +355,7 @@ def collect(work: Path, scale: Scale) -> dict:
 
 def curve_figure(result: dict, path: Path) -> None:
     """Success (95 % CI) against the episodes each student was trained on: one line per policy type and recipe
-    over the data curve (i, c1, ..., ii), the unfiltered (iii) and simulator-filtered (iv) arms as markers."""
+    over the data curve (i, c1, ..., ii, then round 2's ii2), the unfiltered (iii) and simulator-filtered (iv) arms as markers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,7 +365,7 @@ def curve_figure(result: dict, path: Path) -> None:
     rows = result["students"].values()
     for policy, recipe in sorted({(r["policy"], r["recipe"]) for r in rows}):
         group = [r for r in rows if r["policy"] == policy and (r["recipe"] == recipe or r["arm"] == "i")]
-        curve = sorted((r for r in group if r["arm"] in ("i", "ii") or r["arm"].startswith("c")),
+        curve = sorted((r for r in group if r["arm"] in ("i", "ii", "ii2") or r["arm"].startswith("c")),
                        key=lambda r: r["episodes_trained_on"])
         for style, members, what in (("-o", curve, "curve"), ("s", [r for r in group if r["arm"] in ("iii", "iv")],
                                                                "iii / iv")):
@@ -397,6 +398,12 @@ def markdown(result: dict) -> str:
                   f"p = {vs['mcnemar_p']:.3g}") if vs else "-"
         lines.append(f"| {name} | {row['episodes_trained_on']} | {row['steps']} ({row['passes']:.1f}) | "
                      f"{100 * row['success_rate']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | {versus} |")
+    for name, row in result["students"].items():
+        if "vs_round1" in row:
+            vs = row["vs_round1"]
+            lines.append(f"\n{name} vs its round-1 teacher ({row['policy']}-ii), same scenes: "
+                         f"{100 * vs['difference']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], "
+                         f"McNemar p = {vs['mcnemar_p']:.3g}")
     return "\n".join(lines) + "\n"
 
 
