@@ -10,7 +10,7 @@ is caught when those tests fail; a mutation whose text is no longer in the file 
 
     python -m benchmarks.mutation                     # every mutation, a table and the score
     python -m benchmarks.mutation --only outcome-last-step --only resume-prefix
-    python -m benchmarks.mutation --json benchmarks/results/mutation.json
+    python -m benchmarks.mutation --json benchmarks/results/mutation/mutation.json
 
 The tests named by all mutations are first run once unmutated: a mutation "caught" by a test that fails anyway
 would mean nothing, so a failing baseline stops the run. docs/testing.md has the latest score.

@@ -1,7 +1,7 @@
 """The throughput curve of docs/benchmarks.md: env-steps/s against environments in flight (workers x envs per
 worker), from one or more ``gpu_throughput.py`` result files, with the naive loop as the baseline.
 
-    python benchmarks/plot_throughput.py benchmarks/results/gpu_throughput_jpeg_h200_*.json --out docs/throughput.png
+    python benchmarks/plot_throughput.py benchmarks/results/gpu_throughput/gpu_throughput_jpeg_h200_*.json --out docs/throughput.png
 """
 
 from __future__ import annotations

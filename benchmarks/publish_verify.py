@@ -3,7 +3,7 @@ and codec, on real datasets recorded by ``dataengine demos`` (both cameras), nex
 hashing the same files and lerobot's first/last-frame load check.
 
     python -m benchmarks.publish_verify [--sizes 96 224] [--codecs libsvtav1 h264] [--episodes 5] [--repeats 3]
-                                        [--out benchmarks/results/publish_verify_cpu2_DATE.json]
+                                        [--out benchmarks/results/publish_verify/publish_verify_cpu2_DATE.json]
     python -m benchmarks.publish_verify --dataset DIR            (an existing dataset instead of recording)
 
 Timed per dataset (best of ``--repeats``): ``check_videos`` as publish runs it (every file decoded once, files side
