@@ -32,6 +32,7 @@ from so101_dataengine.formats import v3_dataset
 from so101_dataengine.formats.dataset_stats import EpisodeImageStats
 from so101_dataengine.formats.stats import ImageStats, merge_all
 from so101_dataengine.formats.v3_dataset import DAMAGED, stats_fix
+from so101_dataengine.formats.validate import check_loads
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import parquet_rows, parquet_schema
 
@@ -352,15 +353,13 @@ def check_image_stats(root: Path, stats: dict, scans: dict[str, VideoScan], epis
 
 
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
-    """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame."""
-    from so101_dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
-    from so101_dataengine.lerobot_compat.video import video_backend
+    """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame of every episode (the
+    check demos and curate make before moving a dataset into place: ``formats.validate.check_loads``)."""
+    from so101_dataengine.lerobot_compat import install_video_fallback
 
     install_video_fallback()
-
     try:
-        dataset = LeRobotDataset(repo_id, root=root, video_backend=video_backend())
-        dataset[0], dataset[len(dataset) - 1]
+        check_loads(root, repo_id, every_episode=False)
     except Exception as error:  # lerobot raises many types; any of them means users cannot load it
         _fail(root, f"lerobot cannot load it ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
               "fix the dataset (it was written or copied incompletely)")
