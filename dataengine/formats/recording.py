@@ -66,7 +66,7 @@ def _check_features(root: Path, info: dict) -> int:
     return sizes.pop()[0]
 
 
-def _frames(root: Path, info: dict) -> dict[str, np.ndarray]:
+def _frames(root: Path) -> dict[str, np.ndarray]:
     """The recording's columns the conversion reads, as arrays in dataset order (row = ``index``)."""
     columns = ["index", "episode_index", *RECORDING_COLUMNS]
     files = sorted((root / "data").glob("*/*.parquet"))
@@ -107,7 +107,7 @@ def convert_recording(root: Path, out: Path) -> EpisodeStore:
     info = read_info(root)
     image_size = _check_features(root, info)
     episodes = read_episodes(root, stats=False)
-    frames = _frames(root, info)
+    frames = _frames(root)
     manifest = {"run_id": uuid.uuid4().hex, "n": len(episodes), "seed": None,
                 "policy": {"kind": RECORDING_KIND, "path": str(root.resolve()), "sha256": None},
                 "scene": {"fps": info["fps"], "image_size": image_size},

@@ -87,12 +87,6 @@ def decode_scene(values: np.ndarray) -> tuple[int, bool]:
     return high * SEED_BASE + low, bool(visual)
 
 
-def require_env_plugins() -> None:
-    """One error line on a lerobot without environment plugins."""
-    if not ENV_PLUGINS:
-        raise DataEngineError(ENV_PLUGINS_MISSING)
-
-
 _NAMES = {"EnvConfig": "lerobot.envs.configs", "FeatureType": "lerobot.configs.types",
           "PolicyFeature": "lerobot.configs.types", "get_path_arg": "lerobot.configs.parser"}
 """lerobot's names for an env plugin; the same modules on 0.4.4 and 0.6."""
