@@ -28,8 +28,15 @@ from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_parquet, write_atomic
 from so101_dataengine.formats.store import MANIFEST, EpisodeStore
 from so101_dataengine.formats.v3_dataset import DAMAGED, read_episodes, read_info, video_keys
-from so101_dataengine.lerobot_compat.env_plugin import (RECORDING_COLUMNS, SCENE, SCENE_SHAPE, STATE, SUCCESS,
-                                                        decode_scene, recorded_image_key)
+from so101_dataengine.lerobot_compat.env_plugin import (
+    RECORDING_COLUMNS,
+    SCENE,
+    SCENE_SHAPE,
+    STATE,
+    SUCCESS,
+    decode_scene,
+    recorded_image_key,
+)
 from so101_dataengine.lerobot_compat.frame_cache import fingerprint
 from so101_dataengine.lerobot_compat.video import iter_frames
 from so101_dataengine.scenes.pick_place import TASK, PickPlaceConfig, PickPlaceEnv

@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat.env_plugin import (SCENE, SCENE_SHAPE, STATE, EnvConfig, FeatureType, PolicyFeature,
-                                                        get_path_arg, recorded_image_key)
+from so101_dataengine.lerobot_compat.env_plugin import (
+    SCENE,
+    SCENE_SHAPE,
+    STATE,
+    EnvConfig,
+    FeatureType,
+    PolicyFeature,
+    get_path_arg,
+    recorded_image_key,
+)
 from so101_dataengine.rollouts.lerobot_policy import ACTION_KEY, STATE_KEY, image_size_of, read_policy_config
 from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE, PickPlaceConfig
 from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from lerobot_eval_plugin import EPISODES, install_plugin, lerobot_eval, recordings
+
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.cli import main

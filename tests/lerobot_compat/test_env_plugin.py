@@ -10,15 +10,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SMALL_IMAGE
 from lerobot_eval_plugin import EPISODES, install_plugin, lerobot_eval, recordings
+
 from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.cli import main
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.lerobot_compat.env_plugin import (
+    ENV_PLUGINS,
+    ENV_PLUGINS_MISSING,
+    SCENE,
+    STATE,
+    SUCCESS,
+    decode_scene,
+)
 from so101_dataengine.rollouts.lerobot_policy import read_policy_config
-from so101_dataengine.lerobot_compat.env_plugin import (ENV_PLUGINS, ENV_PLUGINS_MISSING, SCENE, STATE, SUCCESS,
-                                                        decode_scene)
 from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 
 pytestmark = pytest.mark.skipif(not ENV_PLUGINS, reason=ENV_PLUGINS_MISSING)
