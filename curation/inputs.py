@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from so101_dataengine.formats.features import so101_features
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.formats.features import so101_features
 from so101_dataengine.formats.recording import converted_run, is_recording
 from so101_dataengine.formats.store import MANIFEST, EpisodeStore
 
