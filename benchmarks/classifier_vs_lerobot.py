@@ -39,7 +39,14 @@ from rich.console import Console
 
 from benchmarks.report import emit
 from so101_dataengine.classifier.config import ClassifierTrainConfig, FrameSampling, ModelConfig
-from so101_dataengine.classifier.data import EpisodeRef, FrameSet, load_frames, resize_frames, rollout_episodes, split_by_episode
+from so101_dataengine.classifier.data import (
+    EpisodeRef,
+    FrameSet,
+    load_frames,
+    resize_frames,
+    rollout_episodes,
+    split_by_episode,
+)
 from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, precision_at_recall, roc_auc
 from so101_dataengine.classifier.model import SuccessNet, pick_device
 from so101_dataengine.classifier.train import episode_scores, fit, predict

@@ -25,11 +25,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
 
 from benchmarks.report import emit  # noqa: E402
-
-from so101_dataengine.formats.features import ROBOT_TYPE, so101_features  # noqa: E402
-from so101_dataengine.formats.v3_writer import DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset  # noqa: E402
 from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all  # noqa: E402
+from so101_dataengine.formats.features import ROBOT_TYPE, so101_features  # noqa: E402
 from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
+from so101_dataengine.formats.v3_writer import DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset  # noqa: E402
 
 
 def make_run(root: Path, episodes: int, image_size: int) -> Path:

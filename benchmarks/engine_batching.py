@@ -17,10 +17,9 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit  # noqa: E402
-
+from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
 from so101_dataengine.rollouts.engine import ChunkTask, PolicySpec, run_chunk  # noqa: E402
 from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint  # noqa: E402
-from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
 from so101_dataengine.scenes.pick_place import PickPlaceConfig  # noqa: E402
 
 

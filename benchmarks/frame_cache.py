@@ -20,8 +20,7 @@ from rich.console import Console
 
 from benchmarks.report import emit
 from so101_dataengine.formats.v3_dataset import read_info
-from so101_dataengine.lerobot_compat import frame_cache
-from so101_dataengine.lerobot_compat import LeRobotDataset
+from so101_dataengine.lerobot_compat import LeRobotDataset, frame_cache
 from so101_dataengine.lerobot_compat.video import video_backend
 
 ACT_CHUNK = 100

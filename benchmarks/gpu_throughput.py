@@ -21,12 +21,11 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit  # noqa: E402
-
-from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
 from so101_dataengine.base.executors import ExecutorConfig, default_workers  # noqa: E402
-from so101_dataengine.rollouts.run import rollout  # noqa: E402
 from so101_dataengine.base.workspace import Workspace  # noqa: E402
+from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
 from so101_dataengine.rollouts.policies import LeRobotPolicy  # noqa: E402
+from so101_dataengine.rollouts.run import rollout  # noqa: E402
 from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv  # noqa: E402
 
 

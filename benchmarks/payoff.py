@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from so101_dataengine.formats.v3_dataset import read_info
 from so101_dataengine.base.seeds import ROLLOUT_SEED
+from so101_dataengine.formats.v3_dataset import read_info
 
 TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
             "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1", "--policy.chunk_size=10",

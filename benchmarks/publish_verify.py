@@ -26,11 +26,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
 
 from benchmarks.report import emit  # noqa: E402
-from so101_dataengine.publish.manifest import hash_files  # noqa: E402
 from so101_dataengine.formats.v3_dataset import read_info  # noqa: E402
-from so101_dataengine.publish.verify import (check_episode_stats, check_image_stats,  # noqa: E402
-                                             check_loads_with_lerobot, check_shards, check_stats, check_videos,
-                                             default_video_threads)
+from so101_dataengine.publish.manifest import hash_files  # noqa: E402
+from so101_dataengine.publish.verify import (  # noqa: E402
+    check_episode_stats,
+    check_image_stats,
+    check_loads_with_lerobot,
+    check_shards,
+    check_stats,
+    check_videos,
+    default_video_threads,
+)
 
 
 def best_of(repeats: int, fn) -> float:
@@ -68,8 +74,7 @@ def measure(root: Path, repeats: int) -> dict:
 
 
 def record(out: Path, size: int, codec: str, episodes: int) -> Path:
-    from so101_dataengine.demos import DemosConfig
-    from so101_dataengine.demos import record_demos
+    from so101_dataengine.demos import DemosConfig, record_demos
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     record_demos(DemosConfig(out=out, n=episodes, repo_id="local/bench", seed=100, vcodec=codec,

@@ -15,7 +15,6 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit  # noqa: E402
-
 from so101_dataengine.formats.episode import record_episode  # noqa: E402
 from so101_dataengine.scenes.expert import ScriptedExpert  # noqa: E402
 from so101_dataengine.scenes.outcome import Outcome  # noqa: E402

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.classifier.config import FrameSampling, ModelConfig
 from so101_dataengine.classifier.model import SuccessNet, pick_device
-from so101_dataengine.base.errors import DataEngineError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "classifier.json"

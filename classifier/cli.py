@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from so101_dataengine.classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
 from so101_dataengine.base.configs import default_of
+from so101_dataengine.classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -99,8 +99,8 @@ def _add_label(verbs: argparse._SubParsersAction) -> None:
 
 
 def _run_label(args: argparse.Namespace) -> None:
-    from so101_dataengine.classifier.labels import add_labels, parse_episode_ids, read_labels
     from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.classifier.labels import add_labels, parse_episode_ids, read_labels
     from so101_dataengine.formats.store import EpisodeStore
 
     if args.episodes is None:  # show the run's current labels

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.classifier.config import FrameSampling
 from so101_dataengine.classifier.labels import Label
-from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.formats.store import EpisodeStore
 from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, recorded_outcomes
 from so101_dataengine.scenes.outcome import Outcome
@@ -209,7 +209,6 @@ class _DemoReader:
 
     def __init__(self, root: Path):
         from so101_dataengine.lerobot_compat import LeRobotDataset
-
         from so101_dataengine.lerobot_compat.video import video_backend
 
         self.dataset = LeRobotDataset(f"local/{root.name}", root=root, video_backend=video_backend())

@@ -18,15 +18,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.preflight import check_new_output_dir
+from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.classifier.artifact import SuccessClassifier, load_classifier
 from so101_dataengine.classifier.config import ClassifierEvalConfig
 from so101_dataengine.classifier.labels import read_labels
 from so101_dataengine.classifier.metrics import best_precision_at_recall, confusion, reliability, roc_auc
 from so101_dataengine.classifier.scoring import verdicts_of
-from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.preflight import check_new_output_dir
-from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.formats.store import EpisodeStore
 from so101_dataengine.scenes.outcome import Outcome
 

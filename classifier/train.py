@@ -21,17 +21,25 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from so101_dataengine.classifier.artifact import ArtifactConfig, load_classifier, save_artifact
-from so101_dataengine.classifier.config import ClassifierTrainConfig
-from so101_dataengine.classifier.data import (EpisodeRef, FrameSet, check_classes, check_labels_known, demo_episodes, load_frames,
-                             rollout_episodes, split_by_episode)
-from so101_dataengine.classifier.labels import read_labels
-from so101_dataengine.classifier.metrics import calibrate_threshold, roc_auc
-from so101_dataengine.classifier.model import SuccessNet, load_backbone_weights, pick_device
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.preflight import check_new_output_dir, check_positive
 from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.classifier.artifact import ArtifactConfig, load_classifier, save_artifact
+from so101_dataengine.classifier.config import ClassifierTrainConfig
+from so101_dataengine.classifier.data import (
+    EpisodeRef,
+    FrameSet,
+    check_classes,
+    check_labels_known,
+    demo_episodes,
+    load_frames,
+    rollout_episodes,
+    split_by_episode,
+)
+from so101_dataengine.classifier.labels import read_labels
+from so101_dataengine.classifier.metrics import calibrate_threshold, roc_auc
+from so101_dataengine.classifier.model import SuccessNet, load_backbone_weights, pick_device
 from so101_dataengine.formats.store import EpisodeStore
 
 

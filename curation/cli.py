@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from so101_dataengine.curation.config import CurateConfig
     from so101_dataengine.base.configs import default_of
+    from so101_dataengine.curation.config import CurateConfig
 
     p = sub.add_parser("curate", help="filter rollouts into a curated LeRobot v3 dataset (+ an optional base)")
     p.add_argument("--runs", type=Path, nargs="+", default=None, help="finished rollout run directories")
@@ -37,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_curate(args: argparse.Namespace) -> None:
+    from so101_dataengine.base.errors import DataEngineError
     from so101_dataengine.curation.config import FILTER_SECTIONS, load_curate_config
     from so101_dataengine.curation.curate import curate
-    from so101_dataengine.base.errors import DataEngineError
 
     config = load_curate_config(args.config)
     for name, value in (("runs", args.runs), ("out", args.out), ("base", args.base), ("classifier", args.classifier),

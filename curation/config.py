@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import check_table
+from so101_dataengine.base.project_file import read_project_file
 
 
 @dataclass

@@ -26,21 +26,34 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from so101_dataengine.curation.config import CurateConfig
-from so101_dataengine.formats.v3_dataset import ENGINE_META, is_v3_dataset, read_info, read_provenance
-from so101_dataengine.formats.features import ROBOT_TYPE
-from so101_dataengine.curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
-from so101_dataengine.curation.inputs import (base_image_size, check_base_compatible, open_finished_run, rollout_features, run_fps)
-from so101_dataengine.curation.scan import ScanTask, scan_chunk
-from so101_dataengine.formats.v3_writer import BaseDataset, DatasetLayout, EncodeTask, build_info, encode_episode, write_dataset
-from so101_dataengine.formats.validate import validate_dataset
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
+from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
 from so101_dataengine.base.progress import progress_bar
-from so101_dataengine.base.locks import exclusive_lock
+from so101_dataengine.curation.config import CurateConfig
+from so101_dataengine.curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
+from so101_dataengine.curation.inputs import (
+    base_image_size,
+    check_base_compatible,
+    open_finished_run,
+    rollout_features,
+    run_fps,
+)
+from so101_dataengine.curation.scan import ScanTask, scan_chunk
+from so101_dataengine.formats.features import ROBOT_TYPE
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.formats.v3_dataset import ENGINE_META, is_v3_dataset, read_info, read_provenance
+from so101_dataengine.formats.v3_writer import (
+    BaseDataset,
+    DatasetLayout,
+    EncodeTask,
+    build_info,
+    encode_episode,
+    write_dataset,
+)
+from so101_dataengine.formats.validate import validate_dataset
 
 REPORT_DIR = "curation"
 """Under ``meta/``: report.html, its PNG figures and summary.json."""

@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from so101_dataengine.curation.config import (BalanceFilter, CurateConfig, DuplicateFilter, GripFilter, LengthFilter, MotionFilter,
-                             VerdictFilter)
+from so101_dataengine.curation.config import (
+    BalanceFilter,
+    CurateConfig,
+    DuplicateFilter,
+    GripFilter,
+    LengthFilter,
+    MotionFilter,
+    VerdictFilter,
+)
 from so101_dataengine.curation.signals import EpisodeSignals
 from so101_dataengine.scenes.outcome import Outcome
 

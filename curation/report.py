@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from so101_dataengine.curation.filters import Candidate, StepReport  # noqa: E402
 from so101_dataengine.base.configs import to_jsonable  # noqa: E402
+from so101_dataengine.curation.filters import Candidate, StepReport  # noqa: E402
 from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
 
 STRIP_FRAMES = 6

@@ -9,17 +9,17 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering: Mesa on CPU machines, the driver on NVIDIA ones
 
-from so101_dataengine.classifier import cli as classifier_cli  # noqa: E402
-from so101_dataengine.curation import cli as curation_cli  # noqa: E402
-from so101_dataengine.demos import DemosConfig  # noqa: E402
-from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
 from so101_dataengine.base.configs import default_of  # noqa: E402
 from so101_dataengine.base.errors import DataEngineError  # noqa: E402
 from so101_dataengine.base.workspace import Workspace  # noqa: E402
+from so101_dataengine.classifier import cli as classifier_cli  # noqa: E402
+from so101_dataengine.curation import cli as curation_cli  # noqa: E402
+from so101_dataengine.demos import DemosConfig  # noqa: E402
 from so101_dataengine.evaluation import cli as eval_cli  # noqa: E402
 from so101_dataengine.hooks import cli as hooks_cli  # noqa: E402
 from so101_dataengine.publish import cli as publish_cli  # noqa: E402
 from so101_dataengine.review import cli as review_cli  # noqa: E402
+from so101_dataengine.rollouts.config import RolloutConfig  # noqa: E402
 from so101_dataengine.training.train import POLICY_RECIPES, TrainConfig  # noqa: E402
 
 INTERRUPTED = {
@@ -48,8 +48,8 @@ def _add_demos(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demos(args: argparse.Namespace) -> None:
-    from so101_dataengine.demos import record_demos
     from so101_dataengine.base.preflight import check_seed
+    from so101_dataengine.demos import record_demos
 
     check_seed("--seed", args.seed)
     from so101_dataengine.scenes.pick_place import PickPlaceConfig

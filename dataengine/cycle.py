@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.formats.v3_dataset import is_v3_dataset
 from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_repo_id, check_table
+from so101_dataengine.base.project_file import read_project_file
+from so101_dataengine.formats.v3_dataset import is_v3_dataset
 
 TARGETS = ("local", "hub")
 
@@ -154,12 +154,12 @@ def _base(config: CycleConfig, registry_root: Path) -> Path | None:
 
 def run_cycle(config_path: Path, name: str, workspace, workers: int | None = None) -> None:
     """Run (or finish) cycle ``name``; prints what each stage did."""
+    from so101_dataengine.base.executors import ExecutorConfig
     from so101_dataengine.curation.config import load_curate_config
     from so101_dataengine.curation.curate import curate
-    from so101_dataengine.rollouts.config import RolloutConfig
-    from so101_dataengine.base.executors import ExecutorConfig
     from so101_dataengine.hooks.fire import fire_and_report
     from so101_dataengine.publish.publish import PublishConfig, publish
+    from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.rollouts.run import rollout
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 

@@ -21,23 +21,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from so101_dataengine.formats.features import ROBOT_TYPE, so101_features
-from so101_dataengine.formats.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
-from so101_dataengine.formats.validate import validate_dataset
-from so101_dataengine.formats.v3_dataset import ENGINE_META
 from so101_dataengine.base.configs import to_jsonable
-from so101_dataengine.base.seeds import DEMO_SEED
-from so101_dataengine.scenes.expert import ExpertConfig
-from so101_dataengine.scenes.pick_place import PickPlaceConfig
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
 from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
+from so101_dataengine.base.progress import progress_bar
+from so101_dataengine.base.seeds import DEMO_SEED
 from so101_dataengine.formats.episode import record_episode
-from so101_dataengine.scenes.expert import ScriptedExpert
+from so101_dataengine.formats.features import ROBOT_TYPE, so101_features
+from so101_dataengine.formats.v3_dataset import ENGINE_META
+from so101_dataengine.formats.v3_writer import DatasetLayout, EncodedEpisode, build_info, encode_frames, write_dataset
+from so101_dataengine.formats.validate import validate_dataset
+from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
 from so101_dataengine.scenes.outcome import Outcome
-from so101_dataengine.scenes.pick_place import PickPlaceEnv
+from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 from so101_dataengine.scenes.render import get_preset
 
 

@@ -35,8 +35,8 @@ import numpy as np
 
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.formats.frames import JPEG_QUALITY
-from so101_dataengine.rollouts.policies import FAULTY_KIND, FaultyScriptedPolicy, LeRobotPolicy, ScriptedPolicy
 from so101_dataengine.formats.store import EpisodeStore, EpisodeWriter
+from so101_dataengine.rollouts.policies import FAULTY_KIND, FaultyScriptedPolicy, LeRobotPolicy, ScriptedPolicy
 from so101_dataengine.scenes.faulty_expert import FaultMix
 from so101_dataengine.scenes.pick_place import TASK, Observation, PickPlaceConfig, PickPlaceEnv, build_model
 from so101_dataengine.scenes.render import CAMERA_NAMES, TiledRenderer, image_feature_key

@@ -21,22 +21,20 @@ from typing import Iterator
 from rich.console import Console
 from rich.table import Table
 
-from so101_dataengine.rollouts.config import RolloutConfig
-
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import dask_client, wait_all
 from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.preflight import MIN_IMAGE_SIZE, check_at_least, check_positive, check_seed
 from so101_dataengine.base.progress import progress_bar
-from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.workspace import Workspace
-from so101_dataengine.rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
-from so101_dataengine.rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
-from so101_dataengine.rollouts.lerobot_policy import DRIVES
-from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint, policy_type
-from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256
 from so101_dataengine.formats.store import LOCK, EpisodeStore
+from so101_dataengine.rollouts.capacity import Capacity, gpu_count, measure_policy_memory, plan
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.rollouts.engine import ChunkResult, ChunkTask, PolicySpec, run_chunk
+from so101_dataengine.rollouts.lerobot_policy import DRIVES, inspect_checkpoint, policy_type
+from so101_dataengine.rollouts.policies import FAULTY_KIND, checkpoint_sha256
 from so101_dataengine.scenes.faulty_expert import FaultMix
 from so101_dataengine.scenes.outcome import Outcome
 from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE

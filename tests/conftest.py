@@ -10,8 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded: tests use only 
 
 import pytest
 
-from so101_dataengine.demos import DemosConfig
-from so101_dataengine.demos import record_demos
+from so101_dataengine.demos import DemosConfig, record_demos
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SMALL_IMAGE = 64

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from so101_dataengine.formats.episode import EpisodeFrames
 from so101_dataengine.formats.features import ROBOT_TYPE
 from so101_dataengine.lerobot_compat import create_dataset
-from so101_dataengine.formats.episode import EpisodeFrames
 
 
 def write_with_lerobot(root: Path, repo_id: str, fps: int, features: dict[str, dict], episodes: list[EpisodeFrames],

@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
-from so101_dataengine.lerobot_compat import video
 from so101_dataengine.cli import main
+from so101_dataengine.lerobot_compat import video
 
 
 def test_console_script_lists_every_verb():

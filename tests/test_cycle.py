@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+from file_identities import file_identities
+
 from so101_dataengine.cli import main
+from so101_dataengine.formats.store import EpisodeStore
 from so101_dataengine.hooks.ledger import Ledger
 from so101_dataengine.publish.registry import LocalRegistry
-from file_identities import file_identities
-from so101_dataengine.formats.store import EpisodeStore
 
 REPO = "lab/so101_cycle"
 

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from pixel_stats import assert_stats_exact
 
 from so101_dataengine.cli import main
-from pixel_stats import assert_stats_exact
 from so101_dataengine.lerobot_compat.video import video_backend
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]

@@ -35,9 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> None:
-    from so101_dataengine.evaluation.evaluate import evaluate
     from so101_dataengine.base.executors import ExecutorConfig
     from so101_dataengine.base.workspace import Workspace
+    from so101_dataengine.evaluation.evaluate import evaluate
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
     config = EvalConfig(policies=args.policy, run=args.train_run, n=args.n, seed=args.seed, out=args.out,

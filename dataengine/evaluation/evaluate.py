@@ -20,16 +20,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from so101_dataengine.rollouts.config import RolloutConfig
-
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.evaluation.stats import PairedCounts, mcnemar_exact_p, paired_difference_interval, wilson_interval
 from so101_dataengine.base.executors import ExecutorConfig
 from so101_dataengine.base.files import write_atomic
 from so101_dataengine.base.preflight import check_positive
 from so101_dataengine.base.seeds import EVAL_SEED, overlapping_ranges
 from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.evaluation.stats import PairedCounts, mcnemar_exact_p, paired_difference_interval, wilson_interval
+from so101_dataengine.rollouts.config import RolloutConfig
 from so101_dataengine.scenes.outcome import Outcome
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
@@ -190,8 +189,8 @@ def compare(baseline: PolicyResult, other: PolicyResult) -> Comparison:
 def evaluate(config: EvalConfig, workspace: Workspace, console: Console | None = None) -> EvalResult:
     """Roll out every policy on the same ``n`` scenes (resuming what is done), then compare and report."""
     from so101_dataengine.evaluation.report import write_report
-    from so101_dataengine.rollouts.run import resolve_policy, rollout
     from so101_dataengine.formats.store import EpisodeStore
+    from so101_dataengine.rollouts.run import resolve_policy, rollout
 
     console = console or Console(stderr=True)
     check_positive("--n", config.n)

@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from so101_dataengine.curation.report import frame_strip  # noqa: E402
 from so101_dataengine.base.files import write_atomic  # noqa: E402
+from so101_dataengine.curation.report import frame_strip  # noqa: E402
 from so101_dataengine.formats.store import EpisodeStore  # noqa: E402
 from so101_dataengine.scenes.outcome import Outcome  # noqa: E402
 

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_parquet, reading, write_atomic
+from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from so101_dataengine.formats.v3_dataset import DAMAGED, check_complete, read_episodes, read_info, video_keys
 from so101_dataengine.lerobot_compat.video import iter_frames
 

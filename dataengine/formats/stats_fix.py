@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from so101_dataengine.formats.dataset_stats import compute_episode_stats, write_stats_into
-
-from so101_dataengine.formats.v3_dataset import read_episodes, read_info
-from so101_dataengine.formats.stats import merge_all, to_lerobot
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json_object
+from so101_dataengine.formats.dataset_stats import compute_episode_stats, write_stats_into
+from so101_dataengine.formats.stats import merge_all, to_lerobot
+from so101_dataengine.formats.v3_dataset import read_episodes, read_info
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,13 @@ import numpy as np
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json, read_json_object, read_npz, write_atomic
-from so101_dataengine.formats.frames import (JPEG_QUALITY, JpegStreamWriter, StreamIndex, check_stream_size,
-                                             read_jpeg_stream)
+from so101_dataengine.formats.frames import (
+    JPEG_QUALITY,
+    JpegStreamWriter,
+    StreamIndex,
+    check_stream_size,
+    read_jpeg_stream,
+)
 from so101_dataengine.formats.verdict import Verdict
 from so101_dataengine.scenes.outcome import EpisodeMetrics
 from so101_dataengine.scenes.randomization import SceneSample

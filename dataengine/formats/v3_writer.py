@@ -33,10 +33,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat.video import iter_frames
 from so101_dataengine.formats.episode import EpisodeFrames
+from so101_dataengine.formats.stats import FeatureStats, ImageStats, VectorStats, merge_all, to_lerobot
+from so101_dataengine.lerobot_compat.video import iter_frames
 
 VIDEO_MB = 200
 """lerobot's ``DEFAULT_VIDEO_FILE_SIZE_IN_MB``: a video file is closed once it would grow past this."""
@@ -160,9 +160,9 @@ class BaseDataset:
 
     @classmethod
     def load(cls, root: Path) -> "BaseDataset":
+        from so101_dataengine.base.files import read_parquet
         from so101_dataengine.formats.dataset_stats import compute_episode_stats
         from so101_dataengine.formats.v3_dataset import DAMAGED, read_episodes, read_info
-        from so101_dataengine.base.files import read_parquet
 
         info = read_info(root)
         tasks = read_parquet(root / "meta" / "tasks.parquet", DAMAGED).to_pandas()

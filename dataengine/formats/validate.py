@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from so101_dataengine.formats.v3_dataset import check_complete, read_episodes, read_info
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.v3_dataset import check_complete, read_episodes, read_info
 
 
 def check_files(root: Path) -> None:

@@ -32,10 +32,10 @@ def _load(args: argparse.Namespace):
 
 
 def _run_hooks(args: argparse.Namespace) -> None:
-    from so101_dataengine.hooks.ledger import Ledger
-    from so101_dataengine.hooks.render import event_from_registry
     from so101_dataengine.base.preflight import check_repo_id
     from so101_dataengine.hooks.fire import describe_run
+    from so101_dataengine.hooks.ledger import Ledger
+    from so101_dataengine.hooks.render import event_from_registry
     from so101_dataengine.hooks.runner import launch_hook, plan, render_slurm_script, triggered
     from so101_dataengine.publish.cli import registry_of
 

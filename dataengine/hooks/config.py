@@ -22,11 +22,10 @@ from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_toml
-from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_table, repo_id_problem
+from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.base.workspace import Workspace
-
 
 TEMPLATES = Path(__file__).parent / "templates"
 KINDS = ("command", "slurm")

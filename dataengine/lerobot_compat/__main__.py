@@ -5,8 +5,7 @@ cache named by ``$DATAENGINE_FRAME_CACHE`` (``so101_dataengine.lerobot_compat.fr
 import os
 from pathlib import Path
 
-from so101_dataengine.lerobot_compat import frame_cache
-from so101_dataengine.lerobot_compat import install_video_fallback
+from so101_dataengine.lerobot_compat import frame_cache, install_video_fallback
 
 install_video_fallback()
 if os.environ.get(frame_cache.CACHE_ENV):

@@ -13,8 +13,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from so101_dataengine.formats.v3_dataset import ENGINE_META, PROVENANCE_FIX, read_info
 from so101_dataengine.base.files import read_json_object
+from so101_dataengine.formats.v3_dataset import ENGINE_META, PROVENANCE_FIX, read_info
 from so101_dataengine.publish.manifest import VersionManifest
 from so101_dataengine.publish.verify import STATS_FIX
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.formats.v3_dataset import read_info
 from so101_dataengine.publish.card import render_card
 from so101_dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
 from so101_dataengine.publish.staging import stage_version
 from so101_dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
-from so101_dataengine.formats.v3_dataset import read_info
 from so101_dataengine.publish.verify import verify_dataset
 from so101_dataengine.publish.version import PublishResult, new_manifest
 

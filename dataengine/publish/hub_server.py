@@ -29,8 +29,8 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.publish.integrity import file_matches
 from so101_dataengine.base.preflight import repo_id_problem
+from so101_dataengine.publish.integrity import file_matches
 from so101_dataengine.publish.manifest import CARD, MANIFEST, VersionManifest, sha256_file
 from so101_dataengine.publish.registry import LocalRegistry
 

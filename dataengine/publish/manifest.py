@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from so101_dataengine.formats.v3_dataset import DAMAGED, read_provenance
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import read_json_object, read_parquet
 from so101_dataengine.base.preflight import relative_path_problem
+from so101_dataengine.formats.v3_dataset import DAMAGED, read_provenance
 
 MANIFEST = "meta/version.json"
 CARD = "README.md"

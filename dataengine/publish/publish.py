@@ -9,18 +9,19 @@ from pathlib import Path
 from typing import Callable
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.preflight import check_repo_id
+from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.formats.v3_dataset import is_v3_dataset, read_info
 from so101_dataengine.publish.card import render_card
 from so101_dataengine.publish.hub import publish_to_hub
 from so101_dataengine.publish.lerobot_cache import refresh_lerobot_cache
-from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.publish.manifest import content_id, hash_files
 from so101_dataengine.publish.registry import LocalRegistry
-from so101_dataengine.publish.version import TARGETS, PublishConfig, PublishResult, new_manifest
-from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.publish.staging import stage_version
-from so101_dataengine.formats.v3_dataset import is_v3_dataset, read_info
 from so101_dataengine.publish.verify import verify_dataset
+from so101_dataengine.publish.version import TARGETS, PublishConfig, PublishResult, new_manifest
+
 
 def publish(config: PublishConfig, say: Callable[[str], None] = print) -> PublishResult:
     check_repo_id(config.repo_id)

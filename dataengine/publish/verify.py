@@ -28,13 +28,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import parquet_rows, parquet_schema
 from so101_dataengine.formats import v3_dataset
 from so101_dataengine.formats.dataset_stats import EpisodeImageStats
 from so101_dataengine.formats.stats import ImageStats, merge_all
 from so101_dataengine.formats.v3_dataset import DAMAGED, stats_fix
 from so101_dataengine.formats.validate import check_loads
-from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import parquet_rows, parquet_schema
 
 STAT_NAMES = ("mean", "std", "min", "max", "count")
 EXACT_IMAGE_STATS = ("mean", "std", "min", "max")

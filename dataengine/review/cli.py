@@ -37,11 +37,11 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_review(args: argparse.Namespace) -> None:
+    from so101_dataengine.base.errors import DataEngineError
     from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.review.catalog import Catalog
     from so101_dataengine.review.labelbook import LabelBook
     from so101_dataengine.review.server import create_app, serve
-    from so101_dataengine.base.errors import DataEngineError
 
     if args.whiskers_every < 1:
         raise DataEngineError(f"--whiskers-every {args.whiskers_every}: predict every step (1) or less often (5, 10 ...)")
@@ -84,10 +84,10 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_whiskers(args: argparse.Namespace) -> None:
-    from so101_dataengine.base.workspace import Workspace
-    from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.review.whiskers import WhiskersRequest, check_options, make_whiskers
+    from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.rollouts.run import _image_size, resolve_policy
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 

@@ -31,12 +31,14 @@ from flask import Flask, Response, abort, jsonify, request, send_file
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from so101_dataengine.classifier.labels import Label, LabelConflict
-from so101_dataengine.curation.report import frame_strip  # imports matplotlib (seconds): at start, not on the first thumbnail
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.classifier.labels import Label, LabelConflict
+from so101_dataengine.curation.report import (
+    frame_strip,  # imports matplotlib (seconds): at start, not on the first thumbnail
+)
+from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 from so101_dataengine.review.catalog import PAGE_SIZES, SORTS, Catalog, Query, Row
 from so101_dataengine.review.labelbook import LabelBook
-from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 
 STATIC = Path(__file__).parent / "static"
 THUMBNAILS_CACHED = 2048

@@ -361,9 +361,9 @@ def scene_of_run(scene: dict) -> PickPlaceConfig:
 
 def policy_of_run(manifest: dict) -> PolicySpec:
     """The policy a run's episodes were rolled out with, checked to be the same bytes (``manifest.json``)."""
+    from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.rollouts.run import resolve_policy
-    from so101_dataengine.base.workspace import Workspace
 
     recorded, options = manifest.get("policy") or {}, manifest.get("config") or {}
     config = RolloutConfig(policy=recorded.get("path") or recorded.get("kind", "?"),

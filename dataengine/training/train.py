@@ -28,13 +28,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, read_info, recorded_repo_id
-from so101_dataengine.lerobot_compat import frame_cache
-from so101_dataengine.demos import DemosConfig
 from so101_dataengine.base.configs import default_of, to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat.video import video_backend
 from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.demos import DemosConfig
+from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, read_info, recorded_repo_id
+from so101_dataengine.lerobot_compat import frame_cache
+from so101_dataengine.lerobot_compat.video import video_backend
 
 MIXED_PRECISION = ("bf16", "fp16", "no")
 RESNET18_WEIGHTS = "resnet18-f37072fd.pth"

@@ -10,6 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.executors import ExecutorConfig
 from so101_dataengine.classifier.artifact import CONFIG, load_classifier
 from so101_dataengine.classifier.config import ClassifierEvalConfig, ClassifierTrainConfig, FrameSampling, ModelConfig
 from so101_dataengine.classifier.data import EpisodeRef, load_frames, split_by_episode
@@ -19,12 +21,10 @@ from so101_dataengine.classifier.metrics import calibrate_threshold, confusion, 
 from so101_dataengine.classifier.scoring import verdicts_of
 from so101_dataengine.classifier.train import collect_episodes, train_classifier
 from so101_dataengine.cli import main
-from so101_dataengine.rollouts.config import RolloutConfig
-from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.executors import ExecutorConfig
-from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.formats.store import EpisodeStore
 from so101_dataengine.formats.verdict import Verdict
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 SIZE = 64

@@ -15,16 +15,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from pixel_stats import assert_stats_exact
 
+from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.cli import main
 from so101_dataengine.curation.config import CurateConfig, load_curate_config
 from so101_dataengine.curation.curate import step_summary
 from so101_dataengine.curation.filters import REJECTION_CODES, Candidate, Rejection, StepReport, apply_filters
 from so101_dataengine.curation.signals import GRIPPER, arm_limits_deg, measure, transport_segment
-from so101_dataengine.cli import main
-from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat.video import video_backend
-from pixel_stats import assert_stats_exact
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.lerobot_compat.video import video_backend
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
 REPO = "local/so101_curated"

@@ -6,11 +6,11 @@ import json
 import shutil
 
 import pytest
-
 from conftest import TINY_ACT
+
+from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.cli import main
 from so101_dataengine.evaluation.stats import mcnemar_exact_p
-from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.formats.store import EpisodeStore
 
 FAILING = "scripted-faulty:none=0,miss_grasp=1,drop=1"

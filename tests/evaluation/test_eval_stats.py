@@ -7,8 +7,13 @@ import math
 
 import pytest
 
-from so101_dataengine.evaluation.stats import (Z95, PairedCounts, mcnemar_exact_p, paired_difference_interval,
-                                         wilson_interval)
+from so101_dataengine.evaluation.stats import (
+    Z95,
+    PairedCounts,
+    mcnemar_exact_p,
+    paired_difference_interval,
+    wilson_interval,
+)
 
 
 def _score_bound(successes: int, n: int, lower: bool) -> float:

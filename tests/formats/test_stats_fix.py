@@ -8,13 +8,13 @@ import json
 
 import numpy as np
 import pytest
-
-from so101_dataengine.formats.features import so101_features
 from lerobot_recorder import write_with_lerobot
 from pixel_stats import assert_stats_exact
+
 from so101_dataengine.cli import main
-from so101_dataengine.lerobot_compat import LEROBOT_06
 from so101_dataengine.formats.episode import record_episode
+from so101_dataengine.formats.features import so101_features
+from so101_dataengine.lerobot_compat import LEROBOT_06
 from so101_dataengine.scenes.expert import ScriptedExpert
 from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 

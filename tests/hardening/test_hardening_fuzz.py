@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from so101_dataengine.cli import main
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.cli import main
 from so101_dataengine.formats.store import EpisodeStore
 
 CASES = 30

@@ -16,14 +16,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from so101_dataengine.formats.features import so101_features
-from so101_dataengine.cli import main
-from so101_dataengine.lerobot_compat import LEROBOT_06, install_video_fallback
 from lerobot_recorder import write_with_lerobot
-from so101_dataengine.formats.episode import EpisodeFrames
-from so101_dataengine.formats.store import EpisodeStore
 from test_hardening_inputs import assert_one_error_line
+
+from so101_dataengine.cli import main
+from so101_dataengine.formats.episode import EpisodeFrames
+from so101_dataengine.formats.features import so101_features
+from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.lerobot_compat import LEROBOT_06, install_video_fallback
 
 REPO = "local/hardening_tools"
 

@@ -16,11 +16,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_hardening_inputs import assert_one_error_line
 
 from so101_dataengine.cli import main
 from so101_dataengine.publish.hub_server import RegistryStore, make_server
 from so101_dataengine.publish.registry import LocalRegistry
-from test_hardening_inputs import assert_one_error_line
 
 REPO = "local/hardening_serve"
 SECRET = b"a file outside the registry that must never be served"

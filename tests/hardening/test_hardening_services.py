@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from so101_dataengine.cli import main
 from hub_double import start_hub_double
 from test_hardening_inputs import assert_one_error_line
+
+from so101_dataengine.cli import main
 
 CLI = [sys.executable, "-m", "so101_dataengine.cli"]
 ROLLOUT = ["rollout", "--policy", "scripted", "--n", "2", "--num-envs", "2", "--workers", "1", "--image-size", "32"]

@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
-from so101_dataengine.cli import main
+
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.preflight import check_name, check_repo_id
+from so101_dataengine.cli import main
 from so101_dataengine.hooks.config import load_hooks
 from so101_dataengine.hooks.ledger import Ledger
 from so101_dataengine.hooks.render import VersionEvent
 from so101_dataengine.hooks.runner import check_hook, fire_hooks
-from so101_dataengine.base.preflight import check_name, check_repo_id
 
 REPO = "lab/so101_hostile"
 

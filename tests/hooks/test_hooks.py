@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
-from so101_dataengine.cli import main
+
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.cli import main
 from so101_dataengine.hooks.config import load_hooks
 from so101_dataengine.hooks.ledger import Ledger
 from so101_dataengine.hooks.render import VersionEvent
@@ -129,8 +129,8 @@ def test_config_errors_name_the_problem(tmp_path):
 
 
 def test_eval_config_is_typed_with_defaults_and_errors_name_the_problem(tmp_path):
-    from so101_dataengine.hooks.config import HookEval
     from so101_dataengine.base.seeds import EVAL_SEED
+    from so101_dataengine.hooks.config import HookEval
 
     hook = '[[hooks]]\nname = "x"\nrepo_id = "a/b"\nargv = ["true"]\n'
     (plain,) = load_hooks(write_config(tmp_path, hook)).hooks

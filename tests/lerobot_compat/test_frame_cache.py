@@ -16,9 +16,8 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from rich.console import Console
 
-from so101_dataengine.lerobot_compat import frame_cache
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.lerobot_compat import dataset_reader_class
+from so101_dataengine.lerobot_compat import dataset_reader_class, frame_cache
 from so101_dataengine.lerobot_compat.video import video_backend
 
 ACT_DELTAS = {"action": [k / 30 for k in range(10)]}

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from so101_dataengine.cli import main
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.cli import main
 from so101_dataengine.publish.manifest import VersionManifest, sha256_file
 from so101_dataengine.publish.publish import PublishConfig, publish
 from so101_dataengine.publish.registry import LocalRegistry

@@ -4,10 +4,10 @@ unreachable here), and lerobot's own revision resolution (``get_safe_version``, 
 from __future__ import annotations
 
 import pytest
+from hub_double import start_hub_double
 
 from so101_dataengine.publish.publish import PublishConfig, publish
 from so101_dataengine.publish.tags import CODEBASE_TAG
-from hub_double import start_hub_double
 
 REPO = "lab/so101_hub"
 SECRET = "hf_test_token_that_must_never_be_printed"

@@ -33,8 +33,7 @@ WRIST = "videos/observation.images.wrist/chunk-000/file-001.mp4"
 def split_dataset(tmp_path_factory, demo_dataset):
     """A real 3-episode ``dataengine demos`` dataset whose every episode has a video file of its own per camera (as
     a large dataset has many): lerobot's first/last-frame check cannot see a file in the middle being broken."""
-    from so101_dataengine.demos import DemosConfig
-    from so101_dataengine.demos import record_demos
+    from so101_dataengine.demos import DemosConfig, record_demos
 
     config = DemosConfig(out=tmp_path_factory.mktemp("datasets") / "split", n=3, repo_id=demo_dataset.repo_id,
                          seed=demo_dataset.seed, scene=demo_dataset.scene)

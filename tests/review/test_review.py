@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shlex
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from so101_dataengine.base.executors import ExecutorConfig
 from so101_dataengine.classifier.data import rollout_episodes
 from so101_dataengine.classifier.labels import labels_lock, read_labels
 from so101_dataengine.cli import main
-from so101_dataengine.rollouts.config import RolloutConfig
-from so101_dataengine.base.executors import ExecutorConfig
-from so101_dataengine.review.catalog import Catalog
-from so101_dataengine.review.labelbook import LabelBook
-from so101_dataengine.review.server import bind, create_app, url_of
-from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 from so101_dataengine.formats.v3_dataset import read_provenance
 from so101_dataengine.formats.verdict import Verdict
+from so101_dataengine.review.catalog import Catalog
+from so101_dataengine.review.labelbook import LabelBook
+from so101_dataengine.review.server import bind, create_app, url_of
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,8 +14,14 @@ import pytest
 from PIL import Image
 
 from so101_dataengine.cli import main
-from so101_dataengine.review.whiskers import (OverheadCanvas, PolicyForecaster, WhiskersRequest,
-                                        forecaster_for, make_whiskers, trace_episode)
+from so101_dataengine.review.whiskers import (
+    OverheadCanvas,
+    PolicyForecaster,
+    WhiskersRequest,
+    forecaster_for,
+    make_whiskers,
+    trace_episode,
+)
 from so101_dataengine.rollouts.engine import PolicySpec
 from so101_dataengine.rollouts.policies import LeRobotPolicy
 from so101_dataengine.scenes.faulty_expert import FaultMix

@@ -243,10 +243,10 @@ def test_nan_producing_checkpoint_fails_clearly(act_checkpoint, tmp_path):
 
 def test_diffusion_rollout_through_the_engine(diffusion_checkpoint, workspace, tmp_path):
     """``dataengine rollout --policy diffusion``: the newest trained diffusion, recorded as such, episodes stored."""
-    from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.base.executors import ExecutorConfig
-    from so101_dataengine.rollouts.run import rollout
     from so101_dataengine.formats.store import EpisodeStore
+    from so101_dataengine.rollouts.config import RolloutConfig
+    from so101_dataengine.rollouts.run import rollout
 
     config = RolloutConfig(policy="diffusion", n=2, out=tmp_path / "run", num_envs=2, chunk_size=2,
                            scene=PickPlaceConfig(image_size=None, max_episode_steps=12),

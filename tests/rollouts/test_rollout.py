@@ -14,18 +14,18 @@ import time
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from file_identities import file_identities
 
-from so101_dataengine.cli import main
-from so101_dataengine.rollouts.config import RolloutConfig
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig
-from so101_dataengine.rollouts.run import rollout
-from file_identities import file_identities
-from so101_dataengine.rollouts.engine import ChunkTask, PolicySpec, run_chunk
+from so101_dataengine.cli import main
 from so101_dataengine.formats.episode import record_episode
 from so101_dataengine.formats.store import EpisodeStore, episode_dirname
 from so101_dataengine.rollouts import engine, policies
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.rollouts.engine import ChunkTask, PolicySpec, run_chunk
 from so101_dataengine.rollouts.policies import expert_sha256
+from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.scenes.expert import ExpertConfig, ScriptedExpert
 from so101_dataengine.scenes.pick_place import PickPlaceConfig, PickPlaceEnv
 

@@ -1,6 +1,12 @@
 import numpy as np
 
-from so101_dataengine.scenes.so101 import GRIPPER_RANGE_RAD, JOINT_NAMES, MOTOR_FEATURE_NAMES, lerobot_to_sim, sim_to_lerobot
+from so101_dataengine.scenes.so101 import (
+    GRIPPER_RANGE_RAD,
+    JOINT_NAMES,
+    MOTOR_FEATURE_NAMES,
+    lerobot_to_sim,
+    sim_to_lerobot,
+)
 
 
 def test_feature_names_follow_lerobot_so_follower_order():

@@ -8,8 +8,8 @@ import torch
 from safetensors.numpy import load_file
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.training.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
 from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.training.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
 
 
 def test_train_produces_a_lerobot_checkpoint_at_exactly_the_requested_step(act_checkpoint, demo_dataset):

@@ -11,15 +11,15 @@ import shutil
 
 import pytest
 
-from so101_dataengine.cli import main
-from so101_dataengine.rollouts.config import RolloutConfig
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig
-from so101_dataengine.rollouts.run import rollout
-from so101_dataengine.training.train import TrainConfig, train
-from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint
+from so101_dataengine.cli import main
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.rollouts.config import RolloutConfig
+from so101_dataengine.rollouts.lerobot_policy import inspect_checkpoint
+from so101_dataengine.rollouts.run import rollout
 from so101_dataengine.scenes.pick_place import PickPlaceConfig
+from so101_dataengine.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
