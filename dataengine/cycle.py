@@ -19,7 +19,7 @@ from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_repo_id, check_table
+from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_positive, check_repo_id, check_table
 from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.formats.v3_dataset import is_v3_dataset
 
@@ -165,6 +165,8 @@ def run_cycle(config_path: Path, name: str, workspace, workers: int | None = Non
 
     document = read_project_file(config_path, "write a [cycle] table with at least repo_id (see README)")
     config = check_cycle(document, config_path, name, workspace.root)  # everything, before anything is written
+    if workers is not None:
+        check_positive("--workers", workers)
     check_policy(config, workspace)
     root = Path(workspace.root) / "cycles" / name
     run, dataset = root / "rollout", root / "dataset"

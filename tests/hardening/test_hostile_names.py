@@ -318,9 +318,9 @@ def cycle_env(tmp_path, monkeypatch):
     config = tmp_path / "dataengine.toml"
     workspace = tmp_path / "ws"
 
-    def cycle(name: str, text: str = GOOD_CYCLE) -> int:
+    def cycle(name: str, text: str = GOOD_CYCLE, workers: str = "1") -> int:
         config.write_text(text)
-        return main(["--workspace", str(workspace), "cycle", "--config", str(config), "--workers", "1", "--", name])
+        return main(["--workspace", str(workspace), "cycle", "--config", str(config), "--workers", workers, "--", name])
 
     return cycle, tmp_path, workspace
 
@@ -389,6 +389,14 @@ def test_cycle_checks_everything_before_any_work_and_a_failed_check_writes_nothi
     assert cycle("round1", text) == 2
     line = one_error_line(capsys)
     assert re.search(message, line), (message, line)
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_cycle_workers_below_one_is_one_error_line_before_any_work(cycle_env, capsys, workers):
+    cycle, tmp_path, _ = cycle_env
+    assert cycle("round1", workers=workers) == 2
+    assert one_error_line(capsys) == f"error: --workers must be at least 1, got {workers}"
     nothing_written(tmp_path)
 
 
