@@ -123,7 +123,7 @@ def lock_path(path: Path) -> Path:
 @contextlib.contextmanager
 def labels_lock(path: Path, on_wait: Callable[[str], None] = _say) -> Iterator[None]:
     """Hold the labels file's lock for the block; if another process holds it, say so (``on_wait``) and wait."""
-    with exclusive_lock(lock_path(path), f"write to the labels file {path}", on_wait=on_wait):
+    with exclusive_lock(lock_path(path), f"write to the labels file {path}", "--labels", on_wait=on_wait):
         yield
 
 

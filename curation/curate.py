@@ -128,7 +128,7 @@ def curate(config: CurateConfig, console: Console | None = None) -> CurateSummar
     start = time.perf_counter()
     _validate(config)
     out = Path(config.out).resolve()
-    with exclusive_lock(out.parent / f".{out.name}.lock", f"curate into {out}", wait=False):
+    with exclusive_lock(out.parent / f".{out.name}.lock", f"curate into {out}", "--out", wait=False):
         check_new_output_dir(out)  # again, now that no other curate can be writing it
         for leftover in out.parent.glob(f".{out.name}.partial-*"):  # a killed curate's: no live one holds the lock
             shutil.rmtree(leftover, ignore_errors=True)

@@ -124,7 +124,7 @@ def _opened_store(out: Path, manifest: dict, resume: bool) -> Iterator[EpisodeSt
     """The run's store, held by this process alone for the block: a second rollout of the same ``--out`` (two
     ``--resume`` at once) is refused, since its clean-up would delete the first one's episodes in progress."""
     store = EpisodeStore.open(out) if resume else EpisodeStore.create(out, manifest)
-    with exclusive_lock(out / LOCK, f"rollout into {out}", wait=False):
+    with exclusive_lock(out / LOCK, f"rollout into {out}", "--out", wait=False):
         if resume:
             previous = store.manifest
             differing = [k for k in _COMPATIBLE_KEYS if to_jsonable(previous.get(k)) != to_jsonable(manifest[k])]

@@ -14,15 +14,16 @@ from so101_dataengine.base.errors import DataEngineError
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str, on_wait=print, wait: bool = True) -> Iterator[None]:
+def exclusive_lock(path: Path, what: str, moved_by: str, on_wait=print, wait: bool = True) -> Iterator[None]:
     """Hold the lock for the block. If another process holds it: with ``wait``, say so (with its pid) and wait for
-    it; without, one error line naming that process."""
+    it; without, one error line naming that process. ``moved_by``: the option that puts the lock elsewhere, named
+    when its directory cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
     except OSError as error:  # the first write of any of these runs: where it fails, nothing was written yet
         raise DataEngineError(f"cannot create {path} ({error.strerror}): the {what} needs a writable directory "
-                              "there; choose another (--registry, --out or the hook ledger's path)") from None
+                              f"there; choose another with {moved_by}") from None
     with handle as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -59,7 +59,8 @@ class Ledger:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        with exclusive_lock(self.path.with_name(self.path.name + ".lock"), "hook launch", on_wait=lambda _: None):
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock"), "hook launch",
+                            "the ledger's path (ledger = ... in dataengine.toml)", on_wait=lambda _: None):
             yield
 
     def append(self, run: HookRun) -> None:

@@ -32,7 +32,7 @@ def publish(config: PublishConfig, say: Callable[[str], None] = print) -> Publis
         raise DataEngineError(f"{source} is not a LeRobot v3 dataset (no meta/info.json): pass a dataset directory")
     registry = LocalRegistry(Workspace.default().registry(config.registry).resolve())
     lock = registry.repo_dir(config.repo_id) / ".lock"
-    with exclusive_lock(lock, f"publish of {config.repo_id}", on_wait=say):
+    with exclusive_lock(lock, f"publish of {config.repo_id}", "--registry", on_wait=say):
         say(f"hashing {source} ...")
         files = hash_files(source)
         if config.target == "local":
