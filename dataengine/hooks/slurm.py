@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import reading
 from so101_dataengine.hooks.config import TEMPLATES, HookConfig, sbatch_value_problem
 from so101_dataengine.hooks.render import _PLACEHOLDER
 
@@ -70,7 +71,9 @@ def render_script(hook: HookConfig, variables: dict[str, str], stages: list[list
         "env_exports": "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()),
         "command": "\n".join(shlex.join(stage) for stage in stages),  # the evaluation stage too, when the hook has one
     }
-    return substitute_script(template_path.read_text(), values, hook.name, f"sbatch template {template_path}")
+    with reading(template_path, f"fix hook {hook.name!r}'s script_template (a UTF-8 sbatch script)", "not UTF-8 text"):
+        template = template_path.read_text(encoding="utf-8")
+    return substitute_script(template, values, hook.name, f"sbatch template {template_path}")
 
 
 def _quoted_spans(line: str) -> list[tuple[int, int]]:

@@ -279,6 +279,17 @@ def test_custom_sbatch_templates_cannot_be_injected(tmp_path, line, message):
     assert not (tmp_path / value).exists() and not injected(tmp_path)
 
 
+def test_a_custom_sbatch_template_that_is_not_text_is_one_error_line(tmp_path):
+    template = tmp_path / "custom.sbatch"
+    template.write_bytes(b"#!/bin/bash\n\xff\xfe{command}\n")  # Latin-1 bytes, or a binary copied by mistake
+    config = tmp_path / "dataengine.toml"
+    config.write_text(HOOK + f"script_template = {toml_string(str(template))}\n")
+    (hook,) = load_hooks(config).hooks
+    with pytest.raises(DataEngineError, match=f"{template} is damaged \\(not UTF-8 text.*script_template") as error:
+        check_hook(hook)
+    assert "\n" not in str(error.value)
+
+
 def test_a_custom_template_value_on_a_shell_line_is_one_quoted_word(tmp_path, fake_slurm, monkeypatch):
     marker = None
     value = hostile(marker)
