@@ -22,16 +22,22 @@ def check_loads(root: Path, repo_id: str, every_episode: bool = True) -> int:
     """Load with lerobot (offline) and read each episode's first and last frame (only the dataset's first and last
     episode's when ``every_episode`` is off: publish decodes every frame itself already); returns the number of
     frames."""
-    from so101_dataengine.lerobot_compat import LeRobotDataset
+    from so101_dataengine.lerobot_compat import LeRobotDataset, install_video_fallback
     from so101_dataengine.lerobot_compat.video import video_backend
 
+    install_video_fallback()
     dataset = LeRobotDataset(repo_id, root=root, video_backend=video_backend())
     last = dataset.num_episodes - 1
     for episode in range(dataset.num_episodes) if every_episode else sorted({0, last}):
         start = dataset.meta.episodes[episode]["dataset_from_index"]
         end = dataset.meta.episodes[episode]["dataset_to_index"]
         for index in (start, end - 1):
-            item = dataset[index]
+            try:
+                item = dataset[index]
+            except Exception as error:  # lerobot's decoders raise many types; each means this frame cannot be read
+                raise DataEngineError(f"dataset {root}: lerobot cannot read frame {index} (episode {episode}: "
+                                      f"{type(error).__name__}: {str(error).splitlines()[0][:160]}): a file was cut "
+                                      f"or damaged; write or copy the dataset again") from None
             if int(item["episode_index"]) != episode:
                 raise DataEngineError(f"dataset {root}: frame {index} belongs to the wrong episode")
     return len(dataset)

@@ -31,6 +31,7 @@ import numpy as np
 from rich.console import Console
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import reading
 from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.lerobot_compat.video import iter_frames
 
@@ -98,8 +99,7 @@ def plan(root: Path) -> tuple[dict, list[DecodeTask]]:
 def decode_into(task: DecodeTask, cache_dir: Path) -> int:
     """Decode ``task``'s episodes in one pass over the video and write each frame to its dataset row; returns
     the number of frames written. Every frame of every episode must be found."""
-    damaged = ("the dataset is damaged: re-record or re-curate it, or run lerobot's own checks on it "
-               "(`dataengine train --no-frame-cache`)")
+    damaged = "the dataset is damaged: write or copy the dataset again (re-record or re-curate it)"
     rows = np.memmap(cache_dir / task.cache_file, dtype=np.uint8, mode="r+", shape=task.shape)
     wanted = {}
     for from_ts, first_index, length in task.episodes:
@@ -109,15 +109,18 @@ def decode_into(task: DecodeTask, cache_dir: Path) -> int:
                 raise DataEngineError(f"{task.video}: two episodes claim the frame at {tick / task.fps:.3f} s; {damaged}")
             wanted[tick] = first_index + k
     last_tick = max(wanted)
-    for image, seconds in iter_frames(Path(task.video), start=task.episodes[0][0]):
-        tick = round(seconds * task.fps)
-        if tick > last_tick:
-            break
-        if tick in wanted:
-            if abs(seconds - tick / task.fps) > TOLERANCE_S:
-                raise DataEngineError(f"{task.video}: a frame at {seconds:.5f} s is off the {task.fps} fps grid "
-                                      f"(more than lerobot's {TOLERANCE_S} s); {damaged}")
-            rows[wanted.pop(tick)] = image
+    from av.error import FFmpegError
+
+    with reading(Path(task.video), damaged, "not a complete video", also=(FFmpegError,)):  # a cut or corrupt file
+        for image, seconds in iter_frames(Path(task.video), start=task.episodes[0][0]):
+            tick = round(seconds * task.fps)
+            if tick > last_tick:
+                break
+            if tick in wanted:
+                if abs(seconds - tick / task.fps) > TOLERANCE_S:
+                    raise DataEngineError(f"{task.video}: a frame at {seconds:.5f} s is off the {task.fps} fps grid "
+                                          f"(more than lerobot's {TOLERANCE_S} s); {damaged}")
+                rows[wanted.pop(tick)] = image
     rows.flush()
     if wanted:
         raise DataEngineError(f"{task.video}: {len(wanted)} frames of its episodes are missing from the video; {damaged}")

@@ -355,11 +355,10 @@ def check_image_stats(root: Path, stats: dict, scans: dict[str, VideoScan], epis
 def check_loads_with_lerobot(root: Path, repo_id: str) -> None:
     """lerobot's own ``LeRobotDataset`` opens it and decodes the first and the last frame of every episode (the
     check demos and curate make before moving a dataset into place: ``formats.validate.check_loads``)."""
-    from so101_dataengine.lerobot_compat import install_video_fallback
-
-    install_video_fallback()
     try:
         check_loads(root, repo_id, every_episode=False)
+    except DataEngineError:
+        raise
     except Exception as error:  # lerobot raises many types; any of them means users cannot load it
         _fail(root, f"lerobot cannot load it ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
               "fix the dataset (it was written or copied incompletely)")

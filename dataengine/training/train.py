@@ -33,6 +33,7 @@ from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.demos import DemosConfig
 from so101_dataengine.formats.v3_dataset import check_readable, is_v3_dataset, read_info, recorded_repo_id
+from so101_dataengine.formats.validate import check_loads
 from so101_dataengine.lerobot_compat import frame_cache
 from so101_dataengine.lerobot_compat.video import video_backend
 
@@ -340,6 +341,8 @@ def train(config: TrainConfig, workspace: Workspace) -> Path:
     env = dict(os.environ, HF_HUB_OFFLINE="1", ACCELERATE_MIXED_PRECISION=precision)
     if config.frame_cache:
         env[frame_cache.CACHE_ENV] = str(frame_cache.build(dataset.root, workspace.root / "cache" / "frames", console))
+    else:  # building the cache decodes every frame; without it, lerobot must at least reach every episode's ends
+        check_loads(dataset.root, dataset.repo_id)
     started = time.time()
     result = subprocess.run(command, env=env)
     if result.returncode != 0:

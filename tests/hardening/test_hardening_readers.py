@@ -97,6 +97,19 @@ def test_a_damaged_demos_dataset_file_in_classifier_train(demo_dataset, tmp_path
     assert fix in line, line
 
 
+@pytest.mark.parametrize("cache", ["frame-cache", "no-frame-cache"])
+def test_a_video_cut_in_half_stops_train_before_lerobot_train_starts(demo_dataset, tmp_path, capfd, cache):
+    """With the frame cache every frame is decoded while it is built; without it, lerobot must reach the first and
+    last frame of every episode before training starts, instead of dying on that episode mid-training."""
+    damaged, _ = _damaged_copy(demo_dataset.out, tmp_path, VIDEO, cut)
+    argv, out = _train(damaged, tmp_path)
+    flags = ["--no-frame-cache"] if cache == "no-frame-cache" else []
+    line = assert_one_error_line([*argv[:-len(TINY_ACT) - 1], *flags, "--", *TINY_ACT], capfd, str(damaged),
+                                 [damaged], out)
+    assert "again" in line, line
+    assert not (tmp_path / "workspace" / "policies.jsonl").exists(), "no training was recorded"
+
+
 def test_the_fix_train_names_for_damaged_stats_works(demo_dataset, tmp_path, capfd):
     """A cut ``meta/stats.json``: train names ``dataengine stats fix DATASET``; that command, run as named, makes
     the dataset trainable again (lerobot-train runs and leaves a checkpoint)."""
