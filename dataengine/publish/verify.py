@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,12 +237,13 @@ def default_video_threads() -> int:
 
 
 def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | None = None,
-                 image_stats: bool = True) -> dict[str, VideoScan]:
+                 image_stats: bool = True, fail: Callable[[Path, str, str], None] = _fail) -> dict[str, VideoScan]:
     """Every video file decodes completely, once, and its frames cover its episodes exactly: each episode's
     ``[from_timestamp, to_timestamp)`` in its file holds ``length`` decoded frames, the file holds no others, and the
     frame size is info.json's. Files are decoded side by side on ``workers`` threads (default: one per core).
     With ``image_stats``, the same decode accumulates each episode's exact image stats (for
-    :func:`check_image_stats`)."""
+    :func:`check_image_stats`). ``fail(root, problem, fix)`` raises the one error line (``train --no-frame-cache``
+    words it for training)."""
     fps = info["fps"]
     half = 0.5 / fps
     by_file: dict[str, list[tuple[str, dict]]] = {}
@@ -293,8 +295,8 @@ def check_videos(root: Path, info: dict, episodes: list[dict], workers: int | No
                             f"{expected}")
     if problems:
         more = f" (and {len(problems) - 2} more video files)" if len(problems) > 2 else ""
-        _fail(root, f"{len(problems)} broken video file(s): {'; '.join(problems[:2])}{more}",
-              "re-encode or copy the videos again (a version is never published with a video lerobot cannot read)")
+        fail(root, f"{len(problems)} broken video file(s): {'; '.join(problems[:2])}{more}",
+             "re-encode or copy the videos again (a version is never published with a video lerobot cannot read)")
     return scans
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_ACT
-from test_hardening_inputs import DATA, EPISODES, VIDEO, _damaged_copy, assert_one_error_line, cut, json_array
+from test_hardening_inputs import DATA, EPISODES, VIDEO, _damaged_copy, assert_one_error_line, cut, json_array, zero
 
 from so101_dataengine.cli import main
 
@@ -98,10 +98,11 @@ def test_a_damaged_demos_dataset_file_in_classifier_train(demo_dataset, tmp_path
 
 
 @pytest.mark.parametrize("cache", ["frame-cache", "no-frame-cache"])
-def test_a_video_cut_in_half_stops_train_before_lerobot_train_starts(demo_dataset, tmp_path, capfd, cache):
-    """With the frame cache every frame is decoded while it is built; without it, lerobot must reach the first and
-    last frame of every episode before training starts, instead of dying on that episode mid-training."""
-    damaged, _ = _damaged_copy(demo_dataset.out, tmp_path, VIDEO, cut)
+@pytest.mark.parametrize("how", [cut, zero], ids=["cut", "zeroed-inside"])
+def test_a_damaged_video_stops_train_before_lerobot_train_starts(demo_dataset, tmp_path, capfd, cache, how):
+    """With the frame cache every frame is decoded while it is built; without it, the same full decode runs before
+    training starts: either way a damaged video is one line, not lerobot-train dying on that episode mid-training."""
+    damaged, _ = _damaged_copy(demo_dataset.out, tmp_path, VIDEO, how)
     argv, out = _train(damaged, tmp_path)
     flags = ["--no-frame-cache"] if cache == "no-frame-cache" else []
     line = assert_one_error_line([*argv[:-len(TINY_ACT) - 1], *flags, "--", *TINY_ACT], capfd, str(damaged),
