@@ -46,10 +46,9 @@ def verdicts_of(classifier: SuccessClassifier, store: EpisodeStore, episode_ids:
         if recorded is not None and recorded.classifier == classifier.version:
             verdicts[episode_id] = recorded
     todo = [i for i in episode_ids if i not in verdicts]
-    last = slice(-classifier.end_frames, None)
+    last, have = slice(-classifier.end_frames, None), episodes or {}
     for start in range(0, len(todo), batch_episodes):
         batch = todo[start : start + batch_episodes]
-        have = episodes or {}
         read = list(read_all(lambda i: have[i] if i in have else store.read(i, frames=last), batch))
         for episode_id, score in zip(batch, classifier.score_episodes(read)):
             verdicts[episode_id] = Verdict(classifier.version, float(score), classifier.threshold)
