@@ -254,15 +254,24 @@ def install(cache_dir: Path) -> None:
     """Make lerobot's dataset reads of the cached dataset take its frames from the cache, and its action/state chunks
     from in-memory columns instead of one parquet row lookup per index (the next cost per sample once frames are
     cached: ~9 ms for ACT's 100 actions). Other datasets, if any, keep lerobot's own reads. A dataset is recognised
-    by its content, wherever it lies. Installed before the dataset is made, so forked dataloader workers inherit it."""
+    by its content, wherever it lies.
+
+    Installed before the dataset is made. Dataloader workers get it either way they start: forked ones (lerobot
+    0.4.4) inherit the patched class; spawned ones (lerobot 0.6's default) import lerobot afresh, so a reader pickled
+    for them carries this cache with it and installs it there before it is rebuilt (``_rebuild_with_cache``).
+    Installing the same cache again is a no-op."""
     import torch
 
     from so101_dataengine.lerobot_compat import dataset_reader_class, read_side
 
+    cache_dir = Path(cache_dir).resolve()
+    reader = dataset_reader_class()
+    if getattr(reader._query_videos, "frame_cache_dir", None) == cache_dir:
+        return
     hold(cache_dir)
     cache = FrameCache(cache_dir)
-    reader = dataset_reader_class()
     decode_from_video, query_rows = reader._query_videos, reader._query_hf_dataset
+    pickle_reader = reader.__reduce_ex__
     fingerprints: dict[Path, str] = {}
     columns: dict[str, np.ndarray] = {}
 
@@ -291,5 +300,17 @@ def install(cache_dir: Path) -> None:
             return query_rows(self, query_indices)
         return {key: torch.from_numpy(columns[key][indices]) for key, indices in wanted.items()}
 
+    def reduce_ex(self, protocol: int):
+        rebuild, args, *rest = pickle_reader(self, protocol)
+        return (_rebuild_with_cache, (str(cache_dir), rebuild, args), *rest)
+
+    query_videos.frame_cache_dir = cache_dir
     reader._query_videos = query_videos
     reader._query_hf_dataset = query_hf_dataset
+    reader.__reduce_ex__ = reduce_ex
+
+
+def _rebuild_with_cache(cache_dir: str, rebuild, args: tuple):
+    """Unpickle a reader of a cached dataset in another process (a spawned dataloader worker): the cache first."""
+    install(Path(cache_dir))
+    return rebuild(*args)

@@ -28,10 +28,16 @@ def _dataset(config, **kwargs) -> LeRobotDataset:
     return LeRobotDataset(config.repo_id, root=config.out, video_backend=video_backend(), **kwargs)
 
 
-def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_dataset, tmp_path, monkeypatch):
-    reader = dataset_reader_class()  # what makes each sample: LeRobotDataset (0.4.4) or its DatasetReader (0.6)
-    for method in ("_query_videos", "_query_hf_dataset"):  # undone after the test
+def _undo_install_after_the_test(monkeypatch) -> type:
+    """The reader class (LeRobotDataset on 0.4.4, its DatasetReader on 0.6), restored when the test ends."""
+    reader = dataset_reader_class()
+    for method in ("_query_videos", "_query_hf_dataset", "__reduce_ex__"):
         monkeypatch.setattr(reader, method, getattr(reader, method))
+    return reader
+
+
+def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_dataset, tmp_path, monkeypatch):
+    reader = _undo_install_after_the_test(monkeypatch)
     decoded = _dataset(demo_dataset, delta_timestamps=ACT_DELTAS)
     expected = [decoded[index] for index in range(len(decoded))]  # before install: the patch is on the class
     other_decoded = _dataset(grown_dataset)
@@ -65,6 +71,37 @@ def test_cached_samples_equal_lerobots_decoded_samples(demo_dataset, grown_datas
     moved = shutil.copytree(demo_dataset.out, tmp_path / "moved")  # same content elsewhere: still served from the cache
     from_moved = LeRobotDataset(demo_dataset.repo_id, root=moved, video_backend=video_backend())
     assert torch.equal(from_moved[5][cameras[1]], expected[5][cameras[1]])
+
+
+def test_spawned_dataloader_workers_read_the_cache_not_the_videos(demo_dataset, tmp_path, monkeypatch):
+    """lerobot 0.6's lerobot-train starts its dataloader workers with spawn: they import lerobot afresh, so a patch
+    made in the training process is not theirs. The cache must reach them anyway (it did not: 0.6.1 trained on the GPU
+    at a third of 0.4.4's speed). Proof: once the cache is built, every video is overwritten with noise of the same
+    size (the dataset's fingerprint is unchanged), and spawned workers still return lerobot's decoded samples."""
+    _undo_install_after_the_test(monkeypatch)
+    copy = shutil.copytree(demo_dataset.out, tmp_path / "copy")
+    decoded = LeRobotDataset(demo_dataset.repo_id, root=copy, video_backend=video_backend(),
+                             delta_timestamps=ACT_DELTAS)
+    expected = [decoded[index] for index in range(len(decoded))]
+    frame_cache.install(frame_cache.build(copy, tmp_path / "cache", Console(quiet=True)))
+    frame_cache.install(frame_cache.build(copy, tmp_path / "cache", Console(quiet=True)))  # again: a no-op
+    cached = LeRobotDataset(demo_dataset.repo_id, root=copy, video_backend=video_backend(),
+                            delta_timestamps=ACT_DELTAS)
+    noise = torch.Generator().manual_seed(0)
+    for video in (copy / "videos").rglob("*.mp4"):
+        size = video.stat().st_size
+        video.write_bytes(torch.randint(0, 256, (size,), dtype=torch.uint8, generator=noise).numpy().tobytes())
+    loader = torch.utils.data.DataLoader(cached, batch_size=16, num_workers=2, multiprocessing_context="spawn")
+    got = [sample for batch in loader for sample in _unbatch(batch, len(batch["index"]))]
+    assert [int(s["index"]) for s in got] == [int(s["index"]) for s in expected]
+    for want, sample in zip(expected, got):
+        for key in (*cached.meta.video_keys, "action", "action_is_pad", "observation.state"):
+            assert torch.equal(sample[key], want[key]), f"sample {int(want['index'])} {key}"
+
+
+def _unbatch(batch: dict, size: int) -> list[dict]:
+    return [{key: value[row] for key, value in batch.items() if isinstance(value, torch.Tensor)}
+            for row in range(size)]
 
 
 def test_a_changed_dataset_gets_a_new_cache_and_a_killed_build_is_redone(demo_dataset, tmp_path):
