@@ -9,8 +9,10 @@
 #               workers, batch 128), building the cache where the training below reuses it
 #   throughput  end-to-end env-steps/s at 16 workers x 256 envs and the naive loop (benchmarks/gpu_throughput.py),
 #               with an ACT of the recipe's size from `dataengine train --steps 1`
-#   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache)
-#   eval        200 held-out episodes of its last checkpoint (act_recipe_gpu.sh eval)
+#   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache),
+#               stopped after $TRAIN_S s (default 900) if the lease is short: a checkpoint every 2,000 steps, and with
+#               ACT's constant learning rate the one a stopped run saved is that of a shorter run
+#   eval        200 held-out episodes of its last saved checkpoint (act_recipe_gpu.sh eval)
 set -uo pipefail
 W=${W:-/tmp/act_recipe}
 L=${L:-/tmp/lease17}
@@ -32,8 +34,11 @@ case "${1:-}" in
     python3 benchmarks/gpu_throughput.py --policy "$W/ck1/checkpoints/last/pretrained_model" --configs 16x256x1 \
       --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
     stage train
-    cli train --dataset "$W/demos" --save-freq 2000 --out "$W/runs/act" -- --log_freq=250 > "$L/train.log" 2>&1
-    stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval 8000 "$W/runs/act/checkpoints/last/pretrained_model" \
+    timeout -s INT "${TRAIN_S:-900}" \
+      python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq 2000 \
+      --out "$W/runs/act" -- --log_freq=250 > "$L/train.log" 2>&1
+    ls "$W/runs/act/checkpoints" > "$L/checkpoints.txt"
+    stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval last "$W/runs/act/checkpoints/last/pretrained_model" \
       > "$L/eval.log" 2>&1
     stage done ;;
   poll)
