@@ -29,14 +29,18 @@ def install_plugin(where: Path) -> Path:
     return site
 
 
-def lerobot_eval(site: Path, checkpoint: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+def lerobot_eval(site: Path | None, checkpoint: Path, out: Path, *args: str,
+                 async_envs: bool | None = False) -> subprocess.CompletedProcess:
     """The installed lerobot's ``lerobot-eval`` of ``checkpoint`` on ``EPISODES`` engine scenes from ``EVAL_SEED``,
-    on the CPU, in one batch."""
+    on the CPU, in one batch; the plugin distribution from ``site`` (None: none, name the package in ``args``); each
+    env in a process of its own with ``async_envs``, all in this one without, lerobot's default with None (0.6:
+    processes, 0.4.4: this one)."""
     command = [str(Path(sys.executable).parent / "lerobot-eval"), f"--env.type={ENV_TYPE}",
                f"--policy.path={checkpoint}", "--policy.device=cpu", f"--eval.n_episodes={EPISODES}",
-               f"--eval.batch_size={EPISODES}", "--eval.use_async_envs=false", f"--seed={EVAL_SEED}",
-               f"--output_dir={out}", *args]
-    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+               f"--eval.batch_size={EPISODES}", f"--seed={EVAL_SEED}", f"--output_dir={out}", *args]
+    if async_envs is not None:
+        command.append(f"--eval.use_async_envs={str(async_envs).lower()}")
+    path = os.pathsep.join(p for p in (site and str(site), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": path, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"})
 

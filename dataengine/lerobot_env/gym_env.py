@@ -17,7 +17,14 @@ import gymnasium as gym
 import numpy as np
 
 from so101_dataengine.lerobot_compat.env_plugin import PIXELS, SCENE, SCENE_SHAPE, STATE, encode_scene
-from so101_dataengine.scenes.pick_place import DEFAULT_IMAGE_SIZE, TASK, Observation, PickPlaceConfig, PickPlaceEnv
+from so101_dataengine.scenes.pick_place import (
+    DEFAULT_IMAGE_SIZE,
+    TASK,
+    Observation,
+    PickPlaceConfig,
+    PickPlaceEnv,
+    build_model,
+)
 from so101_dataengine.scenes.randomization import SceneRandomization
 from so101_dataengine.scenes.render import CAMERA_NAMES, image_feature_key
 from so101_dataengine.scenes.so101 import JOINT_NAMES, sim_to_lerobot
@@ -37,10 +44,11 @@ class PickPlaceGymEnv(gym.Env):
         self.config = PickPlaceConfig(image_size=image_size, max_episode_steps=episode_length,
                                       render_preset=render_preset,
                                       randomization=SceneRandomization(visual=visual_randomization))
-        self.scene = PickPlaceEnv(self.config)
+        self._model = build_model(self.config)
+        self._scene: PickPlaceEnv | None = None
         self.render_mode = render_mode
         self.task = self.task_description = TASK
-        low, high = sim_to_lerobot(self.scene.model.actuator_ctrlrange.T)
+        low, high = sim_to_lerobot(self._model.actuator_ctrlrange.T)
         self.action_space = gym.spaces.Box(low, high, (len(JOINT_NAMES),), np.float32)
         image = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict({
@@ -50,6 +58,16 @@ class PickPlaceGymEnv(gym.Env):
         })
         self._seed = 0
         self._last: Observation | None = None
+
+    @property
+    def scene(self) -> PickPlaceEnv:
+        """The simulated scene, made (with its renderer's OpenGL context) when first used, not with the env:
+        gymnasium's ``AsyncVectorEnv`` makes one env in its own process only to read the spaces, then forks the
+        sub-env processes (lerobot 0.4.4's default start method), and EGL made before a fork hangs the children's
+        first render."""
+        if self._scene is None:
+            self._scene = PickPlaceEnv(self.config, model=self._model)
+        return self._scene
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -73,4 +91,5 @@ class PickPlaceGymEnv(gym.Env):
                 SCENE: encode_scene(self._seed, self.config.randomization.visual)}
 
     def close(self) -> None:
-        self.scene.close()
+        if self._scene is not None:
+            self._scene.close()
