@@ -55,6 +55,20 @@ def test_per_episode_stats_were_rewritten_too(demo_dataset):
         assert np.all(np.asarray(std).ravel() > 0.02)
 
 
+def test_each_episode_is_one_parquet_row_group_as_lerobot_06_writes_them(demo_dataset, grown_dataset):
+    """lerobot 0.6 writes one row group per episode, so a reader fetches one episode's rows alone
+    (``read_row_group(i)``); so does the engine's writer, for demos and for curated datasets alike."""
+    import pyarrow.parquet as pq
+
+    for dataset in (demo_dataset, grown_dataset):
+        groups = []
+        for path in sorted((dataset.out / "data").glob("chunk-*/file-*.parquet")):
+            parquet = pq.ParquetFile(path)
+            groups += [set(parquet.read_row_group(g, columns=["episode_index"]).column(0).to_pylist())
+                       for g in range(parquet.num_row_groups)]
+        assert groups == [{episode} for episode in range(dataset.n)]
+
+
 def test_lerobot_train_runs_act_on_it_offline_on_cpu(demo_dataset, tmp_path):
     out = tmp_path / "train"
     command = [

@@ -196,6 +196,16 @@ def _copy_base(layout: DatasetLayout) -> None:
             shutil.copytree(base.root / sub, layout.root / sub, dirs_exist_ok=True)
 
 
+def _write_row_group_per_episode(table: pa.Table, lengths: list[int], path: Path) -> None:
+    """``table`` (episodes of ``lengths`` frames, back to back) as one parquet row group per episode, as lerobot 0.6
+    writes its data files: a reader fetches one episode's rows without decoding its neighbours'."""
+    with pq.ParquetWriter(path, table.schema) as writer:
+        start = 0
+        for length in lengths:
+            writer.write_table(table.slice(start, length))
+            start += length
+
+
 def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_episode: int, first_index: int,
                 task_index: dict[str, int]) -> list[tuple[int, int]]:
     """Data parquet files for the new episodes; returns each episode's (chunk, file)."""
@@ -235,7 +245,8 @@ def _write_data(layout: DatasetLayout, episodes: list[EncodedEpisode], first_epi
                 arrays.append(pa.array(values, field_type))
         path = layout.root / layout.info["data_path"].format(chunk_index=chunk, file_index=file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
+        _write_row_group_per_episode(pa.Table.from_arrays(arrays, schema=schema), [len(episodes[i]) for i in batch],
+                                     path)
         placement.extend([(chunk, file)] * len(batch))
         chunk, file = next_file(chunk, file)
         batch, batch_frames = [], 0
