@@ -35,7 +35,7 @@ case "${1:-}" in
       --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
     stage train
     timeout -s INT "${TRAIN_S:-900}" \
-      python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq 2000 \
+      python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq "${SAVE_FREQ:-2000}" \
       --out "$W/runs/act" -- --log_freq=250 > "$L/train.log" 2>&1
     ls "$W/runs/act/checkpoints" > "$L/checkpoints.txt"
     stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval last "$W/runs/act/checkpoints/last/pretrained_model" \
