@@ -7,12 +7,12 @@
 #   demos       400 expert demos at 224 px (the ACT recipe's data; act_recipe_gpu.sh demos)
 #   loader      lerobot 0.6.1's training loader as it is vs the decoded-frame cache (benchmarks/frame_cache.py, 12
 #               workers, batch 128), building the cache where the training below reuses it
-#   throughput  end-to-end env-steps/s at 16 workers x 256 envs and the naive loop (benchmarks/gpu_throughput.py),
-#               with an ACT of the recipe's size from `dataengine train --steps 1`
 #   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache),
-#               stopped after $TRAIN_S s (default 900) if the lease is short: a checkpoint every 2,000 steps, and with
-#               ACT's constant learning rate the one a stopped run saved is that of a shorter run
+#               stopped after $TRAIN_S s (default 900) if the lease is short: a checkpoint every $SAVE_FREQ steps
+#               (2,000), and with ACT's constant learning rate the one a stopped run saved is that of a shorter run
 #   eval        200 held-out episodes of its last saved checkpoint (act_recipe_gpu.sh eval)
+#   throughput  end-to-end env-steps/s at 16 workers x 256 envs and the naive loop (benchmarks/gpu_throughput.py),
+#               with that checkpoint (the recipe's ACT: 224 px, two cameras, chunk 100)
 set -uo pipefail
 W=${W:-/tmp/act_recipe}
 L=${L:-/tmp/lease17}
@@ -26,13 +26,10 @@ case "${1:-}" in
     setsid nohup bash "$0" all > "$L/all.log" 2>&1 < /dev/null &
     echo $! > "$L/pid"; echo "started $(cat "$L/pid")" ;;
   all)
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 10 > "$L/gpu.csv" 2>&1 &
     stage demos; DEMOS=400 bash "$B/act_recipe_gpu.sh" demos > "$L/demos.log" 2>&1
     stage loader; python3 -m benchmarks.frame_cache --dataset "$W/demos" --workers 12 --batch-size 128 --batches 20 \
       --cache-root "$W/ws/cache/frames" --out "$L/frame_cache.json" > "$L/loader.log" 2>&1
-    stage throughput
-    cli train --dataset "$W/demos" --steps 1 --num-workers 0 --save-freq 1 --out "$W/ck1" > "$L/ck1.log" 2>&1
-    python3 benchmarks/gpu_throughput.py --policy "$W/ck1/checkpoints/last/pretrained_model" --configs 16x256x1 \
-      --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
     stage train
     timeout -s INT "${TRAIN_S:-900}" \
       python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq "${SAVE_FREQ:-2000}" \
@@ -40,7 +37,10 @@ case "${1:-}" in
     ls "$W/runs/act/checkpoints" > "$L/checkpoints.txt"
     stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval last "$W/runs/act/checkpoints/last/pretrained_model" \
       > "$L/eval.log" 2>&1
-    stage done ;;
+    stage throughput
+    python3 benchmarks/gpu_throughput.py --policy "$W/runs/act/checkpoints/last/pretrained_model" --configs 16x256x1 \
+      --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
+    stage done; kill %1 ;;
   poll)
     t0=$(date +%s); pid=$(cat "$L/pid" 2>/dev/null)
     while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "${2:-480}" ]; do sleep 5; done
