@@ -6,7 +6,7 @@
 # Stages (each logs to $L/<stage>.log; `== stage epoch-seconds` lines in $L/stages.log time them):
 #   demos       400 expert demos at 224 px (the ACT recipe's data; act_recipe_gpu.sh demos)
 #   loader      lerobot 0.6.1's training loader as it is vs the decoded-frame cache (benchmarks/frame_cache.py, 12
-#               workers, batch 128), building the cache where the training below reuses it
+#               workers, batch 128), building the cache where the training below reuses it; skipped with STAGES=""
 #   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache),
 #               stopped after $TRAIN_S s (default 900) if the lease is short: a checkpoint every $SAVE_FREQ steps
 #               (2,000), and with ACT's constant learning rate the one a stopped run saved is that of a shorter run
@@ -28,8 +28,8 @@ case "${1:-}" in
   all)
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 10 > "$L/gpu.csv" 2>&1 &
     stage demos; DEMOS=400 bash "$B/act_recipe_gpu.sh" demos > "$L/demos.log" 2>&1
-    stage loader; python3 -m benchmarks.frame_cache --dataset "$W/demos" --workers 12 --batch-size 128 --batches 20 \
-      --cache-root "$W/ws/cache/frames" --out "$L/frame_cache.json" > "$L/loader.log" 2>&1
+    if [[ " ${STAGES:-loader} " == *" loader "* ]]; then stage loader; python3 -m benchmarks.frame_cache --dataset "$W/demos" --workers 12 --batch-size 128 --batches 20 \
+      --cache-root "$W/ws/cache/frames" --out "$L/frame_cache.json" > "$L/loader.log" 2>&1; fi
     stage train
     timeout -s INT "${TRAIN_S:-900}" \
       python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq "${SAVE_FREQ:-2000}" \
