@@ -45,7 +45,8 @@ ENV_PLUGINS: bool = LEROBOT_06
 ENV_PLUGINS_MISSING = (
     f"lerobot {LEROBOT_VERSION} has no environment plugins (its register_third_party_plugins imports "
     "lerobot_robot_/camera_/teleoperator_/policy_ distributions, not lerobot_env_) and its lerobot-eval cannot "
-    "record (no --eval.recording): lerobot-eval on the engine's scene needs lerobot 0.6 (Python >= 3.12)"
+    "record (no --eval.recording): the plugin distribution and recordings need lerobot 0.6 (Python >= 3.12); on "
+    "0.4.4, lerobot-eval takes the scene by --env.discover_packages_path=so101_dataengine.lerobot_env"
 )
 
 PLUGIN_DISTRIBUTION = "lerobot_env_so101_dataengine"
