@@ -4,7 +4,7 @@
 #   benchmarks/lerobot6_gpu.sh start     run every stage below, detached (pid in $L/pid, logs in $L)
 #   benchmarks/lerobot6_gpu.sh poll S    wait <= S s while it runs, then bring $L back under $OUT (call back to back)
 # Stages (each logs to $L/<stage>.log; `== stage epoch-seconds` lines in $L/stages.log time them):
-#   demos       400 expert demos at 224 px (the ACT recipe's data; act_recipe_gpu.sh demos)
+#   demos       $DEMOS (400) expert demos at 224 px (the ACT recipe's data; act_recipe_gpu.sh demos)
 #   loader      lerobot 0.6.1's training loader as it is vs the decoded-frame cache (benchmarks/frame_cache.py, 12
 #               workers, batch 128), building the cache where the training below reuses it; skipped with STAGES=""
 #   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache),
@@ -27,7 +27,7 @@ case "${1:-}" in
     echo $! > "$L/pid"; echo "started $(cat "$L/pid")" ;;
   all)
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 10 > "$L/gpu.csv" 2>&1 &
-    stage demos; DEMOS=400 bash "$B/act_recipe_gpu.sh" demos > "$L/demos.log" 2>&1
+    stage demos; DEMOS=${DEMOS:-400} bash "$B/act_recipe_gpu.sh" demos > "$L/demos.log" 2>&1
     if [[ " ${STAGES:-loader} " == *" loader "* ]]; then stage loader; python3 -m benchmarks.frame_cache --dataset "$W/demos" --workers 12 --batch-size 128 --batches 20 \
       --cache-root "$W/ws/cache/frames" --out "$L/frame_cache.json" > "$L/loader.log" 2>&1; fi
     stage train
