@@ -26,7 +26,7 @@ case "${1:-}" in
     setsid nohup bash "$0" all > "$L/all.log" 2>&1 < /dev/null &
     echo $! > "$L/pid"; echo "started $(cat "$L/pid")" ;;
   all)
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 10 > "$L/gpu.csv" 2>&1 &
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader -l 10 > "$L/gpu.csv" 2>&1 & sampler=$!
     stage demos; DEMOS=${DEMOS:-400} bash "$B/act_recipe_gpu.sh" demos > "$L/demos.log" 2>&1
     if [[ " ${STAGES:-loader} " == *" loader "* ]]; then stage loader; python3 -m benchmarks.frame_cache --dataset "$W/demos" --workers 12 --batch-size 128 --batches 20 \
       --cache-root "$W/ws/cache/frames" --out "$L/frame_cache.json" > "$L/loader.log" 2>&1; fi
@@ -40,7 +40,7 @@ case "${1:-}" in
     stage throughput
     python3 benchmarks/gpu_throughput.py --policy "$W/runs/act/checkpoints/last/pretrained_model" --configs 16x256x1 \
       --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
-    stage done; kill %1 ;;
+    stage done; kill "$sampler" ;;
   poll)
     t0=$(date +%s); pid=$(cat "$L/pid" 2>/dev/null)
     while kill -0 "$pid" 2>/dev/null && [ $(( $(date +%s) - t0 )) -lt "${2:-480}" ]; do sleep 5; done
