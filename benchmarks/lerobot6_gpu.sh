@@ -18,7 +18,6 @@ W=${W:-/tmp/act_recipe}
 L=${L:-/tmp/lease17}
 export W
 B=$(cd "$(dirname "$0")" && pwd)
-cli() { python3 -m so101_dataengine.cli --workspace "$W/ws" "$@"; }
 stage() { echo "== $1 $(date +%s)" >> "$L/stages.log"; }
 case "${1:-}" in
   start)

@@ -57,7 +57,8 @@ def test_per_episode_stats_were_rewritten_too(demo_dataset):
 
 def test_each_episode_is_one_parquet_row_group_as_lerobot_06_writes_them(demo_dataset, grown_dataset):
     """lerobot 0.6 writes one row group per episode, so a reader fetches one episode's rows alone
-    (``read_row_group(i)``); so does the engine's writer, for demos and for curated datasets alike."""
+    (``read_row_group(i)``); so does the engine's one writer of data files (``write_dataset``, which curation uses
+    too), checked here on two demo datasets (2 and 3 episodes)."""
     import pyarrow.parquet as pq
 
     for dataset in (demo_dataset, grown_dataset):
