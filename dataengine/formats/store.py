@@ -160,6 +160,12 @@ class EpisodeStore:
                                         self.damaged_fix(episode_id)) for key in meta["cameras"]}
         return StoredEpisode(meta, *arrays, images)
 
+    def frame_offsets(self, episode_id: int) -> dict[str, list[int]]:
+        """Per camera, the byte offset of each frame in its stream (frame k is bytes ``[o[k], o[k + 1])``): what a
+        player needs to seek in an episode without decoding it (the review page's episode view)."""
+        meta, data = self._index(episode_id)
+        return {key: data[f"offsets.{key}"].tolist() for key in meta["cameras"]}
+
     @staticmethod
     def stream_index(data: dict[str, np.ndarray], camera: str) -> StreamIndex:
         """A camera stream's frame index from an episode's arrays (``_index``), with its checksums where the run

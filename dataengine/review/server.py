@@ -26,7 +26,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from flask import Flask, Response, abort, jsonify, request, send_file
 from PIL import Image
 from werkzeug.exceptions import HTTPException
@@ -152,8 +151,7 @@ def create_app(catalog: Catalog, book: LabelBook, by: str | None = None, classif
         row = row_of(run, episode)
         store = catalog.runs[run].store
         meta = store.read_meta(episode)
-        with np.load(store.episodes_dir / episode_dirname(episode) / "data.npz") as data:
-            offsets = {key: data[f"offsets.{key}"].tolist() for key in meta["cameras"]}
+        offsets = store.frame_offsets(episode)
         label = book.current().get((catalog.runs[run].run_id, episode))
         return jsonify(**row.to_json(), metrics=meta["metrics"], cameras=meta["cameras"], offsets=offsets,
                        fps=catalog.runs[run].fps, label=label_json(label))

@@ -479,3 +479,21 @@ def test_a_held_lock_makes_the_page_wait_then_write(review_process, run_dir):
     assert answered == [200]
     assert [(l["run_id"], l["episode_id"]) for l in _lines(labels)] == [
         ("other", 7), (EpisodeStore.open(run_dir).manifest["run_id"], 2)]
+
+
+def test_a_damaged_episode_is_an_error_naming_it_and_the_others_still_play(run_dir, tmp_path):
+    """One episode's data.npz truncated after the server loaded its catalogue (a disk filling up mid-review): its
+    episode view answers one error naming the file and how to record it again, not a 500; the others still play."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    app = create_app(Catalog.load([copy]), LabelBook(tmp_path / "labels.jsonl"), by="tester")
+    client = app.test_client()
+    damaged = copy / "episodes" / episode_dirname(1) / "data.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    answer = client.get("/api/episodes/0/1")
+    assert answer.status_code == 400
+    assert "data.npz" in answer.get_json()["error"] and "record it again" in answer.get_json()["error"]
+    healthy = client.get("/api/episodes/0/0")
+    assert healthy.status_code == 200
+    offsets = healthy.get_json()["offsets"]
+    assert offsets and all(len(o) == healthy.get_json()["length"] + 1 for o in offsets.values())

@@ -8,7 +8,7 @@ import torch
 from safetensors.numpy import load_file
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.workspace import Workspace
+from so101_dataengine.base.workspace import POLICY_INDEX, Workspace
 from so101_dataengine.training.train import TrainConfig, fewer_demos_than_the_recipe, resolve_dataset, train
 
 
@@ -112,8 +112,9 @@ def test_diffusion_trains_offline_with_its_own_recipe(diffusion_checkpoint, demo
     assert config["type"] == "diffusion" and config["n_obs_steps"] == 2 and config["horizon"] == 8
     assert config["pretrained_backbone_weights"] is None and config["crop_shape"] == [57, 57]
     assert config["optimizer_lr"] == 1e-4
-    assert workspace.newest_policy("diffusion") == diffusion_checkpoint.resolve()
-    assert workspace.newest_policy("act") != diffusion_checkpoint.resolve()
+    index = [json.loads(line) for line in (workspace.root / POLICY_INDEX).read_text().splitlines()]
+    recorded = [e["kind"] for e in index if e["checkpoint"] == str(diffusion_checkpoint.resolve())]
+    assert recorded == ["diffusion"], "indexed as a diffusion policy (other tests may train newer ones later)"
     run = json.loads((diffusion_checkpoint.parents[2] / "dataengine_train.json").read_text())
     assert not any("optimizer_lr_backbone" in arg for arg in run["command"])
     assert run["config"]["steps"] == 10 and run["config"]["batch_size"] == 4
