@@ -12,7 +12,11 @@ many passes over its dataset as ACT (i) makes over the base, capped) or ``steps`
 evaluated by ``dataengine eval`` on the same held-out seeds (paired against arm (i) of the same policy type):
     (i)   base only                          (ii)  base + curated (classifier + quality filters)
     (iii) base + every rollout, unfiltered   (iv)  base + rollouts the simulator calls successes (filtering's ceiling)
+    (v)   as many expert demos as (ii) has episodes, of other scenes: the ceiling of adding data at this recipe
+          (if (v) is no better than (ii), the recipe, not the teacher's data, is what holds the students back)
     curve: base + curated from the first k rollout runs (k = 1 .. all; all is (ii)).
+A student may be trained several times with different ``--seed``s (replicates); the report pools each arm's
+replicates and compares them scene by scene (``replicated_paired_difference``).
 
 Every step is a ``dataengine`` command, run as a job with a log (``WORK/logs``) and a done-marker, so the script
 resumes where it stopped; trainings run side by side on the one GPU, simulation and curation one at a time.
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from so101_dataengine.base.seeds import ROLLOUT_SEED
+from so101_dataengine.base.seeds import DEMO_SEED, ROLLOUT_SEED
 from so101_dataengine.formats.v3_dataset import read_info
 
 TINY_ACT = ("--policy.dim_model=64", "--policy.n_heads=2", "--policy.dim_feedforward=128",
@@ -52,10 +56,18 @@ class Student:
     policy: str
     arm: str
     recipe: str = "passes"
+    seed: int | None = None
+    """lerobot-train's ``--seed`` (weights, dropout, sample order); None: lerobot's default. Replicate trainings of
+    one arm differ only here; the report pools them (``group``)."""
+
+    @property
+    def group(self) -> str:
+        """The arm and recipe, whatever the seed: replicates of one group are pooled in the report."""
+        return f"{self.policy}-{self.arm}" + ("" if self.recipe == "passes" else f"-{self.recipe}")
 
     @property
     def name(self) -> str:
-        return f"{self.policy}-{self.arm}" + ("" if self.recipe == "passes" else f"-{self.recipe}")
+        return self.group + ("" if self.seed is None else f"-seed{self.seed}")
 
 
 TEACHER = Student("act", "i")
@@ -114,8 +126,9 @@ SCALES = {
     "gpu": Scale(),
     "mini": Scale(base=2, rollout_runs=(2, 2), round2_runs=(2,), labelled=4, image_size=64, steps=4, max_steps=8,
                   batch_size=4, students=(TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c1"),
-                                          Student("act", "iii", "steps"), Student("act", "ii2"),
-                                          Student("diffusion", "i"), Student("diffusion", "ii")),
+                                          Student("act", "iii", "steps"), Student("act", "ii2"), Student("act", "v"),
+                                          Student("act", "ii", seed=1), Student("diffusion", "i"),
+                                          Student("diffusion", "ii")),
                   diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
                   diffusion_args=TINY_DIFFUSION, trainings_at_once=2, sims_at_once=1, loader_workers=0,
                   uncached_loader_workers=0, sim_workers=2, device="cpu"),
@@ -132,8 +145,19 @@ SCALES["gpu-rounds"] = dataclasses.replace(
 holds two student trainings one after the other (teacher -> rollouts -> curate -> (ii) -> rollouts -> curate -> ii2):
 3,000 steps each (~250 s alone on the H200, 12 steps/s) keeps it inside a lease; lease 2 found (ii) starved at 4.9
 passes and not helped beyond ~12, and 3,000 steps give the expected ~120-episode (ii) ~16 passes."""
+SCALES["gpu-replicates"] = dataclasses.replace(
+    SCALES["gpu"], rollout_runs=(500, 500), max_steps=3000,
+    students=(TEACHER, Student("act", "ii"), Student("act", "v"), Student("act", "i", seed=1),
+              Student("act", "ii", seed=1), Student("act", "i", seed=2), Student("act", "ii", seed=2)))
+"""Lease 5's question, in one lease: is the +1..+9-point gain of (ii) over (i) real, and is it the recipe or the
+teacher's data that keeps students at 25-30 %? Three trainings each of (i) and (ii) (seeds: lerobot's default, 1,
+2; leases 1-4 saw the same recipe move 10 points between trainings), pooled scene by scene; and (v), as many expert
+demos as (ii) has episodes, at the same recipe. 1,000 teacher rollouts and 3,000-step students (lease 4's sizes)
+keep the critical path (teacher -> rollouts -> curation -> three (ii) and (v) side by side) near 1,100 s."""
 LABELLED_SEED = ROLLOUT_SEED + 500_000
 """The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
+EXPERT_SEED = DEMO_SEED + 100_000
+"""Arm (v)'s expert demos: demo seeds, apart from the base's (DEMO_SEED on, a few hundred attempts)."""
 
 
 @dataclass
@@ -199,12 +223,20 @@ def _frames(dataset: Path) -> int:
     return read_info(dataset)["total_frames"]
 
 
+def _episodes(dataset: Path) -> int:
+    return read_info(dataset)["total_episodes"]
+
+
 def plan(work: Path, scale: Scale) -> list[Job]:
     """Every job of the experiment with what it needs first."""
     device = [] if scale.device is None else ["--device", scale.device]
-    jobs = [Job("demos", _cli(work, "demos", "--n", scale.base, "--image-size", scale.image_size, "--vcodec", "h264",
-                              "--workers", scale.sim_workers or os.cpu_count(), "--out", work / "data" / "i",
-                              "--repo-id", "local/payoff_i"), fresh=work / "data" / "i")]
+
+    def demos(arm: str, n: int, seed: int) -> list[str]:
+        return _cli(work, "demos", "--n", n, "--seed", seed, "--image-size", scale.image_size, "--vcodec", "h264",
+                    "--workers", scale.sim_workers or os.cpu_count(), "--out", work / "data" / arm,
+                    "--repo-id", f"local/payoff_{arm}")
+
+    jobs = [Job("demos", demos("i", scale.base, DEMO_SEED), fresh=work / "data" / "i")]
 
     def train(student: Student, needs: str) -> Job:
         batch = scale.batch_size if student.policy == "act" else scale.diffusion_batch_size
@@ -214,14 +246,15 @@ def plan(work: Path, scale: Scale) -> list[Job]:
         run = work / "train" / student.name
 
         def argv() -> list[str]:
-            if student == TEACHER or student.recipe == "steps":
+            if student.group == TEACHER.group or student.recipe == "steps":
                 budget = ["--steps", scale.steps]
             else:  # ACT (i)'s passes over the base, computed once the base exists
                 passes = scale.steps * scale.batch_size / _frames(work / "data" / "i")
                 budget = ["--epochs", repr(passes), "--steps", scale.max_steps]
+            seed = [] if student.seed is None else [f"--seed={student.seed}"]
             return _cli(work, "train", "--policy", student.policy, "--dataset", work / "data" / student.arm, *budget,
                         "--batch-size", batch, "--save-freq", scale.max_steps, "--num-workers", loaders,
-                        *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra)
+                        *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra, *seed)
 
         return Job(f"train-{student.name}", argv, [needs], "train", fresh=run)
 
@@ -259,6 +292,10 @@ def plan(work: Path, scale: Scale) -> list[Job]:
         needs = [f"rollout-{r}" for r in data.runs] + (["classifier"] if data.verdict == "classifier" else [])
         jobs.append(Job(f"curate-{arm}", argv, needs, fresh=work / "data" / arm))
         jobs += [train(s, f"curate-{arm}") for s in students if s.arm == arm]
+    if "v" in trained_arms:  # as many expert episodes as (ii) ended up with, once (ii) is curated
+        jobs.append(Job("demos-v", lambda: demos("v", _episodes(work / "data" / "ii"), EXPERT_SEED), ["curate-ii"],
+                        fresh=work / "data" / "v"))
+        jobs += [train(s, "demos-v") for s in students if s.arm == "v"]
     jobs += [evaluate(s) for s in scale.students]
     return jobs
 
@@ -326,9 +363,9 @@ def collect(work: Path, scale: Scale) -> dict:
 
     def episodes(arm: str) -> int | None:
         dataset = work / "data" / arm
-        return read_info(dataset)["total_episodes"] if (dataset / "meta" / "info.json").is_file() else None
+        return _episodes(dataset) if (dataset / "meta" / "info.json").is_file() else None
 
-    arms = ["i", *data_arms(scale)]
+    arms = ["i", *data_arms(scale), "v"]
     result = {"scale": dataclasses.asdict(scale), "datasets": {arm: episodes(arm) for arm in arms}, "students": {}}
     for student in scale.students:
         got = loaded(student.name)
@@ -346,11 +383,37 @@ def collect(work: Path, scale: Scale) -> dict:
                 c = compare(before, got)
                 row[key] = {"difference": c.difference, "ci95": list(c.ci95), "mcnemar_p": c.mcnemar_p}
         result["students"][student.name] = row
+    result["groups"] = pooled_groups(scale, {s.name: loaded(s.name) for s in scale.students})
     result["job_seconds"] = {p.name: float(p.read_text()) for p in sorted((work / "done").glob("*"))}
     for key, prefix, counts in (("teacher_rollouts", "r", scale.rollout_runs), ("round2_rollouts", "q", scale.round2_runs)):
         runs = [work / "rollouts" / f"{prefix}{k}" / "summary.json" for k in range(len(counts))]
         result[key] = [json.loads(p.read_text())["outcomes"] for p in runs if p.is_file()]
     return result
+
+
+def pooled_groups(scale: Scale, results: dict) -> dict[str, dict]:
+    """Each arm's evaluated replicates (``results``: student name -> its ``PolicyResult`` or None) pooled: success
+    over all their episodes with the replicates' own rates (their spread is the training variance) and, against
+    the pooled (i) of the same policy type, the scene-by-scene difference (``replicated_paired_difference``)."""
+    from so101_dataengine.evaluation.stats import replicated_paired_difference
+
+    runs: dict[str, list[list[bool]]] = {}
+    for student in scale.students:
+        if (got := results.get(student.name)) is not None:
+            runs.setdefault(student.group, []).append([outcome == "SUCCESS" for outcome in got.per_episode])
+    groups = {}
+    for student in scale.students:
+        if student.group in groups or student.group not in runs:
+            continue
+        mine = runs[student.group]
+        row = {"replicates": len(mine), "success_rate": sum(map(sum, mine)) / sum(map(len, mine)),
+               "replicate_rates": [sum(run) / len(run) for run in mine]}
+        base = runs.get(Student(student.policy, "i").group)
+        if student.arm != "i" and base:
+            d = replicated_paired_difference(mine, base)
+            row["vs_i"] = {"difference": d.difference, "ci95": list(d.ci95), "p": d.p, "i_replicates": len(base)}
+        groups[student.group] = row
+    return groups
 
 
 def curve_figure(result: dict, path: Path) -> None:
@@ -398,6 +461,16 @@ def markdown(result: dict) -> str:
                   f"p = {vs['mcnemar_p']:.3g}") if vs else "-"
         lines.append(f"| {name} | {row['episodes_trained_on']} | {row['steps']} ({row['passes']:.1f}) | "
                      f"{100 * row['success_rate']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | {versus} |")
+    if any(g["replicates"] > 1 for g in result.get("groups", {}).values()):
+        lines += ["", "Replicate trainings pooled (per-scene paired difference against the pooled (i)):", "",
+                  "| arm | replicates | pooled success | replicates' success | vs (i): difference [95 % CI], p |",
+                  "|---|---:|---:|---|---|"]
+        for group, g in result["groups"].items():
+            vs = g.get("vs_i")
+            versus = (f"{100 * vs['difference']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], "
+                      f"p = {vs['p']:.3g}") if vs else "-"
+            rates = ", ".join(f"{100 * r:.1f}" for r in g["replicate_rates"])
+            lines.append(f"| {group} | {g['replicates']} | {100 * g['success_rate']:.1f} % | {rates} | {versus} |")
     for name, row in result["students"].items():
         if "vs_round1" in row:
             vs = row["vs_round1"]

@@ -89,3 +89,42 @@ def _correlation(cross: int, margins: int, n: int) -> float:
     if cross > n / 2:
         return (cross - n / 2) / math.sqrt(margins)
     return 0.0 if cross >= 0 else cross / math.sqrt(margins)
+
+
+@dataclass(frozen=True)
+class ReplicatedDifference:
+    """Mean success of replicate group A minus group B on the same scenes, with its 95 % interval and p-value."""
+
+    difference: float
+    ci95: tuple[float, float]
+    p: float
+    scenes: int
+
+
+def replicated_paired_difference(a_runs: list[list[bool]], b_runs: list[list[bool]],
+                                 z: float = Z95) -> ReplicatedDifference:
+    """Policies trained several times each (replicate trainings, different seeds), all evaluated on the same scenes.
+
+    Why not McNemar: one training per arm cannot separate arms 5-10 points apart (the same recipe moved 10 points
+    between trainings, docs/benchmarks.md), so the unit of evidence becomes the scene: ``d_s`` = mean success of A's
+    replicates on scene s minus B's. The mean of the ``d_s`` is the difference of the pooled rates; its interval
+    is the normal one over scenes (the ``d_s`` are independent across scenes, bounded in [-1, 1], and 200 of them
+    make the mean close to normal), and the two-sided p-value the matching z-test. With one replicate per group this
+    is the paired difference of two rates with the scene as the pair, a little wider than Newcombe's interval."""
+    if not a_runs or not b_runs:
+        raise ValueError("each group needs at least one evaluated replicate")
+    scenes = {len(run) for run in (*a_runs, *b_runs)}
+    if len(scenes) != 1:
+        raise ValueError(f"replicates must be evaluated on the same scenes, got runs of {sorted(scenes)} episodes")
+    n = scenes.pop()
+    if n == 0:
+        return ReplicatedDifference(0.0, (-1.0, 1.0), 1.0, 0)
+    per_scene = [sum(run[s] for run in a_runs) / len(a_runs) - sum(run[s] for run in b_runs) / len(b_runs)
+                 for s in range(n)]
+    mean = sum(per_scene) / n
+    variance = sum((d - mean) ** 2 for d in per_scene) / (n - 1) if n > 1 else 0.0
+    error = math.sqrt(variance / n)
+    if error == 0.0:
+        return ReplicatedDifference(mean, (mean, mean), 1.0 if mean == 0 else 0.0, n)
+    p = math.erfc(abs(mean) / error / math.sqrt(2))
+    return ReplicatedDifference(mean, (max(-1.0, mean - z * error), min(1.0, mean + z * error)), p, n)

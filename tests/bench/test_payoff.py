@@ -43,6 +43,10 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert scale.base <= sizes["iv"] <= scale.base + teacher_successes, "(iv) keeps only the simulator's successes"
     assert sizes["i"] <= sizes["c1"] <= sizes["ii"] <= sizes["iii"], "the curve's arms grow with the runs they see"
     assert sizes["ii"] <= sizes["ii2"] <= sizes["ii"] + sum(scale.round2_runs), "round 2 adds to round 1's data"
+    assert sizes["v"] == sizes["ii"], "(v) holds as many expert demos as (ii) has episodes"
+    expert_seeds = _training_seeds(work / "data" / "v")
+    assert min(expert_seeds) >= payoff.EXPERT_SEED and max(expert_seeds) < ROLLOUT_SEED, "(v): new scenes, demo range"
+    assert not expert_seeds & _training_seeds(work / "data" / "i"), "(v) shares no scene with the base"
     from so101_dataengine.rollouts.policies import checkpoint_sha256
     round2 = json.loads((work / "rollouts" / "q0" / "manifest.json").read_text())
     assert round2["policy"]["sha256"] == checkpoint_sha256(work / "train" / scale.round2_teacher / "checkpoints" / "last"
@@ -58,11 +62,19 @@ def test_payoff_experiment_in_miniature(tmp_path):
         manifest = json.loads(next((work / "eval" / student.name / "runs").glob("*/manifest.json")).read_text())
         assert manifest["seed"] == EVAL_SEED and manifest["policy"]["kind"] == student.policy
         batch = scale.batch_size if student.policy == "act" else scale.diffusion_batch_size
-        if student == payoff.TEACHER or student.recipe == "steps":
+        train_config = work / "train" / student.name / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+        if student.seed is not None:
+            assert json.loads(train_config.read_text())["seed"] == student.seed, "a replicate trains with its own seed"
+        if student.group == payoff.TEACHER.group or student.recipe == "steps":
             assert row["steps"] == scale.steps, "a 'steps' student trains exactly as long as the teacher"
         else:  # as many passes over its data as the teacher made over the base, at most max_steps
             passes = scale.steps * scale.batch_size / frames["i"]
             assert row["steps"] == min(scale.max_steps, math.ceil(round(passes * frames[student.arm] / batch, 6)))
+    replicated = result["groups"]["act-ii"]
+    pooled = [rows[name]["success_rate"] for name in ("act-ii", "act-ii-seed1")]
+    assert replicated["replicates"] == 2 and replicated["replicate_rates"] == pooled
+    assert replicated["success_rate"] == pytest.approx(sum(pooled) / 2) and "vs_i" in replicated
+    assert "Replicate trainings pooled" in (work / "payoff.md").read_text()
     for arm in sizes:
         assert all(seed < EVAL_SEED for seed in _training_seeds(work / "data" / arm)), "no evaluation scene is trained on"
     for name in ("payoff.json", "payoff.md", "payoff.png"):

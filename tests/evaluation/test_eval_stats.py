@@ -12,6 +12,7 @@ from so101_dataengine.evaluation.stats import (
     PairedCounts,
     mcnemar_exact_p,
     paired_difference_interval,
+    replicated_paired_difference,
     wilson_interval,
 )
 
@@ -76,3 +77,38 @@ def test_identical_policies_differ_by_zero_with_an_interval_around_it():
     low, high = paired_difference_interval(counts)
     assert low < 0 < high and high - low < 0.05
     assert mcnemar_exact_p(0, 0) == 1.0
+
+
+def test_replicated_difference_is_the_pooled_difference_and_its_interval_covers_the_truth():
+    """Replicate trainings on the same scenes (payoff experiment): the difference is that of the pooled rates, and
+    over many simulated experiments with scene-dependent difficulty (scenes that every training finds hard or easy,
+    as in the real evaluations) the 95 % interval holds the true difference about 95 % of the time."""
+    import random
+
+    rng = random.Random(7)
+    a = [[rng.random() < 0.4 for _ in range(50)] for _ in range(3)]
+    b = [[rng.random() < 0.2 for _ in range(50)] for _ in range(2)]
+    pooled = sum(map(sum, a)) / 150 - sum(map(sum, b)) / 100
+    assert replicated_paired_difference(a, b).difference == pytest.approx(pooled)
+
+    covered, trials, n = 0, 400, 200
+    for _ in range(trials):
+        easy = [rng.random() for _ in range(n)]  # per-scene difficulty shared by both groups' trainings
+        p_a = [min(1.0, 0.6 * e + 0.1) for e in easy]
+        p_b = [0.6 * e for e in easy]
+        truth = sum(pa - pb for pa, pb in zip(p_a, p_b)) / n
+        runs_a = [[rng.random() < p for p in p_a] for _ in range(3)]
+        runs_b = [[rng.random() < p for p in p_b] for _ in range(3)]
+        low, high = replicated_paired_difference(runs_a, runs_b).ci95
+        covered += low <= truth <= high
+    assert 0.92 <= covered / trials <= 0.98, covered / trials
+
+
+def test_replicated_difference_of_identical_groups_is_not_significant_and_refuses_unpaired_runs():
+    same = [[True, False, True, False]] * 2
+    result = replicated_paired_difference(same, same)
+    assert result.difference == 0 and result.p == 1.0 and result.scenes == 4
+    clear = replicated_paired_difference([[True] * 100], [[False] * 50 + [True] * 50])
+    assert clear.difference == pytest.approx(0.5) and clear.p < 1e-6 and clear.ci95[0] > 0.3
+    with pytest.raises(ValueError, match="same scenes"):
+        replicated_paired_difference([[True] * 3], [[True] * 4])
