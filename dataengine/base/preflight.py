@@ -10,6 +10,7 @@ starting or ending with ``.`` or ``-``. :func:`check_table` type-checks a TOML t
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tempfile
 import types
@@ -167,6 +168,37 @@ def check_at_least(name: str, value: int | float, minimum: int | float, why: str
     """One error line for a number below ``minimum`` (``why``: what the limit is for, appended)."""
     if value < minimum:
         raise DataEngineError(f"{name} must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))
+
+
+def check_at_most(name: str, value: int | float, maximum: int | float, why: str = "") -> None:
+    """One error line for a number above ``maximum``: counts and sizes that would exhaust memory or disk long
+    before they produced anything (a typo'd ``--n 1000000000000`` must not be OOM-killed 20 GB later)."""
+    if value > maximum:
+        raise DataEngineError(f"{name} must be at most {maximum}, got {value}" + (f" ({why})" if why else ""))
+
+
+def check_positive_finite(name: str, value: float) -> None:
+    """A rate or weight that must be a positive real number: NaN and infinity pass ``<`` comparisons silently and
+    reach torch or numpy deep inside a run."""
+    if not math.isfinite(value) or value <= 0:
+        raise DataEngineError(f"{name} must be a positive finite number, got {value}")
+
+
+DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
+"""The torch devices a command accepts (``cuda:1`` picks a card)."""
+
+
+def check_device(name: str, value: str | None) -> None:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (None: the command's default), before torch or lerobot-train see it."""
+    if value is not None and not DEVICE_PATTERN.fullmatch(value):
+        raise DataEngineError(f"{name} {value!r} is not a torch device: use cpu, cuda, cuda:N or mps")
+
+
+MAX_EPISODES = 10_000_000
+"""The most episodes one rollout, evaluation or demo recording may ask for (a run of 10 million at ~170 frames
+each is ~1.7 billion frames, beyond any disk here): above it is a typo, refused before anything is written."""
+MAX_IMAGE_SIZE = 1024
+"""The largest square frame rendered or written: MuJoCo's offscreen buffer here (``whiskers`` uses the same)."""
 
 
 def check_seed(name: str, seed: int) -> None:
