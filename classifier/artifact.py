@@ -22,7 +22,7 @@ import torch
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.classifier.config import FrameSampling, ModelConfig
-from so101_dataengine.classifier.model import SuccessNet, pick_device
+from so101_dataengine.classifier.model import SuccessNet, load_weights, pick_device
 
 WEIGHTS = "model.safetensors"
 CONFIG = "classifier.json"
@@ -176,16 +176,10 @@ def read_artifact_config(path: Path) -> tuple[ArtifactConfig, dict]:
 
 def load_classifier(path: Path, device: str | None = None) -> SuccessClassifier:
     """Load an artifact directory; a config that does not match its weights is one clear error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     config, training = read_artifact_config(path)
     net = SuccessNet(config.model.backbone, len(config.model.views), config.model.image_size)
-    try:
-        weights = load_file(path / WEIGHTS)
-    except SafetensorError as error:
-        raise DataEngineError(f"{path / WEIGHTS} is damaged ({error}): re-train or restore it") from None
+    weights = load_weights(path / WEIGHTS, "re-train or restore it")
     check_weights_fit(net, weights, f"{path}: its {CONFIG} says {config.model.backbone} with "
                                     f"{len(config.model.views)} views, but {WEIGHTS}")
     net.load_state_dict(weights)

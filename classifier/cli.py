@@ -100,9 +100,10 @@ def _add_label(verbs: argparse._SubParsersAction) -> None:
 
 def _run_label(args: argparse.Namespace) -> None:
     from so101_dataengine.base.errors import DataEngineError
-    from so101_dataengine.classifier.labels import add_labels, parse_episode_ids, read_labels
+    from so101_dataengine.classifier.labels import add_labels, check_labels_path, parse_episode_ids, read_labels
     from so101_dataengine.formats.store import EpisodeStore
 
+    check_labels_path(args.labels)
     if args.episodes is None:  # show the run's current labels
         run_id = EpisodeStore.open(args.run_dir).manifest["run_id"]
         current = read_labels(args.labels) if args.labels.is_file() else {}

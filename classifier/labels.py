@@ -52,10 +52,19 @@ class Label:
 
 def read_labels(path: Path) -> dict[tuple[str, int], Label]:
     """The current label of every labelled episode (the last line for it wins)."""
-    path = Path(path)
+    path = check_labels_path(path)
     if not path.is_file():
         raise DataEngineError(f"labels file {path} does not exist: create it with 'dataengine classifier label'")
     return _parse(path, _text(path))
+
+
+def check_labels_path(path: Path) -> Path:
+    """``path`` unless it is a directory: a labels file is written by renaming a new file over it, which a
+    directory refuses only after the lock file is made beside it (and reading one says nothing useful)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataEngineError(f"--labels {path} is a directory: pass a file path such as {path}/labels.jsonl")
+    return path
 
 
 def _text(path: Path) -> str:
@@ -84,29 +93,45 @@ def _parse(path: Path, text: str) -> dict[tuple[str, int], Label]:
     return labels
 
 
-def parse_episode_ids(text: str) -> list[int]:
-    """``"0,3-5"`` -> ``[0, 3, 4, 5]``."""
-    ids: list[int] = []
-    try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            ids.extend(range(int(first), int(last or first) + 1))
-    except ValueError:
-        raise DataEngineError(f"--episodes {text!r}: use ids and ranges like 0,3-5") from None
+def parse_episode_ids(text: str) -> list[range]:
+    """``"0,3-5"`` -> ``[range(0, 1), range(3, 6)]``: ranges, not ids, so that a typo such as ``0-99999999999`` is
+    checked against the run (:func:`add_labels`) before a hundred billion ids fill the memory."""
+    spans: list[range] = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            span = range(int(first), int(last or first) + 1)
+        except ValueError:
+            raise DataEngineError(f"--episodes {text!r}: use ids and ranges like 0,3-5") from None
+        if not span:
+            raise DataEngineError(f"--episodes {text!r}: the range {part.strip()} ends before it starts: "
+                                  "write FIRST-LAST with FIRST <= LAST, e.g. 3-5")
+        spans.append(span)
+    return spans
+
+
+def episodes_of_run(spans: list[range], store: EpisodeStore) -> list[int]:
+    """The ids of ``spans``, every one an episode of the run; a range past the run's last id is refused before it
+    is expanded."""
+    known = set(store.completed_ids())
+    highest = max(known, default=-1)
+    beyond = [span[-1] for span in spans if span[-1] > highest]
+    ids = [] if beyond else [i for span in spans for i in span]
+    unknown = beyond or [i for i in ids if i not in known]
+    if unknown:
+        raise DataEngineError(f"run {store.root} has no episode {', '.join(map(str, unknown[:5]))} "
+                              f"(it has {len(known)} episodes, ids {min(known, default=0)}-{highest}): "
+                              "pass --episodes among those")
     return ids
 
 
-def add_labels(path: Path, run_dir: Path, episode_ids: list[int], success: bool, by: str | None) -> list[Label]:
+def add_labels(path: Path, run_dir: Path, episodes: list[range], success: bool, by: str | None) -> list[Label]:
     """Append labels for episodes of a run (which must exist in it), as ``dataengine classifier label`` does."""
     store = EpisodeStore.open(run_dir)
-    run_id = store.manifest["run_id"]
-    known = set(store.completed_ids())
-    unknown = [i for i in episode_ids if i not in known]
-    if unknown:
-        raise DataEngineError(f"run {run_dir} has no episode {', '.join(map(str, unknown[:5]))} "
-                              f"(it has {len(known)} episodes, ids {min(known, default=0)}-{max(known, default=-1)})")
+    episode_ids = episodes_of_run(episodes, store)
     now = time.time()
-    new = [Label(run_id, i, success, HUMAN, by, now, str(Path(run_dir).resolve())) for i in episode_ids]
+    new = [Label(store.manifest["run_id"], i, success, HUMAN, by, now, str(Path(run_dir).resolve()))
+           for i in episode_ids]
     append_labels(path, new)
     return new
 
@@ -152,7 +177,7 @@ def _rewrite(path: Path, change: Callable[[list[str]], list[str]],
              on_wait: Callable[[str], None]) -> dict[tuple[str, int], Label]:
     """Read the file's lines, ``change`` them and write the result atomically, all under the lock (so no other
     writer's line can fall between the read and the write); the labels now current."""
-    with labels_lock(path, on_wait):
+    with labels_lock(check_labels_path(path), on_wait):
         text = _text(path) if path.is_file() else ""
         _parse(path, text)  # never build on a file the trainer could not read
         lines = change([line for line in text.splitlines() if line.strip()])

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import reading
+from so101_dataengine.base.preflight import check_device
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -62,14 +64,23 @@ class SuccessNet(nn.Module):
         return self.logits(self.prepare(frames))
 
 
-def load_backbone_weights(net: SuccessNet, path: Path, backbone: str) -> None:
-    """Start the backbone from a local safetensors file (e.g. ImageNet weights saved once); shapes must fit."""
+def load_weights(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing, unreadable or foreign file (safetensors' Rust reader raises
+    its own ``SafetensorError``, e.g. "header too large" for any other file) is one error line naming it and ``fix``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if Path(path).is_dir():  # safetensors says only "No such device" of one
+        raise DataEngineError(f"{path} is a directory, not a safetensors file: {fix}")
+    with reading(path, fix, "not a safetensors file", also=(SafetensorError,)):
+        return load_file(path)
+
+
+def load_backbone_weights(net: SuccessNet, path: Path, backbone: str) -> None:
+    """Start the backbone from a local safetensors file (e.g. ImageNet weights saved once); shapes must fit."""
     path = Path(path)
-    if not path.is_file():
-        raise DataEngineError(f"--pretrained {path} does not exist: pass a local .safetensors file of {backbone}")
-    weights = {k: v for k, v in load_file(path).items() if not k.startswith(("fc.", "head.", "classifier."))}
+    loaded = load_weights(path, f"pass a local .safetensors file of {backbone} as --pretrained")
+    weights = {k: v for k, v in loaded.items() if not k.startswith(("fc.", "head.", "classifier."))}
     try:
         missing, _unexpected = net.backbone.load_state_dict(weights, strict=False)
     except RuntimeError as error:
@@ -81,6 +92,9 @@ def load_backbone_weights(net: SuccessNet, path: Path, backbone: str) -> None:
 
 
 def pick_device(device: str | None) -> torch.device:
+    """The torch device to train or score on; a name torch does not know is one error line, not torch's
+    ``RuntimeError`` listing its two dozen backends."""
+    check_device("--device", device)
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

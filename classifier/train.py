@@ -11,6 +11,7 @@ import collections
 import copy
 import dataclasses
 import hashlib
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,7 +24,13 @@ from rich.console import Console
 
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.preflight import check_new_output_dir, check_positive
+from so101_dataengine.base.preflight import (
+    MAX_IMAGE_SIZE,
+    check_at_most,
+    check_new_output_dir,
+    check_positive,
+    check_positive_finite,
+)
 from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.classifier.artifact import ArtifactConfig, load_classifier, save_artifact
 from so101_dataengine.classifier.config import ClassifierTrainConfig
@@ -244,17 +251,30 @@ def _provenance(config: ClassifierTrainConfig, refs: list[EpisodeRef], train_eps
     }
 
 
-def train_classifier(config: ClassifierTrainConfig, console: Console | None = None) -> TrainResult:
-    console = console or Console(stderr=True)
+def check_options(config: ClassifierTrainConfig) -> None:
+    """Every number the user gave, before any episode is decoded: torch refuses a NaN learning rate only when the
+    optimizer is built, after every frame is loaded, and a negative patience or minimum improvement would silently
+    turn early stopping into 'stop after the first epoch' or 'never count a gain'."""
     if not config.runs and not config.demos:
         raise DataEngineError("nothing to train on: pass --runs RUN ... and/or --demos DATASET ...")
     for name, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size),
-                        ("--end-frames", config.frames.end_frames), ("--image-size", config.model.image_size)):
+                        ("--end-frames", config.frames.end_frames), ("--image-size", config.model.image_size),
+                        ("--patience", config.patience)):
         check_positive(name, value)
+    check_at_most("--image-size", config.model.image_size, MAX_IMAGE_SIZE, "pixels of the network's square input")
+    check_positive_finite("--lr", config.learning_rate)
+    if not (math.isfinite(config.min_improvement) and config.min_improvement >= 0):
+        raise DataEngineError(f"--min-improvement must be a finite validation-loss gain >= 0 (e.g. 0.001), "
+                              f"got {config.min_improvement}")
     if not 0 < config.target_precision <= 1 or not 0 < config.val_fraction < 1:
         raise DataEngineError("--target-precision must be in (0, 1] and --val-fraction in (0, 1)")
-    check_new_output_dir(config.out)
+
+
+def train_classifier(config: ClassifierTrainConfig, console: Console | None = None) -> TrainResult:
+    console = console or Console(stderr=True)
+    check_options(config)
     device = pick_device(config.device)
+    check_new_output_dir(config.out)
     net = _initial_net(config)
     refs = collect_episodes(config)
     train_eps, val_eps = split_by_episode(refs, config.val_fraction, config.seed)

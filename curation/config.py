@@ -18,6 +18,7 @@ Command-line flags override the file; the file overrides these defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,28 @@ class CurateConfig:
 
 
 FILTER_SECTIONS = ("verdict", "grip", "motion", "length", "duplicates", "balance")
+_RANGES = {"threshold": (0.0, 1.0), "grid": (1, math.inf), "resample": (2, math.inf)}
+"""Filter fields with a range other than [0, inf): a score threshold is a probability, a grid has cells, a
+trajectory resampled to fewer than 2 points has no shape. Every threshold is finite: NaN compares false, so a
+``max_z = nan`` would silently reject nothing (or everything)."""
+
+
+def check_filters(config: CurateConfig, source: str = "") -> None:
+    """Every filter threshold finite and in its range, before any work: a negative ``max_z`` or a NaN
+    ``min_spread`` is accepted by TOML and by the type check, then rejects every episode for no visible reason.
+    ``source``: where the values came from (`` of PATH``), for the error line."""
+    for section in FILTER_SECTIONS:
+        settings = getattr(config, section)
+        for spec in dataclasses.fields(settings):
+            value = getattr(settings, spec.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            least, most = _RANGES.get(spec.name, (0, math.inf))
+            if not (math.isfinite(value) and least <= value <= most):
+                allowed = f"between {least} and {most}" if math.isfinite(most) else f">= {least}"
+                example = spec.default if spec.default is not None else (least + most) / 2
+                raise DataEngineError(f"[curate.{section}]{source}: {spec.name} must be a finite number {allowed}, "
+                                      f"got {value}: write e.g. {spec.name} = {example}")
 
 
 def _apply(instance, values: dict, where: str):
@@ -164,4 +187,6 @@ def load_curate_config(path: Path | None) -> CurateConfig:
     check_table(CurateConfig, section, f"[curate] of {path}")  # image_size = "big": one line, before any work
     if "runs" in section:
         section = {**section, "runs": [Path(r) for r in section["runs"]]}
-    return _apply(config, section, "curate")
+    config = _apply(config, section, "curate")
+    check_filters(config, f" of {path}")
+    return config

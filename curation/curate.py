@@ -28,11 +28,17 @@ from rich.table import Table
 
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
+from so101_dataengine.base.executors import ExecutorConfig, check_scheduler, dask_client, wait_all
 from so101_dataengine.base.locks import exclusive_lock
-from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
+from so101_dataengine.base.preflight import (
+    check_at_least,
+    check_image_size,
+    check_new_output_dir,
+    check_positive,
+    check_repo_id,
+)
 from so101_dataengine.base.progress import progress_bar
-from so101_dataengine.curation.config import CurateConfig
+from so101_dataengine.curation.config import CurateConfig, check_filters
 from so101_dataengine.curation.filters import Candidate, StepReport, apply_filters, purity_and_yield
 from so101_dataengine.curation.inputs import (
     base_image_size,
@@ -58,6 +64,8 @@ from so101_dataengine.formats.validate import validate_dataset
 REPORT_DIR = "curation"
 """Under ``meta/``: report.html, its PNG figures and summary.json."""
 SCAN_CHUNK = 8
+MIN_WRITE_SIZE = 8
+"""The smallest ``--image-size`` frames are resized to at write time (nothing is rendered at that size)."""
 
 
 @dataclass
@@ -92,10 +100,13 @@ def _validate(config: CurateConfig) -> None:
     check_repo_id(config.repo_id)
     if config.vcodec not in VALID_VIDEO_CODECS - {"auto"}:
         raise DataEngineError(f"unknown --vcodec {config.vcodec!r}: use libsvtav1 (lerobot's default) or h264")
-    if config.image_size is not None and config.image_size < 8:
-        raise DataEngineError(f"--image-size must be at least 8, got {config.image_size}")
+    if config.image_size is not None:
+        check_image_size("--image-size", config.image_size, MIN_WRITE_SIZE)
     if config.workers is not None:
         check_positive("--workers", config.workers)
+    check_at_least("[curate] gallery", config.gallery, 0, "episodes shown per side in the report")
+    check_filters(config)
+    check_scheduler(config.scheduler)
     verdict = config.verdict
     if verdict.enabled and config.classifier is None and not verdict.use_sim_outcome:
         raise DataEngineError(
@@ -159,12 +170,12 @@ def _curate(config: CurateConfig, out: Path, console: Console, start: float) -> 
                 for c in candidates:
                     c.score = 1.0 if c.outcome == "SUCCESS" else 0.0
             accepted, reports = apply_filters(candidates, config, verdict.threshold)
+            _print_steps(console, reports, len(candidates))  # before the error below, which points at the counts
             if not accepted and config.base is None:
                 raise DataEngineError(
                     f"no episode of {len(candidates)} passed the filters: see the counts above, loosen a filter in "
                     "[curate] or curate better rollouts"
                 )
-            _print_steps(console, reports, len(candidates))
             t = time.perf_counter()
             base = BaseDataset.load(Path(config.base).resolve()) if config.base else None
             encoded = _encode(client, stores, accepted, staging / "episodes", fps, image_size, config, console)

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.preflight import NAME_CHARS, check_name, check_positive, check_repo_id, check_table
+from so101_dataengine.base.preflight import (
+    NAME_CHARS,
+    check_episodes,
+    check_image_size,
+    check_name,
+    check_positive,
+    check_repo_id,
+    check_seed,
+    check_table,
+)
 from so101_dataengine.base.project_file import read_project_file
 from so101_dataengine.formats.v3_dataset import is_v3_dataset
 
@@ -58,12 +67,12 @@ def cycle_config(document: dict, path: Path) -> CycleConfig:
     config = CycleConfig(**table)
     check_repo_id(config.repo_id)
     where = f"[cycle] of {path}"
-    if config.n < 1:
-        raise DataEngineError(f"{where}: n must be at least 1 (episodes per round), got {config.n}")
+    check_episodes(f"{where}: n", config.n)
     if config.seed < 0:
         raise DataEngineError(f"{where}: seed must be an integer >= 0, got {config.seed}")
-    if config.image_size is not None and config.image_size < 1:
-        raise DataEngineError(f"{where}: image_size must be a positive number of pixels, got {config.image_size}")
+    check_seed(f"{where}: seed", config.seed, config.n)  # and the round's last seed fits 64 bits
+    if config.image_size is not None:
+        check_image_size(f"{where}: image_size", config.image_size)
     if not config.policy:
         raise DataEngineError(f"{where}: policy is empty: write e.g. policy = \"act\" (or a checkpoint path)")
     if config.target not in TARGETS:
@@ -95,8 +104,9 @@ def check_cycle(document: dict, path: Path, name: str, workspace_root: Path) -> 
     if curate_config.verdict.enabled and config.classifier is None and not config.use_sim_outcome:
         raise DataEngineError(f"[cycle] of {path}: curate needs a success verdict: set classifier = ARTIFACT (or "
                               "use_sim_outcome = true for a simulation-only dataset)")
-    for hook in load_hooks(path, workspace_root).hooks:
-        check_hook(hook)
+    hooks = load_hooks(path, workspace_root)
+    for hook in hooks.hooks:
+        check_hook(hook, root=hooks.root)
     _rounds(Path(workspace_root) / "cycles")
     return config
 

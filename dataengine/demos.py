@@ -23,9 +23,16 @@ from rich.table import Table
 
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.executors import ExecutorConfig, dask_client, wait_all
+from so101_dataengine.base.executors import ExecutorConfig, check_scheduler, dask_client, wait_all
 from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.preflight import check_new_output_dir, check_positive, check_repo_id
+from so101_dataengine.base.preflight import (
+    check_episodes,
+    check_image_size,
+    check_new_output_dir,
+    check_positive,
+    check_repo_id,
+    check_seed,
+)
 from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.base.seeds import DEMO_SEED
 from so101_dataengine.formats.episode import record_episode
@@ -79,12 +86,17 @@ class DemosSummary:
 def validate(config: DemosConfig) -> None:
     from so101_dataengine.lerobot_compat import VALID_VIDEO_CODECS
 
-    check_positive("--n", config.n)
+    check_episodes("--n", config.n)
     check_positive("--workers", config.workers)
+    shards = min(config.workers, config.n)  # every attempt of every shard has its own scene seed (``_shards``)
+    check_seed("--seed", config.seed, shards * config.n * config.max_attempts_per_episode)
+    if config.scene.image_size is not None:
+        check_image_size("--image-size", config.scene.image_size)
     if config.vcodec not in VALID_VIDEO_CODECS:
         raise DataEngineError(f"unknown --vcodec {config.vcodec!r}: use one of {', '.join(sorted(VALID_VIDEO_CODECS))}")
     check_repo_id(config.repo_id)
     get_preset(config.scene.render_preset)
+    check_scheduler(config.scheduler)
     check_new_output_dir(config.out)
 
 

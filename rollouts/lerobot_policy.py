@@ -94,10 +94,13 @@ def drive_of(checkpoint: Path, raw: dict[str, Any]) -> Drive:
 def image_size_of(config: dict[str, Any]) -> int:
     """The square image size the checkpoint was trained on, checked against the scene's cameras and state."""
     features = config.get("input_features") or {}
+    if STATE_KEY not in features:  # the scene has it: the checkpoint is what lacks it
+        raise DataEngineError(f"the checkpoint's input_features lack {STATE_KEY}, so it is not an SO-101 policy: pass "
+                              "a policy trained on an SO-101 dataset (e.g. 'dataengine train --dataset DEMOS')")
     cameras = {image_feature_key(c) for c in CAMERA_NAMES}
     wanted_images = {k for k, f in features.items() if f.get("type") == "VISUAL"}
     others = {k for k in features if k not in wanted_images and k != STATE_KEY}
-    missing = sorted((wanted_images - cameras) | others) + ([STATE_KEY] if STATE_KEY not in features else [])
+    missing = sorted((wanted_images - cameras) | others)
     if missing:
         raise DataEngineError(
             f"the policy needs {', '.join(missing)} which the scene does not provide "

@@ -23,10 +23,10 @@ from rich.table import Table
 
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.executors import dask_client, wait_all
+from so101_dataengine.base.executors import check_scheduler, dask_client, wait_all
 from so101_dataengine.base.files import write_atomic
 from so101_dataengine.base.locks import exclusive_lock
-from so101_dataengine.base.preflight import MIN_IMAGE_SIZE, check_at_least, check_positive, check_seed
+from so101_dataengine.base.preflight import check_episodes, check_image_size, check_positive, check_seed
 from so101_dataengine.base.progress import progress_bar
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.formats.store import LOCK, EpisodeStore
@@ -96,15 +96,16 @@ def resolve_policy(config: RolloutConfig, workspace: Workspace) -> tuple[PolicyS
 
 def check_numbers(config: RolloutConfig) -> None:
     """Every number of the command in its range, before anything starts (a negative seed or a 0-pixel scene would
-    otherwise fail on a worker, or worse, a 0 fall back silently to a default)."""
-    check_positive("--n", config.n)
-    check_seed("--seed", config.seed)
+    otherwise fail on a worker, or worse, a 0 fall back silently to a default; a typo'd ``--n 1000000000000``
+    would list a trillion episode ids and be killed for memory)."""
+    check_episodes("--n", config.n)
+    check_seed("--seed", config.seed, config.n)
     for flag, value in (("--num-envs", config.num_envs), ("--chunk-size", config.chunk_size), ("--lanes", config.lanes),
                         ("--workers", config.executor.workers), ("--n-action-steps", config.n_action_steps)):
         if value is not None:
             check_positive(flag, value)
     if config.scene.image_size is not None:
-        check_at_least("--image-size", config.scene.image_size, MIN_IMAGE_SIZE, "pixels of the square camera frames")
+        check_image_size("--image-size", config.scene.image_size)
     if config.temporal_ensemble_coeff is not None and not config.temporal_ensemble_coeff >= 0:
         raise DataEngineError(f"--temporal-ensemble must be a coefficient >= 0 (e.g. 0.01), got "
                               f"{config.temporal_ensemble_coeff}")
@@ -140,6 +141,7 @@ def _opened_store(out: Path, manifest: dict, resume: bool) -> Iterator[EpisodeSt
 def rollout(config: RolloutConfig, workspace: Workspace, console: Console | None = None) -> RolloutSummary:
     console = console or Console(stderr=True)
     check_numbers(config)
+    check_scheduler(config.executor.scheduler)  # before the run directory exists
     get_preset(config.scene.render_preset)
     spec, identity, policy_size = resolve_policy(config, workspace)
     scene = dataclasses.replace(config.scene, image_size=_image_size(config.scene.image_size, policy_size))

@@ -19,6 +19,7 @@ and two mixes (training vs evaluation) give different policies.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -71,13 +72,15 @@ class FaultMix:
                 weight = float(value)
             except ValueError:
                 weight = -1.0
-            if name not in names or weight < 0:
+            if name not in names or not (math.isfinite(weight) and weight >= 0):  # nan and inf break the draw
                 raise DataEngineError(
-                    f"bad fault mix entry {item!r}: use NAME=WEIGHT with NAME one of {', '.join(sorted(names))}"
+                    f"bad fault mix entry {item!r}: use NAME=WEIGHT with NAME one of {', '.join(sorted(names))} "
+                    "and WEIGHT a finite number >= 0"
                 )
             weights[name] = weight
-        if sum(weights.values()) <= 0:
-            raise DataEngineError(f"fault mix {text!r} has no positive weight")
+        if not 0 < sum(weights.values()) < math.inf:  # 1e308 twice overflows the normalisation
+            raise DataEngineError(f"fault mix {text!r} has no positive weight, or weights too large to add up: "
+                                  "use weights like none=2,hold=1")
         return cls(**weights)
 
     def canonical(self) -> str:

@@ -201,22 +201,44 @@ MAX_IMAGE_SIZE = 1024
 """The largest square frame rendered or written: MuJoCo's offscreen buffer here (``whiskers`` uses the same)."""
 
 
-def check_seed(name: str, seed: int) -> None:
-    """Scene seeds are non-negative (numpy's generators refuse others, deep inside a worker)."""
+MAX_SEED = 2**63 - 1
+"""The largest scene seed: seeds are stored as 64-bit integers (manifests, parquet) and seed torch's generators."""
+
+
+def check_seed(name: str, seed: int, count: int = 1) -> None:
+    """Scene seeds ``seed .. seed + count - 1`` are non-negative (numpy's generators refuse others, deep inside a
+    worker) and fit 64 bits (a huge ``--seed`` would fail only when an episode is stored or a policy seeded)."""
     check_at_least(name, seed, 0, "scene seeds are non-negative integers")
+    check_at_most(name, seed, MAX_SEED - (count - 1), f"its {count} scene seeds must fit 64 bits")
+
+
+def check_episodes(name: str, count: int) -> None:
+    """An episode count: at least one, at most :data:`MAX_EPISODES` (episode ids are listed up front)."""
+    check_positive(name, count)
+    check_at_most(name, count, MAX_EPISODES, "episodes in one run; a larger count is a typo")
 
 
 MIN_IMAGE_SIZE = 16
 """The smallest square frame the scene renders (``so101_dataengine.scenes.pick_place`` refuses smaller ones, but only on a worker)."""
 
 
+def check_image_size(name: str, size: int, minimum: int = MIN_IMAGE_SIZE) -> None:
+    """A square frame size in range before any work: too small fails on a worker, too large renders or encodes
+    for ever, exhausts memory or crashes the video encoder."""
+    check_at_least(name, size, minimum, "pixels of the square camera frames")
+    check_at_most(name, size, MAX_IMAGE_SIZE, "pixels of the square camera frames")
+
+
 def check_new_output_dir(path: Path) -> None:
-    """``path`` must not exist (or be an empty directory) and its parent must be writable.
+    """``path`` must not exist (or be an empty directory), must not be a symbolic link (the dataset would be
+    written wherever it points, outside the workspace) and its parent must be writable.
 
     Writability is probed by creating (and removing) a file, since permission bits lie for root and for
     read-only mounts. The parent directories are created if missing.
     """
     path = Path(path)
+    if path.is_symlink():  # even a dangling one: writing would follow it out of the workspace
+        raise DataEngineError(f"output {path} is a symbolic link: choose a new --out that is not a link")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise DataEngineError(f"output {path} already exists and is not empty: choose a new --out or remove it")
     try:

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=default_of(EvalConfig, "seed"),
                    help="first scene seed; held out from demos (0..) and rollouts (1,000,000..) by default (%(default)s)")
     p.add_argument("--out", type=Path, default=None,
-                   help="evaluation directory (default <workspace>/evals/...); an existing one is resumed")
+                   help="a new or empty evaluation directory (default <workspace>/evals/...), or an earlier "
+                        "eval's to resume it")
     p.add_argument("--device", default=None, help="policy device (default: cuda when available)")
     p.add_argument("--num-envs", type=int, default=None, help="environments per worker (default: the largest that fits)")
     p.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: one per core)")

@@ -23,8 +23,8 @@ from rich.table import Table
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.executors import ExecutorConfig
-from so101_dataengine.base.files import write_atomic
-from so101_dataengine.base.preflight import check_positive
+from so101_dataengine.base.files import read_json_object, write_atomic
+from so101_dataengine.base.preflight import check_at_least, check_episodes, check_new_output_dir, check_seed
 from so101_dataengine.base.seeds import EVAL_SEED, overlapping_ranges
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.evaluation.stats import PairedCounts, mcnemar_exact_p, paired_difference_interval, wilson_interval
@@ -49,7 +49,7 @@ class EvalConfig:
     """Episodes per policy. 200 gives a 95 % interval of about +-6 points at 80 % success."""
     seed: int = EVAL_SEED
     out: Path | None = None
-    """Default ``<workspace>/evals/eval-<time>``; an existing evaluation directory is resumed."""
+    """Default ``<workspace>/evals/eval-<time>``; an earlier evaluation's is resumed, another non-empty one refused."""
     device: str | None = None
     num_envs: int | None = None
     gallery: int = 3
@@ -139,6 +139,35 @@ def _candidates(config: EvalConfig) -> list[Candidate]:
     return [Candidate(p, _label(p)) for p in config.policies]
 
 
+def _check_numbers(config: EvalConfig) -> None:
+    """Every number in its range before any work: a typo'd ``--n`` would otherwise fill memory listing episodes."""
+    check_episodes("--n", config.n)
+    check_seed("--seed", config.seed, config.n)
+    check_at_least("--gallery", config.gallery, 0, "frame strips per failure type in the report")
+
+
+def _is_earlier_eval(directory: Path) -> bool:
+    """Whether ``directory`` holds an evaluation to resume: a policy's run (``runs/*/manifest.json``, written before
+    its first episode, so a first evaluation killed early counts) or its ``eval.json``."""
+    if any(p.is_file() for p in Path(directory).glob("runs/*/manifest.json")):
+        return True
+    try:
+        return read_json_object(Path(directory) / RESULT_FILE, "").get("schema") == SCHEMA
+    except DataEngineError:  # missing, or a file of someone else's that has the same name
+        return False
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is new, empty, or an earlier evaluation (resumed). Any other directory is not ours: eval.json and
+    report.html would replace a user's files, and in a dataset the next publish would ship them."""
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_earlier_eval(out):
+            raise DataEngineError(f"--out {out} is not empty and holds no earlier evaluation (no {RESULT_FILE}, no "
+                                  "runs/*/manifest.json): choose a new --out, or an earlier eval's --out to resume it")
+        return
+    check_new_output_dir(out)
+
+
 def _label(policy: str) -> str:
     """``RUN @ STEP`` for a lerobot-train checkpoint (``RUN/checkpoints/STEP/pretrained_model``), else as given."""
     path = Path(policy)
@@ -193,18 +222,18 @@ def evaluate(config: EvalConfig, workspace: Workspace, console: Console | None =
     from so101_dataengine.rollouts.run import resolve_policy, rollout
 
     console = console or Console(stderr=True)
-    check_positive("--n", config.n)
-    if config.seed < 0:
-        raise DataEngineError(f"--seed must be >= 0, got {config.seed}")
+    _check_numbers(config)
     candidates = _candidates(config)
     if overlap := overlapping_ranges(config.seed, config.n):
         console.print(f"note: seeds {config.seed}..{config.seed + config.n - 1} overlap the {' and '.join(overlap)} "
                       f"seed range: a policy may have been trained on these scenes (default --seed {EVAL_SEED})")
-    out = Path(config.out or workspace.root / "evals" / time.strftime("eval-%Y%m%d-%H%M%S")).resolve()
+    out = Path(config.out or workspace.root / "evals" / time.strftime("eval-%Y%m%d-%H%M%S"))
     resolved = []  # every policy is checked (loadable, fits the scene) before any is rolled out
     for candidate in candidates:
         _, identity, size = resolve_policy(_rollout_config(config, candidate.policy, out), workspace)
         resolved.append((candidate, _run_name(identity, candidate.step), size is not None))
+    _check_out(out)  # before resolving: a link is refused, not followed out of the workspace
+    out = out.resolve()  # dask workers may run elsewhere
     start = time.perf_counter()
     results = []
     for index, (candidate, name, own_size) in enumerate(resolved, 1):

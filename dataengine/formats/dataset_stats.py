@@ -11,6 +11,7 @@ import bisect
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
@@ -98,9 +99,22 @@ def compute_episode_stats(root: Path) -> dict[int, dict[str, FeatureStats]]:
     return dict(per_episode)
 
 
-def _write_episode_stats(meta: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]) -> None:
+def dataset_stats(per_episode: dict[int, dict[str, FeatureStats]]) -> dict[str, dict[str, np.ndarray]]:
+    """The whole dataset's stats, merged exactly from its episodes' (what ``meta/stats.json`` holds)."""
+    return to_lerobot(merge_all(list(per_episode.values())))
+
+
+def _serialised(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+    """``stats`` as ``meta/stats.json`` holds them (and as ``json.loads`` gives them back)."""
+    return {key: {k: v.tolist() for k, v in s.items()} for key, s in stats.items()}
+
+
+def _episode_tables(meta: Path, per_episode: dict[int, dict[str, dict[str, np.ndarray]]]
+                    ) -> Iterator[tuple[Path, pa.Table, pa.Table]]:
+    """Each ``meta/episodes`` file, its table as read and the same table with the ``stats/...`` columns set to
+    ``per_episode`` (cast to the types already there, so values that did not change compare equal)."""
     for path in sorted((meta / "episodes").glob("chunk-*/file-*.parquet")):
-        table = read_parquet(path, DAMAGED)
+        read = table = read_parquet(path, DAMAGED)
         indices = table.column("episode_index").to_pylist()
         for key in per_episode[indices[0]]:
             for stat in per_episode[indices[0]][key]:
@@ -111,18 +125,33 @@ def _write_episode_stats(meta: Path, per_episode: dict[int, dict[str, dict[str, 
                     table = table.set_column(table.column_names.index(name), name, values)
                 else:
                     table = table.append_column(name, values)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        write_atomic(path, sink.getvalue().to_pybytes())
+        yield path, read, table
+
+
+def _by_episode(per_episode: dict[int, dict[str, FeatureStats]]) -> dict[int, dict[str, dict[str, np.ndarray]]]:
+    return {ep: to_lerobot(stats) for ep, stats in per_episode.items()}
+
+
+def stats_are_current(meta: Path, stats_json: dict, per_episode: dict[int, dict[str, FeatureStats]]) -> bool:
+    """Whether the metadata directory ``meta`` (whose ``stats.json`` parsed to ``stats_json``) already holds exactly
+    these stats, per episode and merged: rewriting it then would change nothing but the files' bytes (parquet
+    writers differ), which breaks every manifest and mirror that hashed them."""
+    if stats_json != _serialised(dataset_stats(per_episode)):
+        return False
+    return all(read.equals(updated) for _, read, updated in _episode_tables(meta, _by_episode(per_episode)))
 
 
 def write_stats_into(meta: Path, per_episode: dict[int, dict[str, FeatureStats]]) -> dict[str, dict[str, np.ndarray]]:
     """Write exact per-episode and dataset stats into the metadata directory ``meta`` (each file atomically)."""
-    dataset_stats = to_lerobot(merge_all(list(per_episode.values())))
-    _write_episode_stats(meta, {ep: to_lerobot(stats) for ep, stats in per_episode.items()})
-    serialised = {key: {k: v.tolist() for k, v in s.items()} for key, s in dataset_stats.items()}
-    write_atomic(meta / "stats.json", json.dumps(serialised, indent=4))
-    return dataset_stats
+    for path, read, table in _episode_tables(meta, _by_episode(per_episode)):
+        if read.equals(table):
+            continue  # an unchanged file keeps its bytes, and every hash taken of it
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_atomic(path, sink.getvalue().to_pybytes())
+    stats = dataset_stats(per_episode)
+    write_atomic(meta / "stats.json", json.dumps(_serialised(stats), indent=4))
+    return stats
 
 
 def recompute_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -50,11 +50,11 @@ def _run_hooks(args: argparse.Namespace) -> None:
         raise DataEngineError(f"no hook {'named ' + args.hook if args.hook else 'for ' + repo_id} in {args.config}")
     for hook in selected:
         if args.dry_run:
-            launch = plan(hook, event, f"{repo_id}@{event.tag}:{hook.name}:dry-run")
+            launch = plan(hook, event, f"{repo_id}@{event.tag}:{hook.name}:dry-run", hooks.root)
             print(f"# hook {hook.name} ({hook.kind}) for {repo_id} {event.tag}")
             print(render_slurm_script(launch) if hook.kind == "slurm" else "\n".join(map(shlex.join, launch.stages)))
             continue
-        print(describe_run(launch_hook(hook, event, Ledger(hooks.ledger), manual=True)))
+        print(describe_run(launch_hook(hook, event, Ledger(hooks.ledger), manual=True, root=hooks.root)))
 
 
 def _run_status(args: argparse.Namespace) -> None:

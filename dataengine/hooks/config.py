@@ -8,7 +8,7 @@ name = "act"
 template = "act"                  # a shipped template (act, smolvla, pi0, pi05, hlrp) or a .toml path; keys here win
 repo_id = "me/so101_pick_place"   # trigger: a new version of this repo ...
 min_new_episodes = 0              # ... that grew by at least this many episodes
-out_dir = "outputs/hooks/{hook}/{tag}"
+out_dir = "hooks/{hook}/{tag}"         # the default; relative: under the workspace
 vars = { device = "cpu", steps = "100" }
 eval = { n = 200 }                # optional: evaluate the trained policy after training (see HookEval)
 ```
@@ -99,7 +99,9 @@ class HookConfig:
     extra_args: list[str] = field(default_factory=list)
     """Appended to the last stage (templated too), e.g. ``["--policy.chunk_size=50"]`` on top of a template."""
     min_new_episodes: int = 0
-    out_dir: str = "outputs/hooks/{hook}/{tag}"
+    out_dir: str = "hooks/{hook}/{tag}"
+    """Where the hook's runs go, templated; a relative one is under the workspace (``--workspace``, default
+    ./outputs), beside the default ledger, whatever the current directory."""
     vars: dict[str, str] = field(default_factory=dict)
     """Extra template variables (e.g. steps, device), on top of the version's."""
     env: dict[str, str] = field(default_factory=dict)
@@ -125,6 +127,8 @@ class HooksFile:
     hooks: list[HookConfig]
     ledger: Path
     path: Path
+    root: Path
+    """The workspace's root: a relative ``out_dir`` is under it (``so101_dataengine.hooks.runner.plan``)."""
 
 
 def _template(name: str, base: Path) -> dict:
@@ -225,7 +229,8 @@ def load_hooks(path: Path, workspace: Path | None = None) -> HooksFile:
     names = [h.name for h in hooks]
     if len(set(names)) != len(names):
         raise DataEngineError(f"{path}: hook names must be unique, got {names}")
-    return HooksFile(hooks, Path(data.get("ledger", default_ledger(workspace))), path)
+    return HooksFile(hooks, Path(data.get("ledger", default_ledger(workspace))), path,
+                     Workspace.from_option(workspace).root)
 
 
 def default_ledger(workspace: Path | None = None) -> Path:
@@ -234,5 +239,8 @@ def default_ledger(workspace: Path | None = None) -> Path:
 
 
 def ledger_path(config: Path, workspace: Path | None = None) -> Path:
-    """The ledger ``config`` names (its ``ledger`` key) if the file exists, else the workspace's default one."""
+    """The ledger ``config`` names (its ``ledger`` key) if the file exists, else the workspace's default one. A
+    ``config`` that exists but is no file (a directory) is an error, not silently the default ledger."""
+    if Path(config).exists() and not Path(config).is_file():
+        raise DataEngineError(f"--config {config} is not a file: pass the project's dataengine.toml")
     return load_hooks(config, workspace).ledger if Path(config).is_file() else default_ledger(workspace)

@@ -55,7 +55,12 @@ class HookRun:
 
 class Ledger:
     def __init__(self, path: Path):
+        """Refuses a path that exists but is no file: ``runs()`` would read a directory as "no runs yet" and
+        ``append()`` fail on it with a traceback, after the hook ran."""
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise DataEngineError(f"the hook ledger {self.path} is not a file: remove or rename it, or point "
+                                  "ledger = ... in dataengine.toml at a file")
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

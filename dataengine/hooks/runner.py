@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.hooks import slurm
 from so101_dataengine.hooks.config import HookConfig, HooksFile
 from so101_dataengine.hooks.ledger import EVAL_DIR, HookRun, Ledger, now, read_evaluation
@@ -31,9 +32,12 @@ class Launch:
     run_dir: Path
 
 
-def plan(hook: HookConfig, event: VersionEvent, run_id: str) -> Launch:
+def plan(hook: HookConfig, event: VersionEvent, run_id: str, root: Path | None = None) -> Launch:
+    """What ``hook`` runs for ``event``. ``root``: the workspace root a relative ``out_dir`` is under (None: the
+    default workspace), so runs land in the workspace whatever the current directory."""
     base = version_vars(event, hook.name)
-    out_dir = Path(substitute(hook.out_dir, {**hook.vars, **base}, f"hook {hook.name!r} out_dir")).expanduser()
+    written = Path(substitute(hook.out_dir, {**hook.vars, **base}, f"hook {hook.name!r} out_dir")).expanduser()
+    out_dir = Path(root or Workspace.default().root) / written  # an absolute out_dir replaces the root
     if hook.resolve_by_tag or event.dataset_root is None:
         dataset_root = DOWNLOAD_ROOT.expanduser() / event.repo_id / event.tag
     else:
@@ -93,25 +97,26 @@ def render_slurm_script(launch: Launch) -> str:
     return slurm.render_script(launch.hook, launch.variables, launch.stages, launch.env, launch.run_dir, Path.cwd())
 
 
-def check_hook(hook: HookConfig, repo_id: str | None = None) -> None:
+def check_hook(hook: HookConfig, repo_id: str | None = None, root: Path | None = None) -> None:
     """Everything about ``hook`` that can be wrong before a version exists: its templates' variables, its sbatch
     script. Renders against a stand-in version (writes nothing); raises the error its first launch would."""
     probe = VersionEvent(repo_id or hook.repo_id, "ds-0001-000000000000", 1, 1, 0, None)
-    launch = plan(hook, probe, f"{probe.repo_id}@{probe.tag}:{hook.name}:check")
+    launch = plan(hook, probe, f"{probe.repo_id}@{probe.tag}:{hook.name}:check", root)
     if hook.kind == "slurm":
         render_slurm_script(launch)
 
 
-def launch_hook(hook: HookConfig, event: VersionEvent, ledger: Ledger, manual: bool = False) -> HookRun | None:
+def launch_hook(hook: HookConfig, event: VersionEvent, ledger: Ledger, manual: bool = False,
+                root: Path | None = None) -> HookRun | None:
     """Preflight, then run (command: until it ends) or submit (slurm); every outcome goes into the ledger.
 
     Unless ``manual``, returns None without launching if the hook already fired for this version (checked under
-    the ledger's lock, so concurrent publishes cannot both launch it)."""
+    the ledger's lock, so concurrent publishes cannot both launch it). ``root``: as for :func:`plan`."""
     with ledger.locked():
         if not manual and ledger.fired(event.repo_id, event.tag, hook.name) is not None:
             return None
         run_id = ledger.next_run_id(event.repo_id, event.tag, hook.name)
-        launch = plan(hook, event, run_id)
+        launch = plan(hook, event, run_id, root)
         script_text = render_slurm_script(launch) if hook.kind == "slurm" else None  # a bad value: nothing written
         record = HookRun(run_id=run_id, repo_id=event.repo_id, tag=event.tag, hook=hook.name, kind=hook.kind,
                          status="running", start=now(), run_dir=str(launch.run_dir), manual=manual)
@@ -144,7 +149,7 @@ def fire_hooks(hooks: HooksFile, event: VersionEvent, say: Callable[[str], None]
         if not triggered(hook, event):
             continue
         say(f"hook {hook.name}: {event.repo_id} {event.tag} ({hook.kind}) ...")
-        run = launch_hook(hook, event, ledger)
+        run = launch_hook(hook, event, ledger, root=hooks.root)
         if run is None:
             say(f"hook {hook.name}: already fired for {event.tag}; 'dataengine hooks run --version "
                 f"{event.repo_id}@{event.tag} --hook {hook.name}' fires it again")

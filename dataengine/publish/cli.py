@@ -58,10 +58,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def registry_of(args: argparse.Namespace):
     """The registry of ``--registry``, else of the workspace (``--workspace``, ``$DATAENGINE_REGISTRY``...)."""
+    from so101_dataengine.base.errors import DataEngineError
     from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.publish.registry import LocalRegistry
 
-    return LocalRegistry(Workspace.from_option(args.workspace).registry(args.registry).resolve())
+    root = Workspace.from_option(args.workspace).registry(args.registry).resolve()
+    if root.exists() and not root.is_dir():  # else a file reads as an empty registry: "no published versions"
+        raise DataEngineError(f"registry {root} is not a directory: pass --registry the directory 'dataengine "
+                              "publish' writes versions to")
+    return LocalRegistry(root)
 
 
 def _run_publish(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.formats.v3_dataset import is_v3_dataset
 from so101_dataengine.publish.manifest import VersionManifest, episode_identities
 from so101_dataengine.publish.registry import LocalRegistry
+from so101_dataengine.publish.tags import is_dataset_tag
 
 
 @dataclass
@@ -35,9 +36,11 @@ def resolve_spec(spec: str, registry: LocalRegistry) -> EpisodeSet:
         version = registry.resolve(repo_id, ref)
         return EpisodeSet(f"{repo_id}@{version.tag}", version.episodes)
     path = Path(spec)
-    if is_v3_dataset(path):
+    if spec and is_v3_dataset(path):  # Path("") is the current directory, which the user did not name
         return EpisodeSet(str(path), episode_identities(path))
-    matches = [VersionManifest.read(p) for p in Path(registry.root).glob(f"*/*/versions/{spec}") if p.is_dir()]
+    # only a real tag is looked up: '..' or '' would name the versions directory itself, '*' or '?' a pattern
+    tagged = Path(registry.root).glob(f"*/*/versions/{spec}") if is_dataset_tag(spec) else ()
+    matches = [VersionManifest.read(p) for p in tagged if p.is_dir()]
     if len(matches) == 1:
         return EpisodeSet(f"{matches[0].repo_id}@{spec}", matches[0].episodes)
     if len(matches) > 1:

@@ -16,12 +16,10 @@ from typing import Callable
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.formats.v3_dataset import read_info
-from so101_dataengine.publish.card import render_card
 from so101_dataengine.publish.manifest import MANIFEST, VersionManifest, content_id
-from so101_dataengine.publish.staging import stage_version
+from so101_dataengine.publish.staging import build_version
 from so101_dataengine.publish.tags import CODEBASE_TAG, CONTENT_ID_LENGTH, is_dataset_tag, tag_sequence
-from so101_dataengine.publish.verify import verify_dataset
-from so101_dataengine.publish.version import PublishResult, new_manifest
+from so101_dataengine.publish.version import PublishResult
 
 REPO_TYPE = "dataset"
 
@@ -53,18 +51,15 @@ def publish_to_hub(config, source: Path, files: dict, say: Callable[[str], None]
             manifest = _manifest_at(api, repo_id, same)
             before = _manifest_at(api, repo_id, manifest.parent).total_episodes if manifest.parent else 0
             return PublishResult(repo_id, same, False, "hub", f"{url}/tree/{same}", manifest, before)
-        say("verifying (shards, stats, features, lerobot's loader) ...")
         previous_info = None
         if parent is not None:
             info_path = api.hf_hub_download(repo_id, "meta/info.json", repo_type=REPO_TYPE, revision=parent.tag)
             previous_info = read_info(Path(info_path).parent.parent)
-        verify_dataset(source, repo_id, previous_info)
-        manifest = new_manifest(config, source, files, parent)
         main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
         with tempfile.TemporaryDirectory(prefix="dataengine-publish-") as tmp:
             staging = Path(tmp) / "version"
-            stage_version(source, files, Path(tmp) / "objects", staging, manifest.to_json(),
-                          render_card(source, manifest, None))
+            manifest = build_version(config, source, files, parent, previous_info, Path(tmp) / "objects", staging,
+                                     None, say)
             say(f"uploading {len(files)} files to {repo_id} ...")
             commit = api.upload_folder(repo_id=repo_id, repo_type=REPO_TYPE, folder_path=staging, revision="main",
                                        commit_message=f"{manifest.tag}: {config.message or 'new version'}",

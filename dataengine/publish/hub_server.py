@@ -17,18 +17,17 @@ body naming the file and ``dataengine verify``, never its bytes (409, not 500: c
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import re
 import shutil
-import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.listen import listen_errors
 from so101_dataengine.base.preflight import repo_id_problem
 from so101_dataengine.publish.integrity import file_matches
 from so101_dataengine.publish.manifest import CARD, MANIFEST, VersionManifest, sha256_file
@@ -199,23 +198,16 @@ def make_server(store: RepoStore, host: str = "127.0.0.1", port: int = 0,
 def bind(store: RepoStore, host: str, port: int) -> ThreadingHTTPServer:
     """:func:`make_server`, with a port out of range, in use or not allowed, or a host that is not this machine's,
     as one error line saying what to pass instead."""
-    if not 0 <= port <= 65535:
-        raise DataEngineError(f"--port must be 0-65535 (0: any free port), got {port}")
-    try:
+    with listen_errors(host, port):
         return make_server(store, host, port)
-    except socket.gaierror as error:
-        raise DataEngineError(f"--host {host!r} is not a host name or address ({error.strerror}): pass e.g. "
-                              "--host 127.0.0.1") from None
-    except OSError as error:
-        fix = {errno.EADDRINUSE: "another server (another 'dataengine serve'?) listens there: stop it or pass "
-                                 "another --port (0: any free port)",
-               errno.EACCES: "ports below 1024 need root: pass --port 1024 or higher",
-               errno.EADDRNOTAVAIL: "that address is not one of this machine's: pass --host 127.0.0.1"}
-        raise DataEngineError(f"cannot listen on {host}:{port} ({error.strerror}): "
-                              f"{fix.get(error.errno, 'pass another --host or --port')}") from None
 
 
 def serve_registry(registry: LocalRegistry, host: str, port: int) -> None:
+    """Serve ``registry`` until Ctrl-C; a registry that does not exist is refused (a mistyped path would otherwise
+    serve an empty Hub, and lerobot would then report every dataset as missing)."""
+    if not Path(registry.root).is_dir():
+        raise DataEngineError(f"registry {registry.root} does not exist: pass --registry the directory 'dataengine "
+                              "publish' writes versions to (or publish a dataset first)")
     server = bind(RegistryStore(registry), host, port)
     print(f"serving {registry.root} as a Hub at http://{host}:{server.server_port}\n"
           f"use it with: HF_ENDPOINT=http://{host}:{server.server_port} (and HF_HUB_OFFLINE unset); Ctrl-C stops")

@@ -4,7 +4,7 @@ Versions share unchanged files as hard links to one stored object (``objects/<sh
 byte damages every version that has that file. ``verify_repo`` hashes each distinct inode once and reports each
 damaged object with every version (and path) it affects; ``serve`` refuses to return a file whose bytes do not
 match (:func:`file_matches`, cached per inode state so serving stays fast); and publish re-hashes a stored object
-before it links it into a new version (``staging.store_object``).
+before it links it into a new version (``staging.reusable_object``).
 """
 
 from __future__ import annotations

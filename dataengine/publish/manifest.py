@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -35,12 +36,20 @@ def sha256_file(path: Path) -> str:
 
 
 def dataset_files(root: Path) -> list[str]:
-    """Relative paths of the dataset's content files (hidden files such as lerobot's ``.cache`` are not data)."""
+    """Relative paths of the dataset's content files (hidden files such as lerobot's ``.cache`` are not data).
+
+    A symbolic link among them is refused: a version holds files, and a link either points outside the dataset
+    (its target, ``/etc/passwd`` say, would be copied into the version and uploaded) or is a directory that
+    ``rglob`` does not enter (its files would be silently left out of the version)."""
     paths = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
-        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-        if path.is_file() and relative not in NOT_CONTENT and not hidden:
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_symlink():
+            raise DataEngineError(f"cannot publish {root}: {relative} is a symbolic link (to {os.readlink(path)}): "
+                                  "copy the real files into the dataset in its place")
+        if path.is_file() and relative not in NOT_CONTENT:
             paths.append(relative)
     return paths
 

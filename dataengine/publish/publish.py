@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -13,14 +14,12 @@ from so101_dataengine.base.locks import exclusive_lock
 from so101_dataengine.base.preflight import check_repo_id
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.formats.v3_dataset import is_v3_dataset, read_info
-from so101_dataengine.publish.card import render_card
 from so101_dataengine.publish.hub import publish_to_hub
 from so101_dataengine.publish.lerobot_cache import refresh_lerobot_cache
 from so101_dataengine.publish.manifest import content_id, hash_files
 from so101_dataengine.publish.registry import LocalRegistry
-from so101_dataengine.publish.staging import stage_version
-from so101_dataengine.publish.verify import verify_dataset
-from so101_dataengine.publish.version import TARGETS, PublishConfig, PublishResult, new_manifest
+from so101_dataengine.publish.staging import build_version
+from so101_dataengine.publish.version import TARGETS, PublishConfig, PublishResult
 
 
 def publish(config: PublishConfig, say: Callable[[str], None] = print) -> PublishResult:
@@ -57,12 +56,13 @@ def _publish_local(config: PublishConfig, registry: LocalRegistry, source: Path,
         before = registry.resolve(repo_id, same.parent).total_episodes if same.parent else 0
         return PublishResult(repo_id, same.tag, False, "local", str(registry.version_path(repo_id, same.tag)), same,
                              previous_episodes=before)
-    say("verifying (shards, stats, features, every video frame, lerobot's loader) ...")
     previous_info = read_info(registry.version_path(repo_id, parent.tag)) if parent else None
-    verify_dataset(source, repo_id, previous_info)
-    manifest = new_manifest(config, source, files, parent)
     staging = registry.new_staging_dir(repo_id)
-    stage_version(source, files, registry.repo_dir(repo_id) / "objects", staging, manifest.to_json(),
-                  render_card(source, manifest, registry.root), say)
+    try:
+        manifest = build_version(config, source, files, parent, previous_info, registry.repo_dir(repo_id) / "objects",
+                                 staging, registry.root, say)
+    except DataEngineError:
+        shutil.rmtree(staging, ignore_errors=True)  # a refused dataset leaves no staged copy in the registry
+        raise
     path = registry.commit(repo_id, staging, manifest.tag)
     return PublishResult(repo_id, manifest.tag, True, "local", str(path), manifest, previous_episodes)

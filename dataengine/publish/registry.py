@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.base.files import write_atomic
+from so101_dataengine.base.files import reading, write_atomic
 from so101_dataengine.base.preflight import check_repo_id
 from so101_dataengine.publish.manifest import VersionManifest
 from so101_dataengine.publish.tags import CODEBASE_TAG, is_dataset_tag, tag_sequence
@@ -43,8 +43,18 @@ class LocalRegistry:
         return [VersionManifest.read(directory / t) for t in sorted(tags, key=tag_sequence)]
 
     def refs(self, repo_id: str) -> dict[str, str]:
+        """Each ref's name and the tag it names (hidden files are an interrupted write's leftovers, not refs). A ref
+        that cannot be read is one error line: ``publish`` rewrites ``refs/v3.0`` once the damaged one is gone."""
         directory = self.repo_dir(repo_id) / "refs"
-        return {p.name: p.read_text().strip() for p in directory.iterdir()} if directory.is_dir() else {}
+        fix = f"remove it, then run 'dataengine publish' to {repo_id} again (it rewrites {CODEBASE_TAG})"
+        if directory.exists() and not directory.is_dir():
+            raise DataEngineError(f"{directory} is damaged (not a directory): {fix}")
+        refs = {}
+        for path in sorted(directory.iterdir()) if directory.is_dir() else ():
+            if not path.name.startswith("."):
+                with reading(path, fix, "not a tag name"):
+                    refs[path.name] = path.read_text().strip()
+        return refs
 
     def resolve(self, repo_id: str, ref: str) -> VersionManifest:
         """A dataset tag, the codebase tag (``v3.0``: the newest), or a sequence number (``3``)."""

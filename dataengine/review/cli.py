@@ -85,12 +85,14 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
 
 def _run_whiskers(args: argparse.Namespace) -> None:
     from so101_dataengine.base.errors import DataEngineError
+    from so101_dataengine.base.preflight import check_seed
     from so101_dataengine.base.workspace import Workspace
     from so101_dataengine.review.whiskers import WhiskersRequest, check_options, make_whiskers
     from so101_dataengine.rollouts.config import RolloutConfig
     from so101_dataengine.rollouts.run import _image_size, resolve_policy
     from so101_dataengine.scenes.pick_place import PickPlaceConfig
 
+    check_seed("--seed", args.seed)
     workspace = Workspace.from_option(args.workspace)
     out = args.out or workspace.root / "whiskers" / f"seed{args.seed}.png"
     if args.out is None:

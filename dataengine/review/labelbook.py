@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 from so101_dataengine.base.errors import DataEngineError
-from so101_dataengine.classifier.labels import HUMAN, Label, append_labels, labels_lock, read_labels, remove_label
+from so101_dataengine.classifier.labels import (
+    HUMAN,
+    Label,
+    append_labels,
+    check_labels_path,
+    labels_lock,
+    read_labels,
+    remove_label,
+)
 
 
 class LabelBook:
@@ -31,8 +39,7 @@ class LabelBook:
 
     def check_writable(self) -> None:
         """Fail before serving if the file is malformed or its directory cannot take it (one error line)."""
-        if self.path.is_dir():
-            raise DataEngineError(f"--labels {self.path} is a directory: pass a file path such as {self.path}/labels.jsonl")
+        check_labels_path(self.path)
         if not self.path.parent.is_dir():
             raise DataEngineError(f"--labels {self.path}: its directory {self.path.parent} does not exist: create it")
         self.current()

@@ -21,6 +21,7 @@ import getpass
 import io
 import logging
 import shlex
+import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -31,6 +32,7 @@ from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.listen import listen_errors
 from so101_dataengine.classifier.labels import Label, LabelConflict
 from so101_dataengine.curation.report import (
     frame_strip,  # imports matplotlib (seconds): at start, not on the first thumbnail
@@ -247,17 +249,39 @@ def _strip(root: str, episode: int) -> bytes:
     return buffer.getvalue()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``, or one error line saying what to pass instead.
+
+    Bound here, not by werkzeug's ``make_server``: on a busy port or a bad host that one prints its own lines and
+    calls ``sys.exit(1)`` (no ``error:`` line), a port above 65535 wraps silently onto another one, and a host
+    ``unix://PATH`` makes it delete the file at PATH to put a socket there."""
+    from werkzeug.serving import LISTEN_QUEUE, select_address_family
+
+    with listen_errors(host, port):
+        if host.startswith("unix://"):
+            raise DataEngineError(f"--host {host!r} is a socket file, not a host: pass e.g. --host 127.0.0.1")
+        family = select_address_family(host, port)  # werkzeug's choice: IPv6 for an address with ':'
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)[0][4]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug: a restart reuses the port
+            listener.bind(address)
+            listener.listen(LISTEN_QUEUE)
+        except OSError:
+            listener.close()
+            raise
+    return listener
+
+
 def bind(app: Flask, host: str, port: int):
     """A threaded server for ``app`` listening on ``host:port`` (a clip loading never blocks a label; port 0 picks
     a free one); on a loopback address it answers only requests that name it in their Host header."""
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request drowns what matters
-    try:
-        server = make_server(host, port, app, threaded=True)
-    except OSError as error:
-        raise DataEngineError(f"cannot listen on {host}:{port} ({error.strerror}): pass another --port") from None
-    bound = server.server_port
+    with listening_socket(host, port) as listener:  # werkzeug serves a duplicate of it
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
+    bound = server.port
     if host in LOOPBACK:
         app.config["allowed_hosts"] = {f"127.0.0.1:{bound}", f"localhost:{bound}", f"[::1]:{bound}"}
     return server
@@ -265,7 +289,7 @@ def bind(app: Flask, host: str, port: int):
 
 def url_of(server) -> str:
     host = server.host if ":" not in server.host else f"[{server.host}]"
-    return f"http://{host}:{server.server_port}/"
+    return f"http://{host}:{server.port}/"
 
 
 def serve(app: Flask, host: str, port: int, on_ready=print) -> None:

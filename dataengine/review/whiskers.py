@@ -305,6 +305,8 @@ def check_options(every: int, horizon: int | None, size: int, out: Path | None =
         raise DataEngineError(f"--out {out}: whiskers are written as a still image or a video: end it in .png or .mp4")
     if out is not None and not Path(out).resolve().parent.is_dir():
         raise DataEngineError(f"--out {out}: its directory {Path(out).resolve().parent} does not exist: create it")
+    if out is not None and (Path(out).exists() or Path(out).is_symlink()):  # a user's file is never replaced
+        raise DataEngineError(f"--out {out} already exists: choose a new --out or remove it")
     if every < 1:
         raise DataEngineError(f"--every {every}: predict every step (--every 1) or less often (5, 10 ...)")
     if horizon is not None and horizon < 1:

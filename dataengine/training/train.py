@@ -30,6 +30,8 @@ from rich.console import Console
 
 from so101_dataengine.base.configs import default_of, to_jsonable
 from so101_dataengine.base.errors import DataEngineError
+from so101_dataengine.base.files import read_json_object
+from so101_dataengine.base.preflight import check_at_least, check_device, check_positive, check_positive_finite
 from so101_dataengine.base.workspace import Workspace
 from so101_dataengine.demos import DemosConfig
 from so101_dataengine.formats.v3_dataset import (
@@ -325,26 +327,68 @@ def with_epochs(config: TrainConfig, root: Path) -> TrainConfig:
     """``config`` with ``--epochs`` turned into steps for the dataset at ``root`` (unchanged without epochs)."""
     if config.epochs is None:
         return config
-    if not (config.epochs > 0 and math.isfinite(config.epochs)):
-        raise DataEngineError(f"--epochs must be above 0 and finite, got {config.epochs}")
     batch_size = config.batch_size or recipe_of(config.policy).batch_size
     frames = read_info(root)["total_frames"]
     return replace(config, steps=steps_for_epochs(config.epochs, frames, batch_size, config.steps))
 
 
-def train(config: TrainConfig, workspace: Workspace) -> Path:
-    """Run lerobot-train; returns the final checkpoint's ``pretrained_model`` directory."""
-    dataset = resolve_dataset(config.dataset)
-    config = resolved(with_epochs(config, dataset.root))
-    if config.steps < 1:
-        raise DataEngineError(f"--steps must be at least 1, got {config.steps}")
+def check_options(config: TrainConfig) -> None:
+    """Every number and name the user gave, before the dataset is read or lerobot-train starts: lerobot-train
+    refuses them only after loading the dataset and the policy, with a traceback (``--save-freq 0`` even after its
+    first training step), and a NaN learning rate would otherwise reach the optimizer."""
+    if config.steps is not None:
+        check_positive("--steps", config.steps)
+    if config.epochs is not None and not (config.epochs > 0 and math.isfinite(config.epochs)):
+        raise DataEngineError(f"--epochs must be above 0 and finite, got {config.epochs}")
+    if config.batch_size is not None:
+        check_positive("--batch-size", config.batch_size)
+    if config.learning_rate is not None:
+        check_positive_finite("--lr", config.learning_rate)
+    if config.num_workers is not None:
+        check_at_least("--num-workers", config.num_workers, 0, "0 loads batches in the training process")
+    check_positive("--save-freq", config.save_freq)
+    check_device("--device", config.device)
     if config.mixed_precision not in MIXED_PRECISION:
         raise DataEngineError(f"unknown mixed precision {config.mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
-    out = Path(config.out or workspace.new_train_dir(config.policy)).resolve()
-    if config.resume and not (out / "checkpoints" / "last").exists():
+
+
+RESUME_FILES = ("pretrained_model/train_config.json", "pretrained_model/config.json",
+                "pretrained_model/model.safetensors", "pretrained_model/policy_preprocessor.json",
+                "pretrained_model/policy_postprocessor.json", "training_state/training_step.json",
+                "training_state/rng_state.safetensors", "training_state/optimizer_state.safetensors",
+                "training_state/optimizer_param_groups.json")
+"""What lerobot-train reads of ``checkpoints/last`` to resume a run of a type trained here (each has one optimizer;
+a scheduler's state is read only by types with one, so it is not required). A save cut short leaves some out, and lerobot then dies with a traceback long after starting
+(a missing ``train_config.json`` even as a Hub repo id that fails validation)."""
+
+
+def check_resumable(out: Path) -> None:
+    """``out`` holds a complete last checkpoint whose training config parses: one error line naming what is
+    missing, with the two ways on (an earlier complete checkpoint, or a new run)."""
+    last = out / "checkpoints" / "last"
+    if not last.exists():
         raise DataEngineError(f"nothing to resume in {out}: no checkpoints/last; drop --resume to start a new run")
-    if not config.resume and out.exists():
+    fix = (f"point {last} at an earlier complete checkpoint (ln -sfn STEP {last}), or drop --resume and train "
+           "into a new --out")
+    missing = [name for name in RESUME_FILES if not (last / name).is_file()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataEngineError(f"cannot resume {out}: {last} lacks {', '.join(missing[:3])}{more} (a save cut short?): "
+                              f"{fix}")
+    for name in ("pretrained_model/train_config.json", "pretrained_model/config.json"):
+        read_json_object(last / name, fix)
+
+
+def train(config: TrainConfig, workspace: Workspace) -> Path:
+    """Run lerobot-train; returns the final checkpoint's ``pretrained_model`` directory."""
+    check_options(config)
+    out = Path(config.out or workspace.new_train_dir(config.policy)).resolve()
+    if config.resume:
+        check_resumable(out)
+    elif out.exists():
         raise DataEngineError(f"{out} already exists: pass --resume to continue that run, or a new --out")
+    dataset = resolve_dataset(config.dataset)
+    config = resolved(with_epochs(config, dataset.root))
     out.parent.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     if note := fewer_demos_than_the_recipe(dataset.root, config.policy):

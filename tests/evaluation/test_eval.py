@@ -77,7 +77,7 @@ def test_eval_of_a_training_run_sweeps_every_checkpoint(tmp_path, demo_dataset):
 @pytest.mark.parametrize("args,message", [
     (("--policy", "scripted", "--n", "0"), "--n must be"),
     (("--policy", "scripted", "--policy", "scripted"), "given twice"),
-    (("--policy", "scripted", "--seed", "-5"), "--seed must be >= 0"),
+    (("--policy", "scripted", "--seed", "-5"), "--seed must be at least 0"),
     (("--run", "{tmp}"), "holds no saved checkpoint"),
     (("--policy", "{tmp}"), "is not"),
 ])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
+from cli_errors import one_error_line
 
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.preflight import check_name, check_repo_id
@@ -47,14 +48,6 @@ def event(root: Path | None = None) -> VersionEvent:
 
 def toml_string(text: str) -> str:
     return json.dumps(text)  # a JSON string is a TOML basic string
-
-
-def one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return lines[0]
 
 
 FAKE_SLURM = '''#!{python}
