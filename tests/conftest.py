@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded: tests use only what the project makes
+os.environ["HF_LEROBOT_HOME"] = tempfile.mkdtemp(prefix="dataengine-tests-lerobot-home-")
+"""Publishing refreshes lerobot's cache link of the repo id it publishes (``~/.cache/huggingface/lerobot/OWNER/
+NAME``): a test that publishes without the ``lerobot_home`` fixture, or a command run as a subprocess, must not
+re-point the links of the machine's user. Set before lerobot is first imported, which reads it once."""
 
 import pytest
 
