@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 from pathlib import Path
 
 DEFAULT_PORT = 8765
@@ -68,7 +69,7 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True, help="scene seed of the episode")
     p.add_argument("--out", type=Path, default=None,
                    help="FILE.png (the episode's end, every whisker) or FILE.mp4 (every step) "
-                        "(default <workspace>/whiskers/seed<SEED>.png)")
+                        "(default <workspace>/whiskers/seed<SEED>.png, or seed<SEED>-2.png... when that exists)")
     p.add_argument("--every", type=int, default=5, help="steps between predictions (%(default)s)")
     p.add_argument("--horizon", type=int, default=None,
                    help="steps of each prediction drawn (default: the whole chunk; the scripted expert: 30)")
@@ -83,6 +84,14 @@ def _add_whiskers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_whiskers)
 
 
+def _next_free(directory: Path, stem: str) -> Path:
+    """The default picture of a seed: ``STEM.png``, or ``STEM-2.png``, ``STEM-3.png``... when earlier runs made
+    those (an existing file is never replaced; a name the user gives with --out must be new)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    candidates = (directory / (f"{stem}.png" if k == 1 else f"{stem}-{k}.png") for k in itertools.count(1))
+    return next(path for path in candidates if not (path.exists() or path.is_symlink()))
+
+
 def _run_whiskers(args: argparse.Namespace) -> None:
     from so101_dataengine.base.errors import DataEngineError
     from so101_dataengine.base.preflight import check_seed
@@ -94,9 +103,7 @@ def _run_whiskers(args: argparse.Namespace) -> None:
 
     check_seed("--seed", args.seed)
     workspace = Workspace.from_option(args.workspace)
-    out = args.out or workspace.root / "whiskers" / f"seed{args.seed}.png"
-    if args.out is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out or _next_free(workspace.root / "whiskers", f"seed{args.seed}")
     check_options(args.every, args.horizon, args.size, out)
     if args.max_steps is not None and args.max_steps < 1:
         raise DataEngineError(f"--max-steps {args.max_steps}: run at least one step")

@@ -61,6 +61,16 @@ def test_whiskers_never_replace_an_existing_file(tmp_path, capfd):
     assert "already exists" in line
 
 
+def test_whiskers_default_pictures_of_one_seed_never_replace_each_other(tmp_path, capfd):
+    """Without --out a seed's picture goes to the workspace; drawing the same seed again (after retraining, say)
+    adds ``seed0-2.png`` beside the first instead of replacing it or refusing."""
+    for _ in range(2):
+        assert main(["--workspace", str(tmp_path), *WHISKERS, "--seed", "0"]) == 0
+    first, second = tmp_path / "whiskers" / "seed0.png", tmp_path / "whiskers" / "seed0-2.png"
+    assert first.stat().st_size > 0 and second.stat().st_size > 0
+    assert f"{second}:" in capfd.readouterr().out
+
+
 def test_whiskers_refuse_a_negative_seed(tmp_path, capfd):
     out = tmp_path / "w.png"
     assert_one_error_line([*WHISKERS, "--seed", "-1", "--out", str(out)], capfd, "--seed", [tmp_path])
