@@ -396,11 +396,12 @@ def pooled_groups(scale: Scale, results: dict) -> dict[str, dict]:
     over all their episodes with the replicates' own rates (their spread is the training variance) and, against
     the pooled (i) of the same policy type, the scene-by-scene difference (``replicated_paired_difference``)."""
     from so101_dataengine.evaluation.stats import replicated_paired_difference
+    from so101_dataengine.scenes.outcome import Outcome
 
     runs: dict[str, list[list[bool]]] = {}
     for student in scale.students:
         if (got := results.get(student.name)) is not None:
-            runs.setdefault(student.group, []).append([outcome == "SUCCESS" for outcome in got.per_episode])
+            runs.setdefault(student.group, []).append([outcome == Outcome.SUCCESS.value for outcome in got.per_episode])
     groups = {}
     for student in scale.students:
         if student.group in groups or student.group not in runs:

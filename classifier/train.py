@@ -25,8 +25,7 @@ from rich.console import Console
 from so101_dataengine.base.configs import to_jsonable
 from so101_dataengine.base.errors import DataEngineError
 from so101_dataengine.base.preflight import (
-    MAX_IMAGE_SIZE,
-    check_at_most,
+    check_image_size,
     check_new_output_dir,
     check_positive,
     check_positive_finite,
@@ -258,10 +257,9 @@ def check_options(config: ClassifierTrainConfig) -> None:
     if not config.runs and not config.demos:
         raise DataEngineError("nothing to train on: pass --runs RUN ... and/or --demos DATASET ...")
     for name, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size),
-                        ("--end-frames", config.frames.end_frames), ("--image-size", config.model.image_size),
-                        ("--patience", config.patience)):
+                        ("--end-frames", config.frames.end_frames), ("--patience", config.patience)):
         check_positive(name, value)
-    check_at_most("--image-size", config.model.image_size, MAX_IMAGE_SIZE, "pixels of the network's square input")
+    check_image_size("--image-size", config.model.image_size, minimum=1)  # frames are resized to it, any size fits
     check_positive_finite("--lr", config.learning_rate)
     if not (math.isfinite(config.min_improvement) and config.min_improvement >= 0):
         raise DataEngineError(f"--min-improvement must be a finite validation-loss gain >= 0 (e.g. 0.001), "
