@@ -10,9 +10,10 @@
 #   train       the ACT recipe (`dataengine train` defaults: batch 128, lr 1e-4, bf16, 8,000 steps, frame cache),
 #               stopped after $TRAIN_S s (default 900) if the lease is short: a checkpoint every $SAVE_FREQ steps
 #               (2,000), and with ACT's constant learning rate the one a stopped run saved is that of a shorter run
-#   eval        200 held-out episodes of its last saved checkpoint (act_recipe_gpu.sh eval)
 #   throughput  end-to-end env-steps/s at 16 workers x 256 envs and the naive loop (benchmarks/gpu_throughput.py),
-#               with that checkpoint (the recipe's ACT: 224 px, two cameras, chunk 100)
+#               with its last saved checkpoint (the recipe's ACT: 224 px, two cameras, chunk 100; the weights do
+#               not change the cost of a step), before the evaluation so that a short lease still brings it back
+#   eval        200 held-out episodes of that checkpoint (act_recipe_gpu.sh eval)
 set -uo pipefail
 W=${W:-/tmp/act_recipe}
 L=${L:-/tmp/lease17}
@@ -34,11 +35,11 @@ case "${1:-}" in
       python3 -m so101_dataengine.cli --workspace "$W/ws" train --dataset "$W/demos" --save-freq "${SAVE_FREQ:-2000}" \
       --out "$W/runs/act" -- --log_freq=250 > "$L/train.log" 2>&1
     ls "$W/runs/act/checkpoints" > "$L/checkpoints.txt"
-    stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval last "$W/runs/act/checkpoints/last/pretrained_model" \
-      > "$L/eval.log" 2>&1
     stage throughput
     python3 benchmarks/gpu_throughput.py --policy "$W/runs/act/checkpoints/last/pretrained_model" --configs 16x256x1 \
       --max-steps 200 --naive-steps 300 --out "$L/throughput.json" > "$L/throughput.log" 2>&1
+    stage eval; OUT="$L" bash "$B/act_recipe_gpu.sh" eval last "$W/runs/act/checkpoints/last/pretrained_model" \
+      > "$L/eval.log" 2>&1
     stage done; kill "$sampler" ;;
   poll)
     t0=$(date +%s); pid=$(cat "$L/pid" 2>/dev/null)

@@ -142,17 +142,25 @@ class _Recorded:
     attempts: int = 0
 
 
-def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
-    """Split n over the workers; shard j's seeds start at seed + j * n * max_attempts, so no two shards share one."""
+def shard_plan(config: DemosConfig) -> list[tuple[int, int]]:
+    """(first scene seed, episodes) of each shard, in the order the dataset lays them out.
+
+    n is split over the workers; shard j's seeds start at seed + j * n * max_attempts, so no two shards share one.
+    Public because an analysis of a demos dataset made without its ``meta/dataengine.json`` (benchmarks/
+    payoff_scenes.py) can rebuild its scenes from this when every attempt succeeded (attempts == episodes).
+    """
     workers = min(config.workers, config.n)
-    sizes = [config.n // workers + (j < config.n % workers) for j in range(workers)]
     stride = config.n * config.max_attempts_per_episode
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    return [(config.seed + j * stride, config.n // workers + (j < config.n % workers)) for j in range(workers)]
+
+
+def _shards(staging: Path, config: DemosConfig) -> list[_Shard]:
+    plan = shard_plan(config)
+    threads = max(1, (os.cpu_count() or 1) // len(plan))
     return [
-        _Shard(str(staging / f"shard-{j:03d}"),
-               dataclasses.replace(config, n=size, seed=config.seed + j * stride, workers=1),
+        _Shard(str(staging / f"shard-{j:03d}"), dataclasses.replace(config, n=size, seed=first, workers=1),
                str(staging / f"shard-{j:03d}.progress"), threads)
-        for j, size in enumerate(sizes)
+        for j, (first, size) in enumerate(plan)
     ]
 
 

@@ -12,6 +12,7 @@ import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from pixel_stats import assert_stats_exact
 
+from so101_dataengine.demos import DemosConfig, shard_plan
 from so101_dataengine.cli import main
 from so101_dataengine.lerobot_compat.video import video_backend
 
@@ -139,5 +140,8 @@ def test_sharded_demos_on_dask_merge_into_one_exact_dataset(tmp_path):
     assert dataset.num_episodes == 3
     seeds = [e["seed"] for e in json.loads((out / "meta" / "dataengine.json").read_text())["episodes"]]
     assert len(set(seeds)) == 3
+    # The expert succeeds on each of these scenes, so the dataset's scenes are exactly the planned ones, in shard order.
+    config = DemosConfig(out=str(out), n=3, workers=2)
+    assert seeds == [first + k for first, size in shard_plan(config) for k in range(size)] == [0, 1, 9]
     assert_stats_exact(dataset, dataset.meta.stats, CAMERAS)
     assert len(dataset) == sum(dataset.meta.episodes[i]["length"] for i in range(3))
