@@ -38,9 +38,11 @@ BOOTSTRAP = 2000
 GROUPS = {
     "teachers": lambda name: name == "act-i",
     "ACT students": lambda name: name.startswith("act-") and name != "act-i",
-    "Diffusion students": lambda name: name.startswith("diffusion-"),
+    "Diffusion (i)": lambda name: name == "diffusion-i",
+    "Diffusion (ii)": lambda name: name.startswith("diffusion-") and name != "diffusion-i",
 }
-"""Policies pooled in the report, by their payoff name (``act-i`` is the teacher of every lease)."""
+"""Policies pooled in the report, by their payoff name: ``act-i``, trained on the base demos, is every lease's teacher;
+the ACT students are trained on base + teacher rollouts (any filter, recipe or round); Diffusion (i) on the base."""
 
 
 @dataclass(frozen=True)
