@@ -12,8 +12,8 @@ import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from pixel_stats import assert_stats_exact
 
-from so101_dataengine.demos import DemosConfig, shard_plan
 from so101_dataengine.cli import main
+from so101_dataengine.demos import DemosConfig, shard_plan
 from so101_dataengine.lerobot_compat.video import video_backend
 
 CAMERAS = ["observation.images.overhead", "observation.images.wrist"]
