@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from conftest import TINY_ACT
 
 from so101_dataengine.base.seeds import EVAL_SEED
 from so101_dataengine.cli import main
+from so101_dataengine.evaluation.evaluate import PolicyResult
+from so101_dataengine.evaluation.report import scene_outcomes
 from so101_dataengine.evaluation.stats import mcnemar_exact_p
 from so101_dataengine.formats.store import EpisodeStore
+from so101_dataengine.scenes.randomization import SceneRandomization, sample_scene
 
 FAILING = "scripted-faulty:none=0,miss_grasp=1,drop=1"
 """The expert failing on purpose, two ways: every episode is a failure the taxonomy must name."""
@@ -46,6 +50,12 @@ def test_eval_pairs_policies_on_held_out_scenes_and_resumes_a_run_with_holes(tmp
     for outcome in set(failing["per_episode"]):
         assert f"<h3>{outcome}</h3>" in page, "every failure type gets its frame strips"
     assert (out / "success.png").stat().st_size > 0
+    # the scene map: each episode's cube start is its scene's, with the episode's outcome
+    for policy in (expert, failing):
+        drawn = scene_outcomes(PolicyResult(**{**policy, "ci95": tuple(policy["ci95"])}))
+        scenes = [sample_scene(np.random.default_rng(EVAL_SEED + k), SceneRandomization()) for k in range(4)]
+        assert drawn == [(*scene.cube_xy, outcome) for scene, outcome in zip(scenes, policy["per_episode"])]
+    assert (out / "scenes.png").read_bytes()[:4] == b"\x89PNG" and "Where each policy succeeds and fails" in page
 
     # resume: punch a hole into one run; only that episode is simulated again, and it comes back the same
     run = EpisodeStore.open(out / "runs" / failing["name"])
