@@ -68,12 +68,15 @@ def test_a_version_grown_by_exactly_min_new_episodes_fires(tmp_path, grown, fire
 
 
 def test_three_stage_pipeline_stops_at_the_first_failing_stage(tmp_path):
+    # checkpoint_gb = 0: the HLRP template's disk preflight (2 x 5 GB) is not what this tests, and must not depend on
+    # the machine's free disk (a CI machine with 3 GB left after its installs failed it).
     config = write_config(tmp_path, f"""
 [[hooks]]
 name = "hlrp"
 template = "hlrp"
 repo_id = "{REPO}"
 out_dir = "{tmp_path}/{{hook}}"
+checkpoint_gb = 0
 stages = [["{{python}}", "-c", "open('{tmp_path}/stage1', 'w')"], ["{{python}}", "-c", "raise SystemExit(3)"],
           ["{{python}}", "-c", "open('{tmp_path}/stage3', 'w')"]]
 """)
