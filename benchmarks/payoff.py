@@ -59,11 +59,16 @@ class Student:
     seed: int | None = None
     """lerobot-train's ``--seed`` (weights, dropout, sample order); None: lerobot's default. Replicate trainings of
     one arm differ only here; the report pools them (``group``)."""
+    augment: bool = False
+    """lerobot's training image transforms (``--dataset.image_transforms.enable=true``: colour jitter, sharpness and a
+    small random affine shift, up to three per frame). Session 13 found the ACT students solving only scenes near
+    their demos while the one Diffusion student, trained with random crops, reached farther: does ACT too, augmented?"""
 
     @property
     def group(self) -> str:
         """The arm and recipe, whatever the seed: replicates of one group are pooled in the report."""
-        return f"{self.policy}-{self.arm}" + ("" if self.recipe == "passes" else f"-{self.recipe}")
+        return (f"{self.policy}-{self.arm}" + ("" if self.recipe == "passes" else f"-{self.recipe}")
+                + ("-aug" if self.augment else ""))
 
     @property
     def name(self) -> str:
@@ -127,7 +132,8 @@ SCALES = {
     "mini": Scale(base=2, rollout_runs=(2, 2), round2_runs=(2,), labelled=4, image_size=64, steps=4, max_steps=8,
                   batch_size=4, students=(TEACHER, Student("act", "ii"), Student("act", "iv"), Student("act", "c1"),
                                           Student("act", "iii", "steps"), Student("act", "ii2"), Student("act", "v"),
-                                          Student("act", "ii", seed=1), Student("diffusion", "i"),
+                                          Student("act", "ii", seed=1), Student("act", "ii", augment=True),
+                                          Student("diffusion", "i"),
                                           Student("diffusion", "ii")),
                   diffusion_batch_size=4, eval_n=2, classifier_epochs=1, act_args=TINY_ACT,
                   diffusion_args=TINY_DIFFUSION, trainings_at_once=2, sims_at_once=1, loader_workers=0,
@@ -148,12 +154,14 @@ passes and not helped beyond ~12, and 3,000 steps give the expected ~120-episode
 SCALES["gpu-replicates"] = dataclasses.replace(
     SCALES["gpu"], rollout_runs=(500, 500), max_steps=3000,
     students=(TEACHER, Student("act", "ii"), Student("act", "v"), Student("act", "i", seed=1),
-              Student("act", "ii", seed=1), Student("act", "i", seed=2), Student("act", "ii", seed=2)))
+              Student("act", "ii", seed=1), Student("act", "i", seed=2), Student("act", "ii", seed=2),
+              Student("act", "ii", augment=True)))
 """Lease 5's question, in one lease: is the +1..+9-point gain of (ii) over (i) real, and is it the recipe or the
 teacher's data that keeps students at 25-30 %? Three trainings each of (i) and (ii) (seeds: lerobot's default, 1,
 2; leases 1-4 saw the same recipe move 10 points between trainings), pooled scene by scene; and (v), as many expert
-demos as (ii) has episodes, at the same recipe. 1,000 teacher rollouts and 3,000-step students (lease 4's sizes)
-keep the critical path (teacher -> rollouts -> curation -> three (ii) and (v) side by side) near 1,100 s."""
+demos as (ii) has episodes, at the same recipe; and (ii) with image augmentation (``Student.augment``), after
+Session 13's scene-by-scene reading. 1,000 teacher rollouts and 3,000-step students (lease 4's sizes) keep the
+critical path (teacher -> rollouts -> curation -> four (ii) and (v) side by side) near 1,150 s."""
 LABELLED_SEED = ROLLOUT_SEED + 500_000
 """The classifier's labelled teacher episodes: rollout seeds, apart from the curated rollouts' (ROLLOUT_SEED on)."""
 EXPERT_SEED = DEMO_SEED + 100_000
@@ -252,9 +260,11 @@ def plan(work: Path, scale: Scale) -> list[Job]:
                 passes = scale.steps * scale.batch_size / _frames(work / "data" / "i")
                 budget = ["--epochs", repr(passes), "--steps", scale.max_steps]
             seed = [] if student.seed is None else [f"--seed={student.seed}"]
+            augment = ["--dataset.image_transforms.enable=true"] if student.augment else []
             return _cli(work, "train", "--policy", student.policy, "--dataset", work / "data" / student.arm, *budget,
                         "--batch-size", batch, "--save-freq", scale.max_steps, "--num-workers", loaders,
-                        *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra, *seed)
+                        *([] if cached else ["--no-frame-cache"]), "--out", run, *device, "--", *extra, *seed,
+                        *augment)
 
         return Job(f"train-{student.name}", argv, [needs], "train", fresh=run)
 
@@ -372,7 +382,7 @@ def collect(work: Path, scale: Scale) -> dict:
         if got is None:
             continue
         config = json.loads((work / "train" / student.name / "dataengine_train.json").read_text())["config"]
-        row = {"policy": student.policy, "arm": student.arm, "recipe": student.recipe,
+        row = {"policy": student.policy, "arm": student.arm, "recipe": student.recipe, "augment": student.augment,
                "episodes_trained_on": episodes(student.arm), "steps": config["steps"],
                "passes": config["steps"] * config["batch_size"] / _frames(work / "data" / student.arm),
                "success_rate": got.success_rate, "ci95": list(got.ci95), "outcomes": got.outcomes,
@@ -428,7 +438,8 @@ def curve_figure(result: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     rows = result["students"].values()
     for policy, recipe in sorted({(r["policy"], r["recipe"]) for r in rows}):
-        group = [r for r in rows if r["policy"] == policy and (r["recipe"] == recipe or r["arm"] == "i")]
+        group = [r for r in rows if r["policy"] == policy and (r["recipe"] == recipe or r["arm"] == "i")
+                 and not r.get("augment")]
         curve = sorted((r for r in group if r["arm"] in ("i", "ii", "ii2") or r["arm"].startswith("c")),
                        key=lambda r: r["episodes_trained_on"])
         for style, members, what in (("-o", curve, "curve"), ("s", [r for r in group if r["arm"] in ("iii", "iv")],

@@ -65,6 +65,9 @@ def test_payoff_experiment_in_miniature(tmp_path):
         train_config = work / "train" / student.name / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
         if student.seed is not None:
             assert json.loads(train_config.read_text())["seed"] == student.seed, "a replicate trains with its own seed"
+        transforms = json.loads(train_config.read_text())["dataset"]["image_transforms"]
+        assert transforms["enable"] == student.augment, "only an augmented student trains on transformed frames"
+        assert row["augment"] == student.augment
         if student.group == payoff.TEACHER.group or student.recipe == "steps":
             assert row["steps"] == scale.steps, "a 'steps' student trains exactly as long as the teacher"
         else:  # as many passes over its data as the teacher made over the base, at most max_steps
@@ -75,6 +78,7 @@ def test_payoff_experiment_in_miniature(tmp_path):
     assert replicated["replicates"] == 2 and replicated["replicate_rates"] == pooled
     assert replicated["success_rate"] == pytest.approx(sum(pooled) / 2) and "vs_i" in replicated
     assert "Replicate trainings pooled" in (work / "payoff.md").read_text()
+    assert "vs_i" in result["groups"]["act-ii-aug"], "the augmented (ii) is its own group, paired against (i)"
     for arm in sizes:
         assert all(seed < EVAL_SEED for seed in _training_seeds(work / "data" / arm)), "no evaluation scene is trained on"
     for name in ("payoff.json", "payoff.md", "payoff.png"):
