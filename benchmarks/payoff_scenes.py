@@ -131,6 +131,7 @@ def analyse(tarballs: list[Path], randomization: SceneRandomization | None = Non
         "cube-bowl distance (m)": np.hypot(*(scenes.cube - scenes.bowl).T),
     }
     teachers = groups["teachers"]
+    nearest = features["nearest demo cube (scaled)"]
     return {
         "scenes": {"first_seed": first, "n": n, "demo_seeds": demo_seeds()},
         "policies": {key: float(s.mean()) for key, s in sorted(outcomes.items())},
@@ -138,8 +139,9 @@ def analyse(tarballs: list[Path], randomization: SceneRandomization | None = Non
         "by_feature": {name: by_tertile(values, groups, rng) for name, values in features.items()},
         "teachers_solving_each_scene": np.bincount(teachers.sum(axis=0), minlength=len(teachers) + 1).tolist(),
         "scenes_solved_by_any_policy": int(np.any(np.concatenate(list(groups.values())), axis=0).sum()),
-        "_plot": {"cube": scenes.cube.tolist(), "demo_cube": demos.cube.tolist(),
-                  "teacher_rate": teachers.mean(axis=0).tolist()},
+        "demo_cubes": demos.cube.tolist(),
+        "per_scene": [{"seed": first + k, "cube": scenes.cube[k].tolist(), "nearest_demo": float(nearest[k]),
+                       "teachers_share": float(teachers[:, k].mean())} for k in range(n)],
     }
 
 
@@ -151,10 +153,10 @@ def figure(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plot = result["_plot"]
-    cube, demo = np.array(plot["cube"]), np.array(plot["demo_cube"])
+    cube = np.array([scene["cube"] for scene in result["per_scene"]])
+    demo = np.array(result["demo_cubes"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
-    dots = left.scatter(cube[:, 1], cube[:, 0], c=plot["teacher_rate"], cmap="viridis", vmin=0, vmax=1, s=28)
+    dots = left.scatter(cube[:, 1], cube[:, 0], c=[scene["teachers_share"] for scene in result["per_scene"]], cmap="viridis", vmin=0, vmax=1, s=28)
     left.scatter(demo[:, 1], demo[:, 0], marker="x", c="red", s=40, label="the 40 base demos' cubes")
     left.set(xlabel="cube y (m, left +)", ylabel="cube x (m, forward)", title="200 held-out scenes: teachers' success")
     left.invert_xaxis()
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {error}\n")
     if args.figure:
         figure(result, args.figure)
-    emit({k: v for k, v in result.items() if k != "_plot"}, args.out)
+    emit(result, args.out)
     return 0
 
 

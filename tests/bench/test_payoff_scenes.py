@@ -51,6 +51,9 @@ def test_rates_pool_each_group_over_leases_and_split_by_demo_distance(tmp_path):
     thirds = result["by_feature"]["nearest demo cube (scaled)"]["groups"]["teachers"]
     assert [cell["rate"] for cell in thirds] == [1.0, 0.0, 0.0]
     assert result["teachers_solving_each_scene"] == [N - near.sum(), 0, near.sum()]
+    assert [row["seed"] for row in result["per_scene"]] == list(range(EVAL_SEED, EVAL_SEED + N))
+    assert [row["teachers_share"] for row in result["per_scene"]] == near.astype(float).tolist()
+    assert [row["nearest_demo"] for row in result["per_scene"]] == pytest.approx(distance.tolist())
     figure = tmp_path / "scenes.png"
     payoff_scenes.figure(result, figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
