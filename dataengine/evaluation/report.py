@@ -56,9 +56,10 @@ def _success_figure(result, path: Path) -> None:
     plt.close(figure)
 
 
-def scene_outcomes(policy) -> list[tuple[float, float, str]]:
-    """Each episode's cube start (x forward, y left of the robot's base, m) and outcome, from its run's records."""
-    store = EpisodeStore.open(Path(policy.run_dir))
+def scene_outcomes(policy, store: EpisodeStore | None = None) -> list[tuple[float, float, str]]:
+    """Each episode's cube start (x forward, y left of the robot's base, m) and outcome, from its run's records
+    (``store``: the policy's run, when the caller has it open already)."""
+    store = store or EpisodeStore.open(Path(policy.run_dir))
     return [(*store.read_meta(k)["scene"]["cube_xy"], outcome) for k, outcome in enumerate(policy.per_episode)]
 
 
@@ -67,15 +68,16 @@ def _scene_figure(result, path: Path) -> None:
     shown = result.policies[-MAP_POLICIES:]
     figure, axes = plt.subplots(1, len(shown), figsize=(0.6 + 3.2 * len(shown), 3.6), squeeze=False, sharey=True)
     for axis, policy in zip(axes[0], shown):
+        store = EpisodeStore.open(Path(policy.run_dir))
         groups: dict[tuple, list[tuple[float, float]]] = {}
-        for x, y, outcome in scene_outcomes(policy):
+        for x, y, outcome in scene_outcomes(policy, store):
             groups.setdefault(_MAP_STYLES.get(outcome, _OTHER_FAILURE), []).append((x, y))
         for (marker, color, label), points in sorted(groups.items(), key=lambda item: item[0][2]):
             xs, ys = zip(*points)
             axis.scatter(ys, xs, marker=marker, c=color, s=18, label=f"{label} ({len(points)})")
         axis.set_title(f"{policy.label[-30:]}: {100 * policy.success_rate:.1f} %", fontsize=8)
         axis.set_xlabel("cube y (m, left +)")
-        box = EpisodeStore.open(Path(policy.run_dir)).manifest["scene"]["randomization"]  # the whole sampled area
+        box = store.manifest["scene"]["randomization"]  # the whole sampled area
         margin = 0.01
         axis.set_xlim(box["cube_y"][1] + margin, box["cube_y"][0] - margin)  # y left: as seen from behind the robot
         axis.set_ylim(box["cube_x"][0] - margin, box["cube_x"][1] + margin)
