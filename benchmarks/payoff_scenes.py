@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.report import emit
 from so101_dataengine.base.seeds import DEMO_SEED
 from so101_dataengine.demos import DemosConfig, shard_plan
+from so101_dataengine.scenes.outcome import Outcome
 from so101_dataengine.scenes.randomization import SceneRandomization, sample_scene
 
 RESULTS = Path(__file__).parent / "results" / "payoff"
@@ -75,21 +76,38 @@ def nearest_demo_distance(scenes: Scenes, demos: Scenes, randomization: SceneRan
     return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min(axis=1)
 
 
+def _eval_records(tarball: Path) -> list[tuple[str, dict]]:
+    """Every ``eval/<policy>/eval.json`` of one logs tarball, as (policy, record); a file that is not such a tarball,
+    or a record without the fields read here, is a ValueError naming it."""
+    records = []
+    try:
+        with tarfile.open(tarball) as archive:
+            for member in archive.getmembers():
+                parts = member.name.split("/")
+                if len(parts) == 3 and parts[0] == "eval" and parts[2] == "eval.json" and member.isfile():
+                    record = json.load(io.TextIOWrapper(archive.extractfile(member)))
+                    (policy,) = record["policies"]
+                    records.append((parts[1], {"seed": int(record["seed"]), "n": int(record["n"]),
+                                               "per_episode": list(policy["per_episode"])}))
+    except (tarfile.TarError, OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        reason = " ".join(str(error).split())  # tarfile's reasons span lines: the error stays one line
+        raise ValueError(f"{tarball} is not a readable payoff logs tarball ({type(error).__name__}: {reason}): pass "
+                         "the *_logs.tgz that benchmarks/payoff_poll.sh brings back") from None
+    if not records:
+        raise ValueError(f"{tarball} holds no eval/<policy>/eval.json: pass a payoff logs tarball of a run whose "
+                         "evaluations finished")
+    return records
+
+
 def read_evaluations(tarballs: list[Path]) -> tuple[dict[str, np.ndarray], int, int]:
     """Per policy (``<lease>:<name>``) a boolean success per scene, and the scenes' first seed and count."""
     outcomes: dict[str, np.ndarray] = {}
     seeds: set[tuple[int, int]] = set()
     for tarball in tarballs:
         lease = tarball.name.removesuffix("_logs.tgz").removeprefix("payoff_h200_")
-        with tarfile.open(tarball) as archive:
-            for member in archive.getmembers():
-                parts = member.name.split("/")
-                if len(parts) != 3 or parts[0] != "eval" or parts[2] != "eval.json":
-                    continue
-                record = json.load(io.TextIOWrapper(archive.extractfile(member)))
-                (policy,) = record["policies"]
-                seeds.add((record["seed"], record["n"]))
-                outcomes[f"{lease}:{parts[1]}"] = np.array([o == "SUCCESS" for o in policy["per_episode"]])
+        for name, record in _eval_records(tarball):
+            seeds.add((record["seed"], record["n"]))
+            outcomes[f"{lease}:{name}"] = np.array([o == Outcome.SUCCESS.value for o in record["per_episode"]])
     if len(seeds) != 1:
         raise ValueError(f"the evaluations ran on different scenes (first seed, n: {sorted(seeds)}), so they cannot "
                          "be paired: pass --logs of experiments evaluated on the same held-out seeds")

@@ -76,3 +76,27 @@ def test_evaluations_of_different_scenes_are_refused(tmp_path, capsys):
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(message) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a tarball", "is not a readable payoff logs tarball"),
+    ({"eval/act-i/eval.json": b'{"broken'}, "is not a readable payoff logs tarball (JSONDecodeError"),
+    ({"eval/act-i/eval.json": b'{"seed": 1, "n": 2}'}, "is not a readable payoff logs tarball (KeyError"),
+    ({"notes.txt": b"no evaluation here"}, "holds no eval/<policy>/eval.json"),
+])
+def test_a_damaged_or_foreign_logs_file_is_one_error_line(tmp_path, capsys, content, message):
+    logs = tmp_path / "my logs $(x).tgz"
+    if isinstance(content, bytes):
+        logs.write_bytes(content)
+    else:
+        with tarfile.open(logs, "w:gz") as archive:
+            for name, data in content.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    before = logs.read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        payoff_scenes.main(["--logs", str(logs)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"error: {logs} ") and message in err and err.count("\n") == 1
+    assert logs.read_bytes() == before
